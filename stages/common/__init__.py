@@ -1,0 +1,1 @@
+"""Shared plumbing for the stage scripts: config, file I/O, errors, MLflow tracking."""

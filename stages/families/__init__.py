@@ -1,0 +1,109 @@
+"""Model families, registered by decorator: adding one = one module with one @register class.
+
+A family knows how to build/fit an estimator from zoo params, save and load it in its native
+format, predict natively, and convert to ONNX (graph standardized to stages.onnx_graph's contract).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+
+from stages.common.errors import ModelLoadError, UnknownEntryError
+
+_REGISTRY: dict[str, type[Family]] = {}
+
+
+@dataclass
+class Prediction:
+    """Native or ONNX output in one shape: regression values, or class labels + probabilities."""
+
+    values: np.ndarray  # regression: float64 (N,); classification: int64 labels (N,)
+    proba: np.ndarray | None = None  # classification: float64 (N, n_classes)
+
+
+class Family:
+    name: ClassVar[str]
+    native_file: ClassVar[str]  # file name inside models/native/<model>/
+    converter: ClassVar[str]  # library that writes the ONNX graph
+    estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises
+    accepts_nan: ClassVar[bool] = True  # native model takes NaN features (missing values)
+
+    def build(self, params: dict, task: str, seed: int) -> Any:
+        raise NotImplementedError(f"family '{self.name}' cannot be trained here; give a model file (path:)")
+
+    def fit(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        return est.fit(X, y)
+
+    def save(self, est: Any, path: Path) -> None:
+        est.save_model(str(path))
+
+    def load(self, path: Path, task: str) -> Any:
+        raise NotImplementedError
+
+    def predict(self, est: Any, X: np.ndarray, task: str) -> Prediction:
+        if task == "regression":
+            return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))
+        proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+        return Prediction(np.asarray(est.predict(X)).reshape(-1).astype(np.int64), proba)
+
+    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+        raise NotImplementedError
+
+    def load_checked(self, path: Path, task: str) -> Any:
+        """load(), turning library errors on a missing or corrupt file into ModelLoadError."""
+        if not path.is_file():
+            raise ModelLoadError(f"{self.name}: model file not found: {path}")
+        try:
+            return self.load(path, task)
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            raise ModelLoadError(f"{self.name}: cannot load {path} (corrupt or not a {self.name} model): "
+                                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+
+
+def register(cls: type[Family]) -> type[Family]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"family '{cls.name}' registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_modules() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def get(name: str) -> Family:
+    _load_modules()
+    if name not in _REGISTRY:
+        raise UnknownEntryError(f"unknown model family '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]()
+
+
+def names() -> list[str]:
+    _load_modules()
+    return sorted(_REGISTRY)
+
+
+def family_of(est: Any) -> Family:
+    """The registered family whose estimator types include this fitted estimator's class."""
+    _load_modules()
+    kind = type(est).__name__
+    for cls in _REGISTRY.values():
+        if kind in cls.estimator_types:
+            return cls()
+    raise UnknownEntryError(f"no registered family handles estimator type {kind}")
+
+
+def float_input(n_features: int) -> list:
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return [("input", FloatTensorType([None, n_features]))]
