@@ -35,7 +35,7 @@ def describe_io(model: onnx.ModelProto) -> dict:
 def convert(meta: dict, native_dir: Path, opset: int) -> onnx.ModelProto:
     family = families.get(meta["family"])
     est = family.load_checked(native_dir / meta["native_file"], meta["task"])
-    model = standardize(family.to_onnx(est, len(meta["features"]), meta["task"], opset), meta["task"])
+    model = standardize(family.to_onnx(est, len(meta["features"]), meta["task"], opset), meta["task"], opset)
     onnx.checker.check_model(model, full_check=True)
     return model
 

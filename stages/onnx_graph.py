@@ -45,9 +45,12 @@ def strip_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def standardize(model: onnx.ModelProto, task: str) -> onnx.ModelProto:
-    """Rename I/O to the contract, drop extra outputs, make the batch axis symbolic."""
+def standardize(model: onnx.ModelProto, task: str, opset: int = 15) -> onnx.ModelProto:
+    """Rename I/O to the contract, drop extra outputs, make the batch axis symbolic, and import
+    the default domain (some converters emit ai.onnx.ml only, which trips graph tools)."""
     model = strip_zipmap(model)
+    if not opset_of(model):
+        model.opset_import.append(helper.make_opsetid("", opset))
     graph = model.graph
     if len(graph.input) != 1:
         raise ValueError(f"expected one graph input, found {[i.name for i in graph.input]}")
@@ -129,7 +132,7 @@ def merge_stack(bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[
     merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
                                producer_name="onnxship-stacking")
     merged.ir_version = max(m.ir_version for m in bases + [meta])
-    return standardize(merged, task)
+    return standardize(merged, task, opset)
 
 
 def _rename_in_nodes(nodes: list[onnx.NodeProto], old: str, new: str) -> None:

@@ -25,5 +25,3 @@ class UnknownEntryError(ConfigError):
     """A registry lookup (family, pass) failed; the message lists what is registered."""
 
 
-class InputError(PipelineError):
-    """Inference input does not match the model's signature (width, dtype, range)."""

@@ -107,3 +107,22 @@ def float_input(n_features: int) -> list:
     from skl2onnx.common.data_types import FloatTensorType
 
     return [("input", FloatTensorType([None, n_features]))]
+
+
+def load_native(native_dir: Path) -> tuple[Family, Any, dict]:
+    """(family, estimator, meta) of a trained model folder written by the train stage."""
+    import json
+
+    meta_path = Path(native_dir) / "meta.json"
+    if not meta_path.is_file():
+        raise ModelLoadError(f"no meta.json in {native_dir}: run the train stage first")
+    meta = json.loads(meta_path.read_text())
+    family = get(meta["family"])
+    return family, family.load_checked(Path(native_dir) / meta["native_file"], meta["task"]), meta
+
+
+def accepts_nan(family: Family, est: Any) -> bool:
+    """Stacking accepts NaN when every base does (its meta-model only sees base outputs)."""
+    if type(est).__name__ in ("StackingRegressor", "StackingClassifier"):
+        return all(family_of(b).accepts_nan for b in est.estimators_)
+    return family.accepts_nan

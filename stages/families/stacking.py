@@ -39,12 +39,12 @@ class StackingFamily(_SklearnBase):
         n_classes = len(getattr(est, "classes_", [])) if task == "classification" else 0
         for base in est.estimators_:
             family = family_of(base)
-            bases.append(standardize(family.to_onnx(base, n_features, task, opset), task))
+            bases.append(standardize(family.to_onnx(base, n_features, task, opset), task, opset))
             take.append("prediction" if task == "regression" else
                         "proba_pos" if n_classes == 2 else "probabilities")
         meta_in = len(bases) * (1 if task == "regression" or n_classes == 2 else n_classes)
         meta_est = est.final_estimator_
-        meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_in, task, opset), task)
+        meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_in, task, opset), task, opset)
         return merge_stack(bases, meta, take, task, opset)
 
     def load(self, path: Path, task: str) -> Any:

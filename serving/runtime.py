@@ -1,0 +1,118 @@
+"""ONNX Runtime sessions built one way for validate, benchmark and serving, so what is measured
+is what is served. Inputs are checked here, before ONNX Runtime sees them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class InputError(ValueError):
+    """Inference input does not fit the model (shape, dtype, range); the message names what."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    allow_spinning: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> InferenceSettings:
+        known = {k: data[k] for k in ("intra_op_threads", "inter_op_threads",
+                                      "graph_optimization_level", "allow_spinning") if k in data}
+        if known.get("graph_optimization_level", "all") not in LEVELS:
+            raise ValueError(f"graph_optimization_level must be one of {list(LEVELS)}")
+        return cls(providers=tuple(data.get("providers", cls.providers)), **known)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["providers"] = list(self.providers)
+        return out
+
+
+def create_session(model: str | Path | bytes, settings: InferenceSettings) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = settings.intra_op_threads
+    so.inter_op_num_threads = settings.inter_op_threads
+    so.graph_optimization_level = LEVELS[settings.graph_optimization_level]
+    so.log_severity_level = 3  # errors only: shape-declaration warnings are noise at serve time
+    if not settings.allow_spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    available = set(ort.get_available_providers())
+    providers = [p for p in settings.providers if p in available]
+    if not providers:
+        raise RuntimeError(f"none of the providers {list(settings.providers)} is available "
+                           f"(this onnxruntime has {sorted(available)})")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, so, providers=providers)
+
+
+class OnnxModel:
+    """A loaded graph of the project's contract (see stages/onnx_graph.py) with checked inputs."""
+
+    def __init__(self, model: str | Path | bytes, settings: InferenceSettings | None = None,
+                 allow_nan: bool = True) -> None:
+        self.settings = settings or InferenceSettings()
+        started = time.perf_counter()
+        self.session = create_session(model, self.settings)
+        self.load_seconds = time.perf_counter() - started
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        width = first.shape[1] if len(first.shape) == 2 else None
+        self.n_features = width if isinstance(width, int) else None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.allow_nan = allow_nan
+
+    def check(self, X: Any) -> np.ndarray:
+        """float32 [rows, n_features], or InputError naming what is wrong."""
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"input is not a numeric array: {err}") from None
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InputError(f"input must be 2-D [rows, features], got {arr.ndim}-D")
+        if self.n_features is not None and arr.shape[1] != self.n_features:
+            raise InputError(f"input has {arr.shape[1]} features, the model expects {self.n_features}")
+        if arr.shape[0] == 0:
+            raise InputError("input has no rows")
+        if arr.dtype.kind not in "fiub":
+            raise InputError(f"input dtype {arr.dtype} is not numeric")
+        arr64 = arr.astype(np.float64, copy=False)
+        finite = np.isfinite(arr64)
+        if not finite.all():
+            if np.isinf(arr64).any():
+                raise InputError("input contains +/-inf")
+            if not self.allow_nan:
+                raise InputError("input contains NaN and this model does not accept missing values")
+        if (np.abs(arr64[finite]) > FLOAT32_MAX).any():
+            raise InputError(f"input has values beyond the float32 range (|x| > {FLOAT32_MAX:.3g})")
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def run(self, X: Any) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {self.input_name: self.check(X)})
+        return dict(zip(self.output_names, outputs))
+
+    def run_unchecked(self, X32: np.ndarray) -> list[np.ndarray]:
+        """The raw session call, for timing against the checked path."""
+        return self.session.run(self.output_names, {self.input_name: X32})
