@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -93,8 +95,7 @@ def run(cfg: DictConfig) -> dict:
     jobs = []
     if opt["export_status"] == "ok":
         X, _, _ = load_split(cfg.paths.prepared, "test")
-        data = out_dir / f".{name}_inputs.npy"
-        data.parent.mkdir(parents=True, exist_ok=True)
+        data = Path(tempfile.mkdtemp(prefix="onnxship-bench-")) / "inputs.npy"
         np.save(data, X[: max(cfg.benchmark.batch_sizes)])
         common = {"data": str(data), "bench": as_plain(cfg.benchmark), "runtime_settings": as_plain(cfg.runtime),
                   "native_dir": str(Path(cfg.paths.native) / name)}
@@ -105,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
         for job in jobs:  # one at a time: runtimes never compete for the cores
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 report["runtimes"][job["runtime"]] = pool.submit(measure_runtime, job).result()
-        data.unlink()
+        shutil.rmtree(data.parent, ignore_errors=True)
     else:
         report["skipped"] = "export failed"
     add_speedups(report)

@@ -1,0 +1,86 @@
+"""summarize: one readable table over every zoo model -> reports/summary.md (+ summary.json).
+
+For each model: export status, the registered variant and its parity verdict and max |diff| on the
+test split, native vs ONNX p50/p99 latency at batch 1 and 1000, and speedup (native p50 / ONNX p50).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from stages.common.config import run_stage
+from stages.common.io import read_json, write_json, write_text
+from stages.common.tracking import log_report, stage_run
+
+
+def _read(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
+def model_row(cfg: DictConfig, name: str, small: int, large: int) -> dict:
+    reports = Path(cfg.paths.reports)
+    export = _read(Path(cfg.paths.onnx) / name / "export.json")
+    validation = _read(reports / "validate" / f"{name}.json")
+    bench = _read(reports / "benchmark" / f"{name}.json")
+    package = _read(reports / "package" / f"{name}.json")
+    variant = package.get("variant") or "base"
+    entry = validation.get("variants", {}).get(variant, {})
+    row = {
+        "model": name,
+        "family": validation.get("family", "?"),
+        "export": export.get("status", "missing") + (f": {export['reason']}" if export.get("reason") else ""),
+        "variant": variant,
+        "parity": entry.get("verdict", "n/a"),
+        "max_abs_diff": entry.get("sets", {}).get("test", {}).get("max_abs_diff"),
+        "registered": f"v{package['version']}" + (f" @{package['alias']}" if package.get("alias") else "")
+        if package.get("registered") else "no",
+    }
+    runtimes = bench.get("runtimes", {})
+    for size in (small, large):
+        native = runtimes.get("native", {}).get("batches", {}).get(str(size), {})
+        onnx_ = runtimes.get(variant, {}).get("batches", {}).get(str(size), {})
+        row |= {f"native_p50_ms_b{size}": native.get("p50_ms"), f"native_p99_ms_b{size}": native.get("p99_ms"),
+                f"onnx_p50_ms_b{size}": onnx_.get("p50_ms"), f"onnx_p99_ms_b{size}": onnx_.get("p99_ms"),
+                f"speedup_b{size}": onnx_.get("speedup_vs_native_p50")}
+    return row
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.3f}"
+    return str(value)
+
+
+def markdown(rows: list[dict], small: int, large: int) -> str:
+    head = ["model", "family", "export", "variant", "parity", "max_abs_diff", "registered"]
+    for size in (small, large):
+        head += [f"native_p50_ms_b{size}", f"onnx_p50_ms_b{size}", f"native_p99_ms_b{size}",
+                 f"onnx_p99_ms_b{size}", f"speedup_b{size}"]
+    lines = ["# Pipeline summary", "",
+             "Latency in milliseconds per call; speedup = native p50 / ONNX p50 (> 1: ONNX faster).",
+             "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
+             "\"Reading the reports\".", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig) -> dict:
+    sizes = sorted(int(b) for b in cfg.benchmark.batch_sizes)
+    small, large = sizes[0], sizes[-1]
+    rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models]
+    reports = Path(cfg.paths.reports)
+    write_json(reports / "summary.json", {"models": rows})
+    write_text(reports / "summary.md", markdown(rows, small, large))
+    with stage_run(cfg, "summarize", None, {"models": list(cfg.zoo.models)}):
+        log_report({r["model"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}, "summary.json")
+    print(markdown(rows, small, large))
+    return {"models": rows}
+
+
+if __name__ == "__main__":
+    run_stage(run)
