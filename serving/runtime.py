@@ -36,8 +36,11 @@ class InferenceSettings:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> InferenceSettings:
-        known = {k: data[k] for k in ("intra_op_threads", "inter_op_threads",
-                                      "graph_optimization_level", "allow_spinning") if k in data}
+        known = {
+            k: data[k]
+            for k in ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "allow_spinning")
+            if k in data
+        }
         if known.get("graph_optimization_level", "all") not in LEVELS:
             raise ValueError(f"graph_optimization_level must be one of {list(LEVELS)}")
         return cls(providers=tuple(data.get("providers", cls.providers)), **known)
@@ -60,8 +63,10 @@ def create_session(model: str | Path | bytes, settings: InferenceSettings) -> or
     available = set(ort.get_available_providers())
     providers = [p for p in settings.providers if p in available]
     if not providers:
-        raise RuntimeError(f"none of the providers {list(settings.providers)} is available "
-                           f"(this onnxruntime has {sorted(available)})")
+        raise RuntimeError(
+            f"none of the providers {list(settings.providers)} is available "
+            f"(this onnxruntime has {sorted(available)})"
+        )
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, so, providers=providers)
 
@@ -69,8 +74,9 @@ def create_session(model: str | Path | bytes, settings: InferenceSettings) -> or
 class OnnxModel:
     """A loaded graph of the project's contract (see stages/onnx_graph.py) with checked inputs."""
 
-    def __init__(self, model: str | Path | bytes, settings: InferenceSettings | None = None,
-                 allow_nan: bool = True) -> None:
+    def __init__(
+        self, model: str | Path | bytes, settings: InferenceSettings | None = None, allow_nan: bool = True
+    ) -> None:
         self.settings = settings or InferenceSettings()
         started = time.perf_counter()
         self.session = create_session(model, self.settings)
@@ -111,7 +117,7 @@ class OnnxModel:
 
     def run(self, X: Any) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {self.input_name: self.check(X)})
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=False))
 
     def run_unchecked(self, X32: np.ndarray) -> list[np.ndarray]:
         """The raw session call, for timing against the checked path."""

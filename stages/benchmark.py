@@ -39,8 +39,14 @@ def time_calls(call, batch: np.ndarray, bench: dict) -> dict:
         samples.append(time.perf_counter_ns() - start)
     ms = np.asarray(samples) / 1e6
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"iterations": len(ms), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": ms.mean(),
-            "throughput_rows_s": len(batch) / (ms.mean() / 1e3)}
+    return {
+        "iterations": len(ms),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "mean_ms": ms.mean(),
+        "throughput_rows_s": len(batch) / (ms.mean() / 1e3),
+    }
 
 
 def measure_runtime(job: dict) -> dict:
@@ -77,9 +83,15 @@ def measure_runtime(job: dict) -> dict:
         batch = X[np.arange(size) % len(X)]
         batches[str(size)] = time_calls(call, batch, job["bench"])
     rss_end = proc.memory_info().rss
-    return {"load_seconds": load_s, "first_call_ms": first_call_ms, "file_bytes": file_bytes,
-            "rss_after_load_mb": rss_loaded / 2**20, "rss_peak_mb": max(rss_end, rss_loaded) / 2**20,
-            "rss_growth_mb": (max(rss_end, rss_loaded) - rss_start) / 2**20, "batches": batches}
+    return {
+        "load_seconds": load_s,
+        "first_call_ms": first_call_ms,
+        "file_bytes": file_bytes,
+        "rss_after_load_mb": rss_loaded / 2**20,
+        "rss_peak_mb": max(rss_end, rss_loaded) / 2**20,
+        "rss_growth_mb": (max(rss_end, rss_loaded) - rss_start) / 2**20,
+        "batches": batches,
+    }
 
 
 def run(cfg: DictConfig) -> dict:
@@ -90,18 +102,30 @@ def run(cfg: DictConfig) -> dict:
     optimized = Path(cfg.paths.optimized) / name
     opt = read_json(optimized / OPTIMIZE_FILE)
     out_dir = Path(cfg.paths.reports) / "benchmark"
-    report: dict = {"model": name, "machine": {"cpus": os.cpu_count()}, "settings": as_plain(cfg.runtime),
-                    "bench": as_plain(cfg.benchmark), "runtimes": {}}
+    report: dict = {
+        "model": name,
+        "machine": {"cpus": os.cpu_count()},
+        "settings": as_plain(cfg.runtime),
+        "bench": as_plain(cfg.benchmark),
+        "runtimes": {},
+    }
     jobs = []
     if opt["export_status"] == "ok":
         X, _, _ = load_split(cfg.paths.prepared, "test")
         data = Path(tempfile.mkdtemp(prefix="onnxship-bench-")) / "inputs.npy"
         np.save(data, X[: max(cfg.benchmark.batch_sizes)])
-        common = {"data": str(data), "bench": as_plain(cfg.benchmark), "runtime_settings": as_plain(cfg.runtime),
-                  "native_dir": str(Path(cfg.paths.native) / name)}
+        common = {
+            "data": str(data),
+            "bench": as_plain(cfg.benchmark),
+            "runtime_settings": as_plain(cfg.runtime),
+            "native_dir": str(Path(cfg.paths.native) / name),
+        }
         jobs.append({**common, "runtime": NATIVE})
-        jobs += [{**common, "runtime": v, "path": str(optimized / f"{v}.onnx")}
-                 for v, e in opt["variants"].items() if e["status"] == "ok"]
+        jobs += [
+            {**common, "runtime": v, "path": str(optimized / f"{v}.onnx")}
+            for v, e in opt["variants"].items()
+            if e["status"] == "ok"
+        ]
         spawn = multiprocessing.get_context("spawn")
         for job in jobs:  # one at a time: runtimes never compete for the cores
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
@@ -112,7 +136,9 @@ def run(cfg: DictConfig) -> dict:
     add_speedups(report)
     write_json(out_dir / f"{name}.json", report)
     write_json(out_dir / name / "latency.json", latency_rows(report))
-    with stage_run(cfg, "benchmark", name, {"benchmark": as_plain(cfg.benchmark), "runtime": as_plain(cfg.runtime)}):
+    with stage_run(
+        cfg, "benchmark", name, {"benchmark": as_plain(cfg.benchmark), "runtime": as_plain(cfg.runtime)}
+    ):
         log_report(flat_metrics(report), f"benchmark_{name}.json")
     for runtime, r in report["runtimes"].items():
         cells = ", ".join(f"b{b}: p50 {c['p50_ms']:.3f} ms" for b, c in r["batches"].items())
@@ -125,16 +151,24 @@ def add_speedups(report: dict) -> None:
     native = report["runtimes"].get(NATIVE)
     if not native:
         return
-    for name, r in report["runtimes"].items():
+    for _name, r in report["runtimes"].items():
         for size, cell in r["batches"].items():
             cell["speedup_vs_native_p50"] = native["batches"][size]["p50_ms"] / cell["p50_ms"]
 
 
 def latency_rows(report: dict) -> list[dict]:
     """Long-format rows for `dvc plots` (one line per runtime, latency vs batch size)."""
-    return [{"runtime": runtime, "batch_size": int(size), "p50_ms": c["p50_ms"], "p99_ms": c["p99_ms"],
-             "throughput_rows_s": c["throughput_rows_s"]}
-            for runtime, r in report["runtimes"].items() for size, c in r["batches"].items()]
+    return [
+        {
+            "runtime": runtime,
+            "batch_size": int(size),
+            "p50_ms": c["p50_ms"],
+            "p99_ms": c["p99_ms"],
+            "throughput_rows_s": c["throughput_rows_s"],
+        }
+        for runtime, r in report["runtimes"].items()
+        for size, c in r["batches"].items()
+    ]
 
 
 def flat_metrics(report: dict) -> dict:
@@ -144,7 +178,14 @@ def flat_metrics(report: dict) -> dict:
         out[f"{runtime}.rss_after_load_mb"] = r["rss_after_load_mb"]
         out[f"{runtime}.file_bytes"] = r["file_bytes"]
         for size, c in r["batches"].items():
-            for key in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "throughput_rows_s", "speedup_vs_native_p50"):
+            for key in (
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "mean_ms",
+                "throughput_rows_s",
+                "speedup_vs_native_p50",
+            ):
                 out[f"{runtime}.b{size}.{key}"] = c[key]
     return out
 

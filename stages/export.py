@@ -26,8 +26,11 @@ def describe_io(model: onnx.ModelProto) -> dict:
     def spec(value: onnx.ValueInfoProto) -> dict:
         tensor = value.type.tensor_type
         shape = [d.dim_param or d.dim_value for d in tensor.shape.dim]
-        return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-                "shape": shape}
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": shape,
+        }
 
     return {"inputs": [spec(v) for v in model.graph.input], "outputs": [spec(v) for v in model.graph.output]}
 
@@ -46,15 +49,22 @@ def run(cfg: DictConfig) -> dict:
     native_dir = Path(cfg.paths.native) / name
     meta = read_json(native_dir / "meta.json")
     family = families.get(meta["family"])
-    report = {"model": name, "family": meta["family"], "converter": family.converter,
-              "native_sha256": meta["native_sha256"]}
+    report = {
+        "model": name,
+        "family": meta["family"],
+        "converter": family.converter,
+        "native_sha256": meta["native_sha256"],
+    }
     started = time.perf_counter()
     with atomic_dir(Path(cfg.paths.onnx) / name) as out:
         try:
             model = convert(meta, native_dir, cfg.export.target_opset)
         except Exception as err:  # any converter failure is reported, never hidden
-            report |= {"status": "failed", "reason": f"{type(err).__name__}: {err}",
-                       "traceback": traceback.format_exc(limit=4)}
+            report |= {
+                "status": "failed",
+                "reason": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(limit=4),
+            }
         else:
             onnx.save(model, out / ONNX_FILE)
             report |= {

@@ -21,8 +21,9 @@ def nan_rows(templates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.vstack([single, scattered])
 
 
-def threshold_rows(templates: np.ndarray, thresholds: dict[int, np.ndarray], per_feature: int,
-                   rng: np.random.Generator) -> np.ndarray | None:
+def threshold_rows(
+    templates: np.ndarray, thresholds: dict[int, np.ndarray], per_feature: int, rng: np.random.Generator
+) -> np.ndarray | None:
     """Feature values exactly at a split threshold and one float32 step either side of it."""
     rows = []
     for feature, values in sorted(thresholds.items()):
@@ -54,12 +55,16 @@ def float64_rows(templates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return templates * (1.0 + rng.uniform(-1e-9, 1e-9, size=templates.shape))
 
 
-def build_sets(templates: np.ndarray, onnx_model, accepts_nan: bool, cfg_hostile, seed: int) -> dict[str, np.ndarray]:
+def build_sets(
+    templates: np.ndarray, onnx_model, accepts_nan: bool, cfg_hostile, seed: int
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     sets = {}
     if accepts_nan:
         sets["nan"] = nan_rows(templates, rng)
-    thresholds = threshold_rows(templates, tree_thresholds(onnx_model), int(cfg_hostile.thresholds_per_feature), rng)
+    thresholds = threshold_rows(
+        templates, tree_thresholds(onnx_model), int(cfg_hostile.thresholds_per_feature), rng
+    )
     if thresholds is not None:
         sets["thresholds"] = thresholds
     sets["extreme"] = extreme_rows(templates, list(cfg_hostile.magnitudes))

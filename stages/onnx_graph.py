@@ -82,8 +82,9 @@ def opset_of(model: onnx.ModelProto, domain: str = "") -> int:
     return 0
 
 
-def merge_stack(bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[str],
-                task: str, opset: int) -> onnx.ModelProto:
+def merge_stack(
+    bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[str], task: str, opset: int
+) -> onnx.ModelProto:
     """ONE graph: shared input -> every base model -> concat -> meta model.
 
     take[i] says which output of base i feeds the meta model: "prediction" (regressor),
@@ -110,8 +111,10 @@ def merge_stack(bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[
             proba = prefix + PROBABILITIES
             if take[i] == "proba_pos":
                 starts, ends, axes = (f"{prefix}slice_{k}" for k in ("starts", "ends", "axes"))
-                inits += [numpy_helper.from_array(np.array([v], np.int64), n)
-                          for v, n in ((1, starts), (2, ends), (1, axes))]
+                inits += [
+                    numpy_helper.from_array(np.array([v], np.int64), n)
+                    for v, n in ((1, starts), (2, ends), (1, axes))
+                ]
                 nodes.append(helper.make_node("Slice", [proba, starts, ends, axes], [proba + "_pos"]))
                 proba += "_pos"
             stacked.append(proba)
@@ -121,7 +124,7 @@ def merge_stack(bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[
     inits.extend(meta_graph.initializer)
     outputs = []
     for out in meta_graph.output:
-        final = out.name[len("meta_"):]
+        final = out.name[len("meta_") :]
         _rename_in_nodes(nodes, out.name, final)
         value = onnx.ValueInfoProto()
         value.CopyFrom(out)
@@ -129,9 +132,12 @@ def merge_stack(bases: list[onnx.ModelProto], meta: onnx.ModelProto, take: list[
         outputs.append(value)
     first = bases[0].graph.input[0]
     graph = helper.make_graph(nodes, "stacking", [first], outputs, initializer=inits)
-    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
-                               producer_name="onnxship-stacking")
-    merged.ir_version = max(m.ir_version for m in bases + [meta])
+    merged = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+        producer_name="onnxship-stacking",
+    )
+    merged.ir_version = max(m.ir_version for m in [*bases, meta])
     return standardize(merged, task, opset)
 
 
@@ -158,7 +164,7 @@ def tree_thresholds(model: onnx.ModelProto) -> dict[int, np.ndarray]:
         else:
             continue
         modes = [m.decode() for m in attrs["nodes_modes"].strings] if "nodes_modes" in attrs else None
-        for k, (feat, value) in enumerate(zip(features, values)):
+        for k, (feat, value) in enumerate(zip(features, values, strict=False)):
             if modes is None or modes[k] != "LEAF":
                 found[int(feat)].append(float(value))
     return {f: np.unique(np.asarray(v)) for f, v in found.items()}
@@ -172,8 +178,10 @@ def snap_thresholds(model: onnx.ModelProto, originals: dict[int, np.ndarray]) ->
     decides every float32 input exactly as t does. originals: feature index -> float64 thresholds.
     Returns counts: thresholds moved, and ambiguous ones (two originals on both sides of one t32).
     """
-    lookup = {f: (np.asarray(v, np.float64), np.asarray(v, np.float64).astype(np.float32))
-              for f, v in originals.items()}
+    lookup = {
+        f: (np.asarray(v, np.float64), np.asarray(v, np.float64).astype(np.float32))
+        for f, v in originals.items()
+    }
     moved = ambiguous = 0
     for node in model.graph.node:
         if node.op_type not in TREE_OPS:

@@ -50,10 +50,16 @@ def apply_chain(src: Path, dst: Path, chain: list[tuple[passes.Pass, dict]]) -> 
             started = time.perf_counter()
             did = pass_.run(current, target, options)
             onnx.checker.check_model(str(target))
-            steps.append({"pass": pass_.name, **options, **did,
-                          "seconds": round(time.perf_counter() - started, 3),
-                          "nodes_before": len(onnx.load(str(current)).graph.node),
-                          "nodes_after": len(onnx.load(str(target)).graph.node)})
+            steps.append(
+                {
+                    "pass": pass_.name,
+                    **options,
+                    **did,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "nodes_before": len(onnx.load(str(current)).graph.node),
+                    "nodes_after": len(onnx.load(str(target)).graph.node),
+                }
+            )
             current = target
         shutil.copyfile(current, dst)
     return steps
@@ -76,8 +82,11 @@ def run(cfg: DictConfig) -> dict:
                     entry["passes"] = apply_chain(src, out / f"{variant}.onnx", chain)
                     entry["status"] = "ok"
                 except Exception as err:
-                    entry |= {"status": "failed", "reason": f"{type(err).__name__}: {err}",
-                              "traceback": traceback.format_exc(limit=3)}
+                    entry |= {
+                        "status": "failed",
+                        "reason": f"{type(err).__name__}: {err}",
+                        "traceback": traceback.format_exc(limit=3),
+                    }
                 report["variants"][variant] = entry
             for variant, entry in report["variants"].items():
                 if entry["status"] == "ok":
@@ -85,9 +94,13 @@ def run(cfg: DictConfig) -> dict:
                     entry |= {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         write_json(out / OPTIMIZE_FILE, report)
     with stage_run(cfg, "optimize", name, {"optimize": as_plain(cfg.optimize)}):
-        log_report({v: {k: e[k] for k in ("status", "bytes") if k in e} for v, e in report["variants"].items()},
-                   OPTIMIZE_FILE)
-    states = ", ".join(f"{v}={e['status']}" for v, e in report["variants"].items()) or "skipped (export failed)"
+        log_report(
+            {v: {k: e[k] for k in ("status", "bytes") if k in e} for v, e in report["variants"].items()},
+            OPTIMIZE_FILE,
+        )
+    states = (
+        ", ".join(f"{v}={e['status']}" for v, e in report["variants"].items()) or "skipped (export failed)"
+    )
     print(f"optimize {name}: {states}")
     return report
 

@@ -24,17 +24,29 @@ from stages.export import EXPORT_FILE, describe_io
 METADATA_FILE = "onnxship.json"
 
 
-def choose_variant(validation: dict, bench: dict, batch_size: int) -> tuple[str | None, list[str]]:
-    """Lowest p50 at `batch_size` among variants that passed validation; reasons when none did."""
+def choose_variant(
+    validation: dict, bench: dict, batch_size: int, min_gain: float
+) -> tuple[str | None, list[str]]:
+    """The fastest variant (p50 at `batch_size`) among those that passed validation, but the plain
+    export unless a variant beats it by `min_gain` (so timing noise does not pick the graph);
+    reasons when none passed."""
     passed = [v for v in validation.get("passed", []) if v in bench.get("runtimes", {})]
     if not passed:
         failed = {v: e.get("reasons") for v, e in validation.get("variants", {}).items()}
         return None, [validation.get("skipped") or f"no variant passed validation: {failed}"]
-    key = str(batch_size)
-    return min(passed, key=lambda v: bench["runtimes"][v]["batches"][key]["p50_ms"]), []
+
+    def p50(variant: str) -> float:
+        return bench["runtimes"][variant]["batches"][str(batch_size)]["p50_ms"]
+
+    fastest = min(passed, key=p50)
+    if "base" in passed and p50("base") < p50(fastest) * min_gain:
+        return "base", []
+    return fastest, []
 
 
-def build_version_dir(out: Path, onnx_path: Path, metadata: dict, settings: InferenceSettings, X: np.ndarray) -> dict:
+def build_version_dir(
+    out: Path, onnx_path: Path, metadata: dict, settings: InferenceSettings, X: np.ndarray
+) -> dict:
     import mlflow.onnx
     from mlflow.models import infer_signature
 
@@ -44,10 +56,16 @@ def build_version_dir(out: Path, onnx_path: Path, metadata: dict, settings: Infe
     sample = OnnxModel(onnx_path, settings).run(X[:5])
     signature = infer_signature(X[:5].astype(np.float32), sample)
     mlflow.onnx.save_model(
-        model, str(out), signature=signature, save_as_external_data=False,
-        pip_requirements=["onnxruntime", "onnx"], onnx_execution_providers=list(settings.providers),
-        onnx_session_options={"intra_op_num_threads": settings.intra_op_threads,
-                              "inter_op_num_threads": settings.inter_op_threads},
+        model,
+        str(out),
+        signature=signature,
+        save_as_external_data=False,
+        pip_requirements=["onnxruntime", "onnx"],
+        onnx_execution_providers=list(settings.providers),
+        onnx_session_options={
+            "intra_op_num_threads": settings.intra_op_threads,
+            "inter_op_num_threads": settings.inter_op_threads,
+        },
         metadata={"onnxship_variant": metadata["variant"]},
     )
     metadata["sha256"] = sha256_file(out / "model.onnx")
@@ -70,8 +88,13 @@ def run(cfg: DictConfig) -> dict:
     bench = read_json(reports / "benchmark" / f"{name}.json")
     registered_name = f"{cfg.package.registered_model_prefix}{name}"
     batch = int(cfg.package.select_batch_size)
-    variant, reasons = choose_variant(validation, bench, batch)
-    result: dict = {"model": name, "registered_model": registered_name, "registered": False, "variant": variant}
+    variant, reasons = choose_variant(validation, bench, batch, float(cfg.package.min_gain_over_base))
+    result: dict = {
+        "model": name,
+        "registered_model": registered_name,
+        "registered": False,
+        "variant": variant,
+    }
     client = configure(cfg)
     with stage_run(cfg, "package", name, {"package": as_plain(cfg.package)}) as run_:
         if variant is None:
@@ -80,23 +103,36 @@ def run(cfg: DictConfig) -> dict:
             cell = bench["runtimes"][variant]["batches"][str(batch)]
             native_cell = bench["runtimes"]["native"]["batches"][str(batch)]
             sets = validation["variants"][variant]["sets"]
-            gates = {"export": export["status"] == "ok",
-                     "parity": validation["variants"][variant]["verdict"] == "pass",
-                     "benchmark": bool(cell)}
+            gates = {
+                "export": export["status"] == "ok",
+                "parity": validation["variants"][variant]["verdict"] == "pass",
+                "benchmark": bool(cell),
+            }
             settings = InferenceSettings.from_mapping(cfg.runtime)
             onnx_path = Path(cfg.paths.optimized) / name / f"{variant}.onnx"
             X, _, schema = load_split(cfg.paths.prepared, "test")
             metadata = {
-                "model": name, "variant": variant, "family": native_meta["family"], "task": schema["task"],
-                "features": schema["features"], "classes": schema["classes"], "target": schema["target"],
+                "model": name,
+                "variant": variant,
+                "family": native_meta["family"],
+                "task": schema["task"],
+                "features": schema["features"],
+                "classes": schema["classes"],
+                "target": schema["target"],
                 **describe_io(onnx.load(str(onnx_path))),
                 "inference_settings": settings.as_dict(),
                 "accepts_nan": "nan" in validation.get("hostile_rows", {}),
-                "gates": gates, "tolerance": validation["tolerance"],
-                "parity": {"test_max_abs_diff": sets["test"]["max_abs_diff"],
-                           "test_within_tolerance": sets["test"]["within_tolerance"]},
-                "latency_ms": {f"b{batch}_p50": cell["p50_ms"], f"b{batch}_p99": cell["p99_ms"],
-                               f"native_b{batch}_p50": native_cell["p50_ms"]},
+                "gates": gates,
+                "tolerance": validation["tolerance"],
+                "parity": {
+                    "test_max_abs_diff": sets["test"]["max_abs_diff"],
+                    "test_within_tolerance": sets["test"]["within_tolerance"],
+                },
+                "latency_ms": {
+                    f"b{batch}_p50": cell["p50_ms"],
+                    f"b{batch}_p99": cell["p99_ms"],
+                    f"native_b{batch}_p50": native_cell["p50_ms"],
+                },
                 "source_model_sha256": native_meta["native_sha256"],
             }
             with tempfile.TemporaryDirectory() as tmp:
@@ -118,21 +154,38 @@ def run(cfg: DictConfig) -> dict:
             try:
                 client.get_registered_model(registered_name)
             except mlflow.exceptions.MlflowException:
-                client.create_registered_model(registered_name, description=f"onnxship model '{name}' ({native_meta['family']})")
-            version = client.create_model_version(registered_name, source=f"{run_.info.artifact_uri}/model",
-                                                  run_id=run_.info.run_id, tags=tags)
-            result |= {"registered": True, "version": int(version.version), "run_id": run_.info.run_id,
-                       "sha256": metadata["sha256"], "gates": gates, "tags": tags}
+                client.create_registered_model(
+                    registered_name, description=f"onnxship model '{name}' ({native_meta['family']})"
+                )
+            version = client.create_model_version(
+                registered_name, source=f"{run_.info.artifact_uri}/model", run_id=run_.info.run_id, tags=tags
+            )
+            result |= {
+                "registered": True,
+                "version": int(version.version),
+                "run_id": run_.info.run_id,
+                "sha256": metadata["sha256"],
+                "gates": gates,
+                "tags": tags,
+            }
             if all(gates.values()):
                 client.set_registered_model_alias(registered_name, cfg.package.alias, version.version)
                 result["alias"] = cfg.package.alias
             else:
                 result["reasons"] = [f"gate failed: {g}" for g, ok in gates.items() if not ok]
         write_json(reports / "package" / f"{name}.json", result)
-        log_report({"registered": result["registered"], "version": result.get("version", 0)}, f"package_{name}.json")
+        log_report(
+            {"registered": result["registered"], "version": result.get("version", 0)}, f"package_{name}.json"
+        )
     if result["registered"]:
-        print(f"package {name}: {registered_name} v{result['version']} ({variant})"
-              + (f" alias '{result['alias']}'" if "alias" in result else " (no alias: " + "; ".join(result["reasons"]) + ")"))
+        print(
+            f"package {name}: {registered_name} v{result['version']} ({variant})"
+            + (
+                f" alias '{result['alias']}'"
+                if "alias" in result
+                else " (no alias: " + "; ".join(result["reasons"]) + ")"
+            )
+        )
     else:
         print(f"package {name}: NOT registered ({'; '.join(result['reasons'])})")
     return result

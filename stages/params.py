@@ -1,7 +1,7 @@
 """Write params.yaml from conf/ (or, with --check, fail when they differ).
 
-    python -m stages.params            # rewrite params.yaml
-    python -m stages.params --check    # exit 1 and list drifted keys
+python -m stages.params            # rewrite params.yaml
+python -m stages.params --check    # exit 1 and list drifted keys
 """
 
 from __future__ import annotations

@@ -49,10 +49,14 @@ def load_raw(data: DictConfig) -> tuple[pd.DataFrame, str]:
 
 def build_table(raw: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
     if data.target not in raw.columns:
-        raise DataError(f"target column '{data.target}' not found (columns: {', '.join(map(str, raw.columns))})")
+        raise DataError(
+            f"target column '{data.target}' not found (columns: {', '.join(map(str, raw.columns))})"
+        )
     if data.engineer and data.engineer != "none":
         if data.engineer not in RECIPES:
-            raise ConfigError(f"data.engineer: unknown recipe '{data.engineer}' (known: {', '.join(RECIPES)}, none)")
+            raise ConfigError(
+                f"data.engineer: unknown recipe '{data.engineer}' (known: {', '.join(RECIPES)}, none)"
+            )
         raw = RECIPES[data.engineer](raw, data.start, data.freq)
     elif data.time_column:
         if data.time_column not in raw.columns:
@@ -81,13 +85,17 @@ def check_features(table: pd.DataFrame, features: list[str], dtype: str) -> pd.D
             col = col.astype(float)
         if not pd.api.types.is_numeric_dtype(col):
             sample = col.dropna().astype(str).head(3).tolist()
-            raise DataError(f"feature '{name}' is not numeric (dtype {col.dtype}, e.g. {sample}); "
-                            "encode it or leave it out with data.features")
+            raise DataError(
+                f"feature '{name}' is not numeric (dtype {col.dtype}, e.g. {sample}); "
+                "encode it or leave it out with data.features"
+            )
         if col.isna().all():
             raise DataError(f"feature '{name}' is entirely NaN")
         values = col.astype(dtype)
         if dtype == "float32" and np.isinf(values[col.notna()]).any():
-            raise DataError(f"feature '{name}' has values beyond the float32 range (max |x| {col.abs().max():g})")
+            raise DataError(
+                f"feature '{name}' has values beyond the float32 range (max |x| {col.abs().max():g})"
+            )
         out[name] = values
     return out
 
@@ -109,7 +117,10 @@ def encode_target(y: pd.Series, task: str) -> tuple[pd.Series, list | None]:
 def split_bounds(n: int, split: DictConfig) -> dict[str, tuple[int, int]]:
     fractions = [float(split[s]) for s in SPLITS]
     if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ConfigError(f"data.split fractions must be positive and sum to 1, got {dict(zip(SPLITS, fractions))}")
+        raise ConfigError(
+            "data.split fractions must be positive and sum to 1, "
+            f"got {dict(zip(SPLITS, fractions, strict=True))}"
+        )
     cut1 = int(n * fractions[0])
     cut2 = cut1 + int(n * fractions[1])
     return {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}

@@ -35,15 +35,20 @@ def model_row(cfg: DictConfig, name: str, small: int, large: int) -> dict:
         "parity": entry.get("verdict", "n/a"),
         "max_abs_diff": entry.get("sets", {}).get("test", {}).get("max_abs_diff"),
         "registered": f"v{package['version']}" + (f" @{package['alias']}" if package.get("alias") else "")
-        if package.get("registered") else "no",
+        if package.get("registered")
+        else "no",
     }
     runtimes = bench.get("runtimes", {})
     for size in (small, large):
         native = runtimes.get("native", {}).get("batches", {}).get(str(size), {})
         onnx_ = runtimes.get(variant, {}).get("batches", {}).get(str(size), {})
-        row |= {f"native_p50_ms_b{size}": native.get("p50_ms"), f"native_p99_ms_b{size}": native.get("p99_ms"),
-                f"onnx_p50_ms_b{size}": onnx_.get("p50_ms"), f"onnx_p99_ms_b{size}": onnx_.get("p99_ms"),
-                f"speedup_b{size}": onnx_.get("speedup_vs_native_p50")}
+        row |= {
+            f"native_p50_ms_b{size}": native.get("p50_ms"),
+            f"native_p99_ms_b{size}": native.get("p99_ms"),
+            f"onnx_p50_ms_b{size}": onnx_.get("p50_ms"),
+            f"onnx_p99_ms_b{size}": onnx_.get("p99_ms"),
+            f"speedup_b{size}": onnx_.get("speedup_vs_native_p50"),
+        }
     return row
 
 
@@ -58,13 +63,23 @@ def _fmt(value) -> str:
 def markdown(rows: list[dict], small: int, large: int) -> str:
     head = ["model", "family", "export", "variant", "parity", "max_abs_diff", "registered"]
     for size in (small, large):
-        head += [f"native_p50_ms_b{size}", f"onnx_p50_ms_b{size}", f"native_p99_ms_b{size}",
-                 f"onnx_p99_ms_b{size}", f"speedup_b{size}"]
-    lines = ["# Pipeline summary", "",
-             "Latency in milliseconds per call; speedup = native p50 / ONNX p50 (> 1: ONNX faster).",
-             "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
-             "\"Reading the reports\".", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        head += [
+            f"native_p50_ms_b{size}",
+            f"onnx_p50_ms_b{size}",
+            f"native_p99_ms_b{size}",
+            f"onnx_p99_ms_b{size}",
+            f"speedup_b{size}",
+        ]
+    lines = [
+        "# Pipeline summary",
+        "",
+        "Latency in milliseconds per call; speedup = native p50 / ONNX p50 (> 1: ONNX faster).",
+        "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
+        '"Reading the reports".',
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -77,7 +92,9 @@ def run(cfg: DictConfig) -> dict:
     write_json(reports / "summary.json", {"models": rows})
     write_text(reports / "summary.md", markdown(rows, small, large))
     with stage_run(cfg, "summarize", None, {"models": list(cfg.zoo.models)}):
-        log_report({r["model"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}, "summary.json")
+        log_report(
+            {r["model"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}, "summary.json"
+        )
     print(markdown(rows, small, large))
     return {"models": rows}
 

@@ -64,31 +64,47 @@ def check_variant(path: Path, lossy: bool, ctx: dict) -> dict:
     metrics = task_metrics(task, ctx["y_test"], pred)
     key = PRIMARY[task]
     change = abs(metrics[key] - ctx["native_metrics"][key]) / max(abs(ctx["native_metrics"][key]), 1e-12)
-    test |= {f"{key}_native": ctx["native_metrics"][key], f"{key}_onnx": metrics[key], "metric_rel_change": change}
+    test |= {
+        f"{key}_native": ctx["native_metrics"][key],
+        f"{key}_onnx": metrics[key],
+        "metric_rel_change": change,
+    }
     if change > gates.max_metric_rel_change:
         reasons.append(f"test {key} moved {change:.2%} (> {gates.max_metric_rel_change:.0%})")
     if task == "classification" and test["label_agreement"] < gates.min_label_agreement:
         reasons.append(f"test label agreement {test['label_agreement']:.4f} < {gates.min_label_agreement}")
     if not lossy and test["within_tolerance"] < gates.min_within_test:
-        reasons.append(f"test rows within tolerance {test['within_tolerance']:.4%} < {gates.min_within_test:.2%}")
+        reasons.append(
+            f"test rows within tolerance {test['within_tolerance']:.4%} < {gates.min_within_test:.2%}"
+        )
     sets = {"test": test}
     for name, X in ctx["hostile"].items():
         try:
-            sets[name] = compare(ctx["native_hostile"][name], onnx_prediction(model, X, task), tol["atol"], tol["rtol"])
+            sets[name] = compare(
+                ctx["native_hostile"][name], onnx_prediction(model, X, task), tol["atol"], tol["rtol"]
+            )
         except Exception as err:  # e.g. the runtime refusing input the native model took
             sets[name] = {"rows": len(X), "error": f"{type(err).__name__}: {err}", "within_tolerance": 0.0}
         if not lossy and sets[name]["within_tolerance"] < gates.min_within_hostile:
-            reasons.append(f"{name} rows within tolerance {sets[name]['within_tolerance']:.2%} "
-                           f"< {gates.min_within_hostile:.0%}")
-    one_by_one = np.vstack([onnx_prediction(model, row[None, :], task).values.reshape(1, -1)
-                            for row in ctx["templates"]])
+            reasons.append(
+                f"{name} rows within tolerance {sets[name]['within_tolerance']:.2%} "
+                f"< {gates.min_within_hostile:.0%}"
+            )
+    one_by_one = np.vstack(
+        [onnx_prediction(model, row[None, :], task).values.reshape(1, -1) for row in ctx["templates"]]
+    )
     together = onnx_prediction(model, ctx["templates"], task).values.reshape(len(ctx["templates"]), -1)
     batch_diff = float(np.nanmax(np.abs(one_by_one - together)))
     sets["batch_consistency"] = {"rows": len(ctx["templates"]), "max_abs_diff": batch_diff}
     if batch_diff > tol["atol"]:
         reasons.append(f"batch 1 vs batch N differ by {batch_diff:.3g} (> atol {tol['atol']})")
-    return {"verdict": "pass" if not reasons else "fail", "reasons": reasons, "lossy": lossy,
-            "onnx_metrics": metrics, "sets": sets}
+    return {
+        "verdict": "pass" if not reasons else "fail",
+        "reasons": reasons,
+        "lossy": lossy,
+        "onnx_metrics": metrics,
+        "sets": sets,
+    }
 
 
 def run(cfg: DictConfig) -> dict:
@@ -103,13 +119,24 @@ def run(cfg: DictConfig) -> dict:
         X_test, y_test, schema = load_split(cfg.paths.prepared, "test")
         task = schema["task"]
         templates = X_test[: int(cfg.validate.hostile.rows)]
-        hostile = build_sets(templates, onnx.load(str(optimized / "base.onnx")),
-                             families.accepts_nan(family, est), cfg.validate.hostile, cfg.seed)
+        hostile = build_sets(
+            templates,
+            onnx.load(str(optimized / "base.onnx")),
+            families.accepts_nan(family, est),
+            cfg.validate.hostile,
+            cfg.seed,
+        )
         native_test = family.predict(est, X_test, task)
         ctx = {
-            "cfg": cfg, "task": task, "tol": tol, "X_test": X_test, "y_test": y_test,
-            "settings": InferenceSettings.from_mapping(cfg.runtime), "templates": templates,
-            "hostile": hostile, "native_test": native_test,
+            "cfg": cfg,
+            "task": task,
+            "tol": tol,
+            "X_test": X_test,
+            "y_test": y_test,
+            "settings": InferenceSettings.from_mapping(cfg.runtime),
+            "templates": templates,
+            "hostile": hostile,
+            "native_test": native_test,
             "native_metrics": task_metrics(task, y_test, native_test),
             "native_hostile": {k: family.predict(est, X, task) for k, X in hostile.items()},
         }
@@ -117,16 +144,26 @@ def run(cfg: DictConfig) -> dict:
         report["hostile_rows"] = {k: len(v) for k, v in hostile.items()}
         for variant, entry in opt["variants"].items():
             if entry["status"] != "ok":
-                report["variants"][variant] = {"verdict": "fail", "reasons": [f"optimize failed: {entry['reason']}"]}
+                report["variants"][variant] = {
+                    "verdict": "fail",
+                    "reasons": [f"optimize failed: {entry['reason']}"],
+                }
                 continue
             report["variants"][variant] = check_variant(optimized / f"{variant}.onnx", entry["lossy"], ctx)
     else:
         report["skipped"] = "export failed"
     report["passed"] = [v for v, e in report["variants"].items() if e["verdict"] == "pass"]
     write_json(Path(cfg.paths.reports) / "validate" / f"{name}.json", report)
-    with stage_run(cfg, "validate", name, {"validate": as_plain(cfg.validate), "runtime": as_plain(cfg.runtime)}):
-        log_report({v: {"passed": e["verdict"] == "pass", **e.get("sets", {})} for v, e in report["variants"].items()},
-                   f"validate_{name}.json")
+    with stage_run(
+        cfg, "validate", name, {"validate": as_plain(cfg.validate), "runtime": as_plain(cfg.runtime)}
+    ):
+        log_report(
+            {
+                v: {"passed": e["verdict"] == "pass", **e.get("sets", {})}
+                for v, e in report["variants"].items()
+            },
+            f"validate_{name}.json",
+        )
     for variant, entry in report["variants"].items():
         why = "" if entry["verdict"] == "pass" else f" ({'; '.join(entry['reasons'])})"
         print(f"validate {name}/{variant}: {entry['verdict']}{why}")

@@ -67,8 +67,9 @@ def model_spec(cfg: DictConfig, name: str | None = None) -> DictConfig:
     """The zoo entry a per-model stage works on; a clear error when it is unset or unknown."""
     name = name or cfg.get("model")
     if not name:
-        raise ConfigError("this stage works on one zoo model: pass model=<name> "
-                          f"(one of: {', '.join(cfg.zoo.models)})")
+        raise ConfigError(
+            f"this stage works on one zoo model: pass model=<name> (one of: {', '.join(cfg.zoo.models)})"
+        )
     if name not in cfg.zoo.models:
         raise ConfigError(f"model '{name}' is not in the zoo (zoo.models has: {', '.join(cfg.zoo.models)})")
     return cfg.zoo.models[name]
@@ -81,8 +82,10 @@ def run_stage(run: Callable[[DictConfig], dict], argv: Sequence[str] | None = No
         drift = params_drift()
         if drift:
             raise ConfigError(
-                "params.yaml is out of step with conf/ (" + ", ".join(drift[:8])
-                + (" ..." if len(drift) > 8 else "") + "): run `make params` and commit params.yaml"
+                "params.yaml is out of step with conf/ ("
+                + ", ".join(drift[:8])
+                + (" ..." if len(drift) > 8 else "")
+                + "): run `make params` and commit params.yaml"
             )
         cfg = compose_config(overrides)
         return run(cfg)

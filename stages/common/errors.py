@@ -23,5 +23,3 @@ class ExportError(PipelineError):
 
 class UnknownEntryError(ConfigError):
     """A registry lookup (family, pass) failed; the message lists what is registered."""
-
-

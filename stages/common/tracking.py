@@ -17,9 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from stages.common.io import sha256_file, write_json
 
+# The user's MLFLOW_TRACKING_URI, read once at import: mlflow.set_tracking_uri() writes that variable
+# itself, so reading it later would pin every later call to the first store configured.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 
 def tracking_uri(cfg: DictConfig) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri
+    return USER_TRACKING_URI or cfg.tracking.uri
 
 
 def configure(cfg: DictConfig) -> MlflowClient:
@@ -47,16 +51,19 @@ def experiment_id(cfg: DictConfig, name: str) -> str:
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def lineage_tags(stage: str, model: str | None) -> dict[str, str]:
-    tags = {"stage": stage, "git_commit": git_commit(),
-            "dvc_stage": f"{stage}@{model}" if model else stage}
+    tags = {"stage": stage, "git_commit": git_commit(), "dvc_stage": f"{stage}@{model}" if model else stage}
     if model:
         tags["model"] = model
     if Path("params.yaml").exists():
@@ -80,9 +87,9 @@ def numeric_metrics(data: Mapping[str, Any]) -> dict[str, float]:
     """Keep the finite numbers of a flat dict (MLflow metrics must be numbers)."""
     out = {}
     for key, value in flatten(data).items():
-        if isinstance(value, bool):
-            out[key] = float(value)
-        elif isinstance(value, (int, float)) and value == value and abs(value) != float("inf"):
+        if isinstance(value, bool) or (
+            isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+        ):
             out[key] = float(value)
     return out
 
@@ -94,7 +101,7 @@ def stage_run(cfg: DictConfig, stage: str, model: str | None, params: Mapping[st
     with mlflow.start_run(experiment_id=exp, run_name=stage, tags=lineage_tags(stage, model)) as run:
         flat = {k: ("null" if v is None else str(v)[:6000]) for k, v in flatten(params).items()}
         for start in range(0, len(flat), 100):
-            mlflow.log_params(dict(list(flat.items())[start:start + 100]))
+            mlflow.log_params(dict(list(flat.items())[start : start + 100]))
         with tempfile.TemporaryDirectory() as tmp:
             resolved = Path(tmp) / "config.yaml"
             resolved.write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -65,8 +65,10 @@ class Family:
         except ModelLoadError:
             raise
         except Exception as err:
-            raise ModelLoadError(f"{self.name}: cannot load {path} (corrupt or not a {self.name} model): "
-                                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+            raise ModelLoadError(
+                f"{self.name}: cannot load {path} (corrupt or not a {self.name} model): "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
 
 
 def register(cls: type[Family]) -> type[Family]:
@@ -103,8 +105,12 @@ def family_of(est: Any) -> Family:
     raise UnknownEntryError(f"no registered family handles estimator type {kind}")
 
 
-def float_input(n_features: int) -> list:
-    from skl2onnx.common.data_types import FloatTensorType
+def float_input(n_features: int, library: str = "skl2onnx") -> list:
+    """initial_types for a converter: onnxmltools checks for its own FloatTensorType class."""
+    if library == "onnxmltools":
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    else:
+        from skl2onnx.common.data_types import FloatTensorType
 
     return [("input", FloatTensorType([None, n_features]))]
 

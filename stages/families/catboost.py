@@ -47,8 +47,11 @@ class CatBoostFamily(Family):
             raise NotImplementedError("CatBoost's ONNX export does not support categorical features")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
-            est.save_model(str(path), format="onnx",
-                           export_parameters={"onnx_domain": "ai.catboost", "onnx_model_version": 1})
+            est.save_model(
+                str(path),
+                format="onnx",
+                export_parameters={"onnx_domain": "ai.catboost", "onnx_model_version": 1},
+            )
             model = onnx.load(str(path))
         if task == "regression":
             # CatBoost declares its regression output as [N] but returns [N, 1]

@@ -51,8 +51,12 @@ class LightGBMFamily(Family):
         import onnxmltools
 
         booster = est.booster_ if hasattr(est, "booster_") else est
-        model = onnxmltools.convert_lightgbm(booster, initial_types=float_input(n_features),
-                                             target_opset=min(opset, 15), zipmap=False)
+        model = onnxmltools.convert_lightgbm(
+            booster,
+            initial_types=float_input(n_features, "onnxmltools"),
+            target_opset=min(opset, 15),
+            zipmap=False,
+        )
         # onnxmltools rounds LightGBM's float64 thresholds to nearest float32: snap them so
         # float32 inputs take the same branch as in LightGBM
         snap_thresholds(model, split_thresholds(booster))

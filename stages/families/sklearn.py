@@ -36,7 +36,9 @@ class _SklearnBase(Family):
         from skl2onnx import convert_sklearn
 
         options = {id(est): {"zipmap": False}} if task == "classification" else None
-        return convert_sklearn(est, initial_types=float_input(n_features), target_opset=opset, options=options)
+        return convert_sklearn(
+            est, initial_types=float_input(n_features), target_opset=opset, options=options
+        )
 
 
 @register

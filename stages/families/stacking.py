@@ -40,8 +40,9 @@ class StackingFamily(_SklearnBase):
         for base in est.estimators_:
             family = family_of(base)
             bases.append(standardize(family.to_onnx(base, n_features, task, opset), task, opset))
-            take.append("prediction" if task == "regression" else
-                        "proba_pos" if n_classes == 2 else "probabilities")
+            take.append(
+                "prediction" if task == "regression" else "proba_pos" if n_classes == 2 else "probabilities"
+            )
         meta_in = len(bases) * (1 if task == "regression" or n_classes == 2 else n_classes)
         meta_est = est.final_estimator_
         meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_in, task, opset), task, opset)

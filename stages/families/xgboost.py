@@ -34,5 +34,6 @@ class XGBoostFamily(Family):
         import onnxmltools
 
         # onnxmltools reads feature indices from names f0..fN; models trained on numpy have them
-        return onnxmltools.convert_xgboost(est, initial_types=float_input(n_features),
-                                           target_opset=min(opset, 15))
+        return onnxmltools.convert_xgboost(
+            est, initial_types=float_input(n_features, "onnxmltools"), target_opset=min(opset, 15)
+        )

@@ -26,8 +26,10 @@ class Pass:
     def check(self, options: dict[str, Any]) -> dict[str, Any]:
         unknown = set(options) - set(self.options)
         if unknown:
-            raise ConfigError(f"pass '{self.name}': unknown option(s) {sorted(unknown)} "
-                              f"(known: {sorted(self.options) or 'none'})")
+            raise ConfigError(
+                f"pass '{self.name}': unknown option(s) {sorted(unknown)} "
+                f"(known: {sorted(self.options) or 'none'})"
+            )
         resolved = {}
         for key, allowed in self.options.items():
             value = options.get(key, allowed[0])
@@ -55,7 +57,9 @@ def _load_modules() -> None:
 def get(name: str) -> Pass:
     _load_modules()
     if name not in _REGISTRY:
-        raise UnknownEntryError(f"unknown optimization pass '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
+        raise UnknownEntryError(
+            f"unknown optimization pass '{name}' (registered: {', '.join(sorted(_REGISTRY))})"
+        )
     return _REGISTRY[name]()
 
 

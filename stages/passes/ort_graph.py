@@ -4,7 +4,7 @@ saved once so sessions start faster (levels: basic, extended, all)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from stages.passes import Pass, register
 
@@ -14,7 +14,7 @@ LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all":
 @register
 class OrtGraphPass(Pass):
     name = "ort_graph"
-    options = {"level": ("basic", "extended", "all")}
+    options: ClassVar[dict[str, tuple[str, ...]]] = {"level": ("basic", "extended", "all")}
 
     def run(self, src: Path, dst: Path, options: dict[str, Any]) -> dict[str, Any]:
         import onnxruntime as ort

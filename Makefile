@@ -1,0 +1,49 @@
+# Two commands cover the quick start: `make run` and `make test` (see README).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+export PATH := $(abspath $(BIN)):$(PATH)
+.DEFAULT_GOAL := help
+
+.PHONY: help install run test test-all params ui lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed ## create .venv and install the project with its dev tools
+
+run: install ## install, then rebuild everything with `dvc repro` and say where the results are
+	dvc repro
+	@echo
+	@echo "Results:"
+	@echo "  summary          reports/summary.md"
+	@echo "  per-model        reports/validate/<model>.json  reports/benchmark/<model>.json  reports/package/<model>.json"
+	@echo "  dvc              dvc metrics show   |   dvc plots show  (writes dvc_plots/index.html)"
+	@echo "  MLflow UI        make ui   then open http://127.0.0.1:5000  (store: mlflow.db, artifacts: mlartifacts/)"
+
+test: install ## install, then run the default test suite (fast; no GPU)
+	pytest
+
+test-all: install ## every test, the slow ones included
+	pytest -m "slow or not slow"
+
+params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
+	python -m stages.params
+
+ui: install ## MLflow UI on the embedded store
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+lint: install ## ruff lint and format check
+	ruff check . && ruff format --check .
+
+format: install ## ruff format and autofix
+	ruff format . && ruff check --fix .
+
+clean: ## remove pipeline outputs and the MLflow store (keeps .venv)
+	rm -rf data models mlflow.db mlartifacts reports/validate reports/benchmark reports/package reports/summary.* dvc_plots

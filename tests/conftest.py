@@ -1,0 +1,67 @@
+"""Tests compose the real conf/ with Hydra and shrink it (tiny models, tmp paths, short timings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from stages.common.config import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = ["experiment=smoke"]  # conf/experiment/smoke.yaml
+
+
+def tiny_config(tmp_path: Path, extra: list[str] = ()) -> DictConfig:
+    """The real config, shrunk, writing everything (MLflow store included) under tmp_path."""
+    overrides = [
+        *TINY,
+        f"paths.prepared={tmp_path}/data/prepared",
+        f"paths.native={tmp_path}/models/native",
+        f"paths.onnx={tmp_path}/models/onnx",
+        f"paths.optimized={tmp_path}/models/optimized",
+        f"paths.reports={tmp_path}/reports",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_root={tmp_path}/mlartifacts",
+        *extra,
+    ]
+    return compose_config(overrides, config_dir=ROOT / "conf")
+
+
+def with_model(cfg: DictConfig, name: str) -> DictConfig:
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "model", name)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_env_tracking(monkeypatch):
+    """Each test's config decides the MLflow store, whatever the developer's environment says."""
+    from stages.common import tracking
+
+    monkeypatch.setattr(tracking, "USER_TRACKING_URI", None)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(pipeline_dir: Path):
+    """prepare + train + export + optimize + validate + benchmark + package for the whole zoo, once."""
+    from stages import benchmark, export, optimize, package, prepare, train, validate
+
+    cfg = tiny_config(pipeline_dir)
+    prepare.run(cfg)
+    results = {}
+    for name in cfg.zoo.models:
+        m = with_model(cfg, name)
+        results[name] = {
+            stage.__name__.split(".")[-1]: stage.run(m)
+            for stage in (train, export, optimize, validate, benchmark, package)
+        }
+    return cfg, results

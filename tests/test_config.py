@@ -1,0 +1,41 @@
+"""conf/ and params.yaml stay in step; config errors name what is wrong."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stages.common.config import compose_config, model_spec, params_drift
+from stages.common.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_params_yaml_matches_conf():
+    assert params_drift(ROOT / "params.yaml", ROOT / "conf") == [], "run `make params` and commit params.yaml"
+
+
+def test_drift_is_detected(tmp_path: Path):
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    zoo = tmp_path / "conf" / "zoo" / "tabular.yaml"
+    zoo.write_text(zoo.read_text().replace("max_depth: 6", "max_depth: 4"))
+    assert params_drift(tmp_path / "params.yaml", tmp_path / "conf") == [
+        "zoo.models.xgboost.params.max_depth"
+    ]
+
+
+def test_unknown_model_is_named():
+    cfg = compose_config(["model=nope"], config_dir=ROOT / "conf")
+    with pytest.raises(ConfigError, match=r"'nope' is not in the zoo.*xgboost"):
+        model_spec(cfg)
+
+
+def test_command_line_overrides_apply():
+    cfg = compose_config(
+        ["zoo.models.xgboost.params.max_depth=3", "data=file", "data.path=x.csv", "data.target=y"],
+        config_dir=ROOT / "conf",
+    )
+    assert cfg.zoo.models.xgboost.params.max_depth == 3
+    assert cfg.data.source == "file"
