@@ -136,6 +136,7 @@ def run(cfg: DictConfig) -> dict:
     add_speedups(report)
     write_json(out_dir / f"{name}.json", report)
     write_json(out_dir / name / "latency.json", latency_rows(report))
+    write_json(out_dir / f"{name}.metrics.json", compact_metrics(report))
     with stage_run(
         cfg, "benchmark", name, {"benchmark": as_plain(cfg.benchmark), "runtime": as_plain(cfg.runtime)}
     ):
@@ -169,6 +170,15 @@ def latency_rows(report: dict) -> list[dict]:
         for runtime, r in report["runtimes"].items()
         for size, c in r["batches"].items()
     ]
+
+
+def compact_metrics(report: dict) -> dict:
+    """The figures `dvc metrics show` lists per runtime: p50/p99 per batch size, load, memory."""
+    out = {}
+    for runtime, r in report["runtimes"].items():
+        cells = {f"b{size}_{k}": c[k] for size, c in r["batches"].items() for k in ("p50_ms", "p99_ms")}
+        out[runtime] = {**cells, "load_s": r["load_seconds"], "rss_mb": r["rss_after_load_mb"]}
+    return out
 
 
 def flat_metrics(report: dict) -> dict:

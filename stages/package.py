@@ -2,7 +2,8 @@
 
 One registered model per zoo model, one version per pipeline run. The version's artifact folder is
 an MLflow `onnx` flavor model (model.onnx + MLmodel) plus onnxship.json: feature names, I/O names and
-shapes, variant, inference settings, gates and the sha256 of model.onnx (serving checks it).
+shapes, variant, inference settings, gates and the sha256 of model.onnx (serving checks it), and the
+model's validation.json and benchmark.json reports.
 Alias `candidate` moves to the new version only when every gate passed.
 """
 
@@ -138,6 +139,9 @@ def run(cfg: DictConfig) -> dict:
             with tempfile.TemporaryDirectory() as tmp:
                 version_dir = Path(tmp) / "model"
                 metadata = build_version_dir(version_dir, onnx_path, metadata, settings, X)
+                # the evidence travels with the version (serving's GET /benchmark reads it)
+                write_json(version_dir / "benchmark.json", bench)
+                write_json(version_dir / "validation.json", validation)
                 mlflow.log_artifacts(str(version_dir), "model")
             tags = {
                 "git_commit": run_.data.tags.get("git_commit", ""),

@@ -89,7 +89,9 @@ def run(cfg: DictConfig) -> dict:
     small, large = sizes[0], sizes[-1]
     rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models]
     reports = Path(cfg.paths.reports)
-    write_json(reports / "summary.json", {"models": rows})
+    write_json(
+        reports / "summary.json", {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in rows}
+    )
     write_text(reports / "summary.md", markdown(rows, small, large))
     with stage_run(cfg, "summarize", None, {"models": list(cfg.zoo.models)}):
         log_report(

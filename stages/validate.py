@@ -107,6 +107,23 @@ def check_variant(path: Path, lossy: bool, ctx: dict) -> dict:
     }
 
 
+def compact_metrics(report: dict) -> dict:
+    """The figures `dvc metrics show` lists per variant (the full report has every set)."""
+    out = {}
+    for variant, entry in report["variants"].items():
+        sets = entry.get("sets", {})
+        test = sets.get("test", {})
+        hostile = [s["within_tolerance"] for k, s in sets.items() if "within_tolerance" in s and k != "test"]
+        out[variant] = {
+            "passed": entry["verdict"] == "pass",
+            "test_max_abs_diff": test.get("max_abs_diff"),
+            "test_within_tolerance": test.get("within_tolerance"),
+            "test_metric_rel_change": test.get("metric_rel_change"),
+            "hostile_min_within_tolerance": min(hostile) if hostile else None,
+        }
+    return out
+
+
 def run(cfg: DictConfig) -> dict:
     name = cfg.model
     model_spec(cfg, name)
@@ -154,6 +171,7 @@ def run(cfg: DictConfig) -> dict:
         report["skipped"] = "export failed"
     report["passed"] = [v for v, e in report["variants"].items() if e["verdict"] == "pass"]
     write_json(Path(cfg.paths.reports) / "validate" / f"{name}.json", report)
+    write_json(Path(cfg.paths.reports) / "validate" / f"{name}.metrics.json", compact_metrics(report))
     with stage_run(
         cfg, "validate", name, {"validate": as_plain(cfg.validate), "runtime": as_plain(cfg.runtime)}
     ):

@@ -62,7 +62,8 @@ def test_repro_registers_every_model_then_reruns_nothing(project: Path):
     assert len(client.search_model_versions("name='xgboost'")) == 1
 
     metrics = sh(["dvc", "metrics", "show"], project).stdout
-    assert "reports/validate/xgboost.json" in metrics and "p50_ms" in metrics
+    assert "reports/validate/xgboost.metrics.json" in metrics and "b1_p50_ms" in metrics
+    assert "test_max_abs_diff" in metrics and "reports/benchmark/stack_ridge.metrics.json" in metrics
     plots = sh(["dvc", "plots", "show", "-o", "plots_out"], project)
     html = (project / "plots_out" / "index.html").read_text()
     assert "p50 latency vs batch size" in html, plots.stdout
