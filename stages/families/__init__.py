@@ -6,8 +6,6 @@ format, predict natively, and convert to ONNX (graph standardized to stages.onnx
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,8 +14,7 @@ import numpy as np
 import onnx
 
 from stages.common.errors import ModelLoadError, UnknownEntryError
-
-_REGISTRY: dict[str, type[Family]] = {}
+from stages.common.registry import Registry
 
 
 @dataclass
@@ -71,35 +68,14 @@ class Family:
             ) from err
 
 
-def register(cls: type[Family]) -> type[Family]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"family '{cls.name}' registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_modules() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-def get(name: str) -> Family:
-    _load_modules()
-    if name not in _REGISTRY:
-        raise UnknownEntryError(f"unknown model family '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]()
-
-
-def names() -> list[str]:
-    _load_modules()
-    return sorted(_REGISTRY)
+FAMILIES: Registry[Family] = Registry("model family", __name__)
+register, get, names = FAMILIES.register, FAMILIES.get, FAMILIES.names
 
 
 def family_of(est: Any) -> Family:
     """The registered family whose estimator types include this fitted estimator's class."""
-    _load_modules()
     kind = type(est).__name__
-    for cls in _REGISTRY.values():
+    for cls in FAMILIES.classes().values():
         if kind in cls.estimator_types:
             return cls()
     raise UnknownEntryError(f"no registered family handles estimator type {kind}")

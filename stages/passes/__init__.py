@@ -6,16 +6,13 @@ Variants (conf/optimize) chain passes by name; options are checked before any wo
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stages.common.errors import ConfigError, UnknownEntryError
+from stages.common.errors import ConfigError
+from stages.common.registry import Registry
 
 __all__ = ["ConfigError", "Pass", "get", "names", "register"]
-
-_REGISTRY: dict[str, type[Pass]] = {}
 
 
 class Pass:
@@ -42,27 +39,5 @@ class Pass:
         raise NotImplementedError
 
 
-def register(cls: type[Pass]) -> type[Pass]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"pass '{cls.name}' registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_modules() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-def get(name: str) -> Pass:
-    _load_modules()
-    if name not in _REGISTRY:
-        raise UnknownEntryError(
-            f"unknown optimization pass '{name}' (registered: {', '.join(sorted(_REGISTRY))})"
-        )
-    return _REGISTRY[name]()
-
-
-def names() -> list[str]:
-    _load_modules()
-    return sorted(_REGISTRY)
+PASSES: Registry[Pass] = Registry("optimization pass", __name__)
+register, get, names = PASSES.register, PASSES.get, PASSES.names
