@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> dict:
                 "parity_verdict": "pass" if gates["parity"] else "fail",
                 f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
                 f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
-                "pipeline_run_id": run_.info.run_id,
+                "package_run_id": run_.info.run_id,  # the MLflow run holding the artifacts
             }
             try:
                 client.get_registered_model(registered_name)
