@@ -27,7 +27,9 @@ def fit_model(spec: DictConfig, cfg: DictConfig, X: np.ndarray, y: np.ndarray, t
         est = family.build_from_spec(spec, cfg.zoo.models, task, cfg.seed)
     else:
         est = family.build(dict(spec.get("params") or {}), task, cfg.seed)
-    return family.fit(est, X, y)
+    est = family.fit(est, X, y)
+    family.make_reproducible(est)
+    return est
 
 
 def run(cfg: DictConfig) -> dict:

@@ -111,3 +111,16 @@ def test_stacking_is_one_graph():
     assert ops.count("Concat") == 1
     assert sum(op.startswith("TreeEnsemble") for op in ops) == 3  # xgboost, lightgbm, catboost
     assert len(model.graph.input) == 1 and len(model.graph.output) == 1
+
+
+@pytest.mark.parametrize("family_name", ["xgboost", "lightgbm", "catboost", "linear", "stacking"])
+def test_same_training_saves_the_same_bytes(tmp_path: Path, family_name: str):
+    """DVC compares outputs by content: a retrain with unchanged params must not look like a change."""
+    X, y = data("regression")
+    saved = []
+    for i in range(2):
+        family, est = fitted(family_name, "regression", X, y)
+        family.make_reproducible(est)
+        family.save(est, tmp_path / f"{i}_{family.native_file}")
+        saved.append((tmp_path / f"{i}_{family.native_file}").read_bytes())
+    assert saved[0] == saved[1]

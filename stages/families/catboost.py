@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,18 @@ class CatBoostFamily(Family):
         cls = catboost.CatBoostRegressor if task == "regression" else catboost.CatBoostClassifier
         # allow_writing_files=False: no catboost_info/ litter in the working tree
         return cls(random_seed=seed, allow_writing_files=False, **params)
+
+    def make_reproducible(self, est: Any) -> None:
+        # CatBoost stamps a random model_guid and the finish time into every model; the guid
+        # becomes a digest of the model itself, so it stays unique per model and reproducible
+        meta = est.get_metadata()
+        if meta.get("train_finish_time") is not None:
+            del meta["train_finish_time"]
+        meta["model_guid"] = "0"
+        with tempfile.TemporaryDirectory() as tmp:
+            est.save_model(str(Path(tmp) / "model.cbm"))
+            digest = hashlib.sha256((Path(tmp) / "model.cbm").read_bytes()).hexdigest()
+        meta["model_guid"] = "-".join(digest[i : i + 8] for i in range(0, 32, 8))
 
     def load(self, path: Path, task: str) -> Any:
         import catboost

@@ -32,6 +32,10 @@ class StackingFamily(_SklearnBase):
         cls = StackingRegressor if task == "regression" else StackingClassifier
         return cls(estimators=estimators, final_estimator=meta, cv=int(spec.get("cv", 3)), n_jobs=1)
 
+    def make_reproducible(self, est: Any) -> None:
+        for part in [*est.estimators_, est.final_estimator_]:
+            family_of(part).make_reproducible(part)
+
     def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
         if getattr(est, "passthrough", False):
             raise NotImplementedError("stacking with passthrough=True is not supported by the ONNX merge")
