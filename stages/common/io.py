@@ -14,13 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from serving.integrity import sha256_file
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["atomic_dir", "read_json", "sha256_file", "sha256_tree", "to_json", "write_json", "write_text"]
 
 
 def sha256_tree(path: str | Path) -> str:

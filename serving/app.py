@@ -1,0 +1,93 @@
+"""The FastAPI app: `uvicorn --factory serving.app:create_app` (or `python -m serving.serve`).
+
+The lifespan starts the registry follower; models load in the background and /health/ready turns
+200 when every configured model is loaded and warmed up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving.follower import Follower
+from serving.limits import BodyLimitMiddleware
+from serving.metrics import ServerMetrics
+from serving.routes import health, models, predict
+from serving.settings import Settings
+from serving.store import ModelStore
+
+
+def _field_errors(err: RequestValidationError) -> str:
+    """'features.temperature: Input should be a valid number' - never the input itself."""
+    parts: dict[str, str] = {}
+    for e in err.errors():
+        if e.get("type") == "json_invalid":
+            return "body: not valid JSON"
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        if e.get("type", "").endswith(("_type", "_parsing")) and loc and loc[-1] in ("float", "int"):
+            loc, e = loc[:-1], {**e, "msg": "Input should be a number or null"}  # one message per field
+        parts.setdefault(".".join(loc) or "body", e.get("msg", "invalid"))
+    return "; ".join(f"{k}: {v}" for k, v in list(parts.items())[:5])
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    store = ModelStore(settings.models)
+    metrics = ServerMetrics()
+    follower = Follower(settings, store, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        follower.start()
+        yield
+        follower.stop()
+
+    app = FastAPI(
+        title="onnxship serving",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Serves registered ONNX models by alias and follows the alias as it moves.",
+    )
+    app.state.settings, app.state.store, app.state.metrics, app.state.follower = (
+        settings,
+        store,
+        metrics,
+        follower,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _field_errors(err)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            metrics.in_flight.dec()
+            metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            metrics.requests.labels(request.url.path, str(response.status_code), "", "").inc()
+        return response
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for router in (predict.router, models.router, health.router):
+        app.include_router(router)
+    log = logging.getLogger("onnxship")
+    if not log.handlers:  # uvicorn configures only its own loggers
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return app

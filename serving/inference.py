@@ -1,0 +1,56 @@
+"""From JSON rows to the model's float32 matrix and back, with every input problem named."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from serving.runtime import FLOAT32_MAX
+from serving.store import LoadedModel
+
+
+class InvalidInput(ValueError):
+    """422: the message names the field."""
+
+
+def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | None]]) -> np.ndarray:
+    names = loaded.features
+    expected = set(names)
+    out = np.empty((len(rows), len(names)), dtype=np.float32)
+    allow_nan = loaded.model.allow_nan
+    for r, row in enumerate(rows):
+        where = f"rows[{r}]." if len(rows) > 1 else ""
+        if row.keys() != expected:
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise InvalidInput(
+                    f"{where}features: missing {', '.join(repr(m) for m in missing[:5])}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                )
+            unknown = sorted(set(row) - expected)
+            raise InvalidInput(f"{where}features: unknown {', '.join(repr(u) for u in unknown[:5])}")
+        for c, name in enumerate(names):
+            value = row[name]
+            if value is None:
+                if not allow_nan:
+                    raise InvalidInput(
+                        f"{where}features.{name}: null, and this model does not accept missing values"
+                    )
+                out[r, c] = np.nan
+                continue
+            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+                raise InvalidInput(f"{where}features.{name}: {value!r} is not a finite float32 number")
+            out[r, c] = value
+    return out
+
+
+def answers(loaded: LoadedModel, X: np.ndarray) -> dict[str, list]:
+    outputs = loaded.model.run_unchecked(X)
+    if loaded.task == "regression":
+        return {"predictions": outputs[0].reshape(-1).astype(float).tolist()}
+    classes = loaded.metadata.get("classes") or list(range(outputs[1].shape[1]))
+    labels = [classes[i] for i in outputs[0].reshape(-1).tolist()]
+    probabilities = [{str(c): float(p) for c, p in zip(classes, row, strict=True)} for row in outputs[1]]
+    return {"labels": labels, "probabilities": probabilities}

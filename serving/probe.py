@@ -1,0 +1,42 @@
+"""Load a downloaded model and run one smoke inference: `python -m serving.probe <folder>`.
+
+Run as a child process by the watcher, so a graph that crashes ONNX Runtime only kills this
+process. Prints a JSON line with the outputs' shapes; exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from serving.runtime import InferenceSettings, OnnxModel
+
+EXPECTED = {"regression": ["prediction"], "classification": ["label", "probabilities"]}
+
+
+def main(folder: Path) -> dict:
+    metadata = json.loads((folder / "onnxship.json").read_text())
+    model = OnnxModel(folder / "model.onnx", InferenceSettings.from_mapping(metadata["inference_settings"]))
+    if model.n_features != len(metadata["features"]):
+        raise ValueError(
+            f"graph takes {model.n_features} features, metadata lists {len(metadata['features'])}"
+        )
+    expected = EXPECTED[metadata["task"]]
+    if model.output_names != expected:
+        raise ValueError(f"graph outputs {model.output_names}, expected {expected}")
+    outputs = model.run(np.zeros((2, model.n_features), dtype=np.float32))
+    shapes = {name: list(value.shape) for name, value in outputs.items()}
+    if any(shape[0] != 2 for shape in shapes.values()):
+        raise ValueError(f"batch of 2 gave output shapes {shapes}")
+    return {"ok": True, "shapes": shapes}
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(main(Path(sys.argv[1]))))
+    except Exception as err:
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

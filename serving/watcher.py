@@ -1,0 +1,88 @@
+"""The registry watcher: a sidecar process the server starts (`python -m serving.watcher`).
+
+It polls where each model's alias points, and when it moves, downloads, verifies and probes the
+new version, then tells the server on stdout, one JSON event per line:
+  {"event": "ready", "model", "version", "path"}            verified and probed: the server loads it
+  {"event": "rejected", "model", "version", "reason"}       never served; not retried
+  {"event": "missing", "model", "reason"}                   no such model or alias yet
+  {"event": "registry_error", "reason"}                     registry unreachable this round
+Keeping the MLflow client here keeps the server process free of MLflow's dependencies (pandas,
+pyarrow, cloudpickle), and no registry call ever happens on the request path. It exits when the
+server closes its stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def emit(event: str, **fields) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def poll_once(client, args, served: dict[str, str], rejected: dict[str, str]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from serving.fetch import RejectedModel, download, probe, verify
+
+    for name in args.models:
+        try:
+            version = client.get_model_version_by_alias(name, args.alias)
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                emit("missing", model=name, reason=f"no version of '{name}' has alias '{args.alias}'")
+                continue
+            raise
+        if version.version in (served.get(name), rejected.get(name)):
+            continue
+        folder = Path(args.cache_dir) / name / f"v{version.version}"
+        try:
+            download(version.source, folder, args.tracking_uri)
+            metadata = verify(folder, version.tags.get("onnx_sha256"))
+            probe(folder)
+        except RejectedModel as err:
+            rejected[name] = version.version
+            emit("rejected", model=name, version=version.version, reason=str(err))
+            continue
+        served[name] = version.version
+        emit(
+            "ready",
+            model=name,
+            version=version.version,
+            path=str(folder.resolve()),
+            variant=metadata.get("variant"),
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--models", required=True, type=lambda s: s.split(","))
+    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--interval", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    served: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    while True:
+        try:
+            poll_once(client, args, served, rejected)
+        except Exception as err:  # registry down, network, database locked: report and try again
+            emit("registry_error", reason=f"{type(err).__name__}: {str(err)[:300]}")
+        readable, _, _ = select.select([sys.stdin], [], [], args.interval)
+        if readable and not sys.stdin.readline():
+            return  # the server went away
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The server end to end: a real uvicorn process on a registry built by the pipeline (shrunk).
+
+Promotion, alias following (hot swap under load), rejected versions, bad input, and what the
+server process imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from serving.promote import PromotionRefused, promote
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+MODELS = ["xgboost", "catboost", "stack_ridge"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_pipeline, tmp_path_factory) -> str:
+    """A copy of the pipeline's MLflow store with every model promoted to `champion`."""
+    cfg, _ = tiny_pipeline
+    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    shutil.copy(cfg.tracking.uri.removeprefix("sqlite:///"), db)
+    uri = f"sqlite:///{db}"
+    for name in MODELS:
+        promote(name, None, "champion", uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def server(registry, tmp_path_factory):
+    port = free_port()
+    env = {
+        **os.environ,
+        "ONNXSHIP_SERVING_CONFIG": str(ROOT / "conf/serving/default.yaml"),
+        "ONNXSHIP_SERVING_TRACKING_URI": registry,
+        "ONNXSHIP_SERVING_MODELS": json.dumps(MODELS),
+        "ONNXSHIP_SERVING_DEFAULT_MODEL": "xgboost",
+        "ONNXSHIP_SERVING_POLL_INTERVAL_S": "0.5",
+        "ONNXSHIP_SERVING_MAX_BATCH_ROWS": "50",
+        "ONNXSHIP_SERVING_MAX_BODY_BYTES": "200000",
+        "ONNXSHIP_SERVING_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/health/ready").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"server not ready in 90 s:\n{log.read_text()[-3000:]}")
+    yield {"url": base, "proc": proc, "log": log, "uri": registry}
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def row(tiny_pipeline) -> dict:
+    cfg, _ = tiny_pipeline
+    frame = pd.read_parquet(Path(cfg.paths.prepared) / "test.parquet")
+    return {k: float(v) for k, v in frame.drop(columns="Demand").iloc[0].items()}
+
+
+def test_predict_says_which_version_answered(server, row):
+    r = httpx.post(f"{server['url']}/predict", json={"features": row})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "xgboost" and isinstance(body["prediction"], float)
+    assert r.headers["x-model-version"] == f"xgboost/{body['version']}"
+    r = httpx.post(f"{server['url']}/predict/batch", json={"model": "stack_ridge", "rows": [row] * 3})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        (
+            lambda r: {"features": {k: v for k, v in r.items() if k != "temperature"}},
+            422,
+            "missing 'temperature'",
+        ),
+        (lambda r: {"features": {**r, "zzz": 1.0}}, 422, "unknown 'zzz'"),
+        (
+            lambda r: {"features": {**r, "temperature": "hot"}},
+            422,
+            "features.temperature: Input should be a number",
+        ),
+        (
+            lambda r: {"features": {**r, "temperature": 1e39}},
+            422,
+            "features.temperature: 1e+39 is not a finite",
+        ),
+        (lambda r: {"model": "nope", "features": r}, 404, "unknown model 'nope'"),
+        (lambda r: {"rows": [r] * 51}, 422, "rows: 51 rows, at most 50"),
+    ],
+    ids=["missing", "unknown", "wrong-type", "beyond-float32", "unknown-model", "too-many-rows"],
+)
+def test_bad_input_is_named_never_echoed(server, row, change, status, message):
+    body = change(row)
+    route = "/predict/batch" if "rows" in body else "/predict"
+    r = httpx.post(f"{server['url']}{route}", json=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert "hot" not in r.text and "21.5" not in r.text and str(row["demand_lag_1"]) not in r.text
+
+
+def test_oversized_and_malformed_bodies(server):
+    big = b'{"features": {"a": ' + b"1" * 300_000 + b"}}"
+    r = httpx.post(f"{server['url']}/predict", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    # no Content-Length: counted as it streams in
+    r = httpx.post(
+        f"{server['url']}/predict",
+        content=iter([big[:150_000], big[150_000:]]),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    r = httpx.post(
+        f"{server['url']}/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json() == {"error": "body: not valid JSON"}
+
+
+def test_models_benchmark_health_and_metrics(server):
+    models = httpx.get(f"{server['url']}/models").json()["models"]
+    assert [m["name"] for m in models] == MODELS and all(m["status"] == "serving" for m in models)
+    detail = httpx.get(f"{server['url']}/models/catboost").json()
+    assert detail["features"][0] == "demand_lag_1" and detail["sha256"]
+    bench = httpx.get(f"{server['url']}/benchmark", params={"model": "catboost"}).json()
+    assert "native" in bench["report"]["runtimes"]
+    assert httpx.get(f"{server['url']}/health/live").status_code == 200
+    text = httpx.get(f"{server['url']}/metrics").text
+    assert 'onnxship_model_loads_total{model="catboost",result="loaded"}' in text
+    assert "onnxship_request_seconds_bucket" in text
+
+
+def new_version(uri: str, name: str, mutate=None) -> str:
+    """Register a new version of `name` made from its champion's files (optionally tampered)."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(name, "champion")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=uri))
+    tags = dict(champion.tags)
+    if mutate:
+        tags = mutate(local, tags)
+    mlflow.set_tracking_uri(uri)
+    exp = client.get_experiment_by_name("onnxship/" + name).experiment_id
+    with mlflow.start_run(experiment_id=exp, run_name="test-version") as run:
+        mlflow.log_artifacts(str(local), "model")
+    created = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
+    return str(created.version)
+
+
+def served_version(server, name: str) -> str:
+    return httpx.get(f"{server['url']}/models/{name}").json()["version"]
+
+
+def test_alias_move_swaps_without_dropping_requests(server, row):
+    uri, name = server["uri"], "catboost"
+    old = served_version(server, name)
+    version = new_version(uri, name)
+    failures, answered, stop = [], set(), threading.Event()
+
+    def load():
+        with httpx.Client() as client:
+            while not stop.is_set():
+                r = client.post(f"{server['url']}/predict", json={"model": name, "features": row})
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    answered.add(r.json()["version"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    moved = time.time()
+    promote(name, version, "champion", uri)
+    deadline = moved + 30
+    while served_version(server, name) != version and time.time() < deadline:
+        time.sleep(0.1)
+    swap_seconds = time.time() - moved
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert served_version(server, name) == version, server["log"].read_text()[-2000:]
+    assert failures == []
+    assert answered == {old, version}
+    assert swap_seconds < 15
+
+
+def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(server, row):
+    uri, name = server["uri"], "xgboost"
+    serving_before = served_version(server, name)
+
+    def corrupt(folder: Path, tags: dict) -> dict:
+        (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes()[:500])  # truncated
+        return tags  # recorded sha256 no longer matches
+
+    for mutate, reason in ((corrupt, "sha256"),):
+        version = new_version(uri, name, mutate)
+        promote_unchecked(uri, name, version)
+        deadline = time.time() + 20
+        while (
+            reason not in httpx.get(f"{server['url']}/models/{name}").json()["status"]
+            and time.time() < deadline
+        ):
+            time.sleep(0.2)
+        status = httpx.get(f"{server['url']}/models/{name}").json()
+        assert f"version {version} rejected" in status["status"] and reason in status["status"]
+        assert status["version"] == serving_before
+        assert httpx.post(f"{server['url']}/predict", json={"features": row}).status_code == 200
+    assert (
+        'onnxship_model_loads_total{model="xgboost",result="rejected"}'
+        in httpx.get(f"{server['url']}/metrics").text
+    )
+
+
+def promote_unchecked(uri: str, name: str, version: str) -> None:
+    """What a user can do by hand in the MLflow UI: move the alias without our gate checks."""
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name, "champion", version)
+
+
+def test_promote_refuses_a_version_that_failed_a_gate(registry):
+    version = new_version(registry, "stack_ridge", lambda folder, tags: {**tags, "parity_verdict": "fail"})
+    with pytest.raises(PromotionRefused, match="parity verdict is 'fail'"):
+        promote("stack_ridge", version, "champion", registry)
+    with pytest.raises(PromotionRefused, match="no version 999"):
+        promote("stack_ridge", "999", "champion", registry)
+
+
+def test_server_process_imports_no_training_framework_or_pickle_loader(registry, tmp_path):
+    script = f"""
+import json, os, sys, time
+os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r}, ONNXSHIP_SERVING_MODELS='["stack_ridge"]',
+                  ONNXSHIP_SERVING_CACHE_DIR={str(tmp_path)!r}, ONNXSHIP_SERVING_POLL_INTERVAL_S="0.5")
+from fastapi.testclient import TestClient
+from serving.app import create_app
+with TestClient(create_app()) as client:
+    for _ in range(300):
+        if client.get("/health/ready").status_code == 200:
+            break
+        time.sleep(0.2)
+    ready = client.get("/health/ready").status_code
+top = sorted({{m.split(".")[0] for m in sys.modules}})
+print(json.dumps({{"ready": ready, "modules": top}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ready"] == 200
+    heavy = {
+        "torch",
+        "xgboost",
+        "lightgbm",
+        "catboost",
+        "sklearn",
+        "joblib",
+        "cloudpickle",
+        "dill",
+        "mlflow",
+        "pandas",
+    }
+    assert heavy.isdisjoint(result["modules"]), heavy & set(result["modules"])
