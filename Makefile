@@ -5,7 +5,7 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test test-all params ui lint format clean
+.PHONY: help install run test test-all params ui serve promote lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
 ui: install ## MLflow UI on the embedded store
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+serve: install ## serve every model's `champion` version on http://127.0.0.1:8000 (follows the alias)
+	python -m serving.serve --host 127.0.0.1 --port 8000
+
+promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
+	python -m serving.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
+
 lint: install ## ruff lint and format check
 	ruff check . && ruff format --check .
 
@@ -46,4 +52,4 @@ format: install ## ruff format and autofix
 	ruff format . && ruff check --fix .
 
 clean: ## remove pipeline outputs and the MLflow store (keeps .venv)
-	rm -rf data models mlflow.db mlartifacts reports/validate reports/benchmark reports/package reports/summary.* dvc_plots
+	rm -rf data models mlflow.db mlartifacts .serving-cache reports/validate reports/benchmark reports/package reports/summary.* dvc_plots

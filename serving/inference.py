@@ -48,6 +48,9 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
 
 def answers(loaded: LoadedModel, X: np.ndarray) -> dict[str, list]:
     outputs = loaded.model.run_unchecked(X)
+    if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
+        # e.g. a linear model fed values near the float32 limit: JSON cannot carry inf
+        raise InvalidInput("features: these values drive the model's output beyond the float32 range")
     if loaded.task == "regression":
         return {"predictions": outputs[0].reshape(-1).astype(float).tolist()}
     classes = loaded.metadata.get("classes") or list(range(outputs[1].shape[1]))

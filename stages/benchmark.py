@@ -122,14 +122,16 @@ def run(cfg: DictConfig) -> dict:
         }
         jobs.append({**common, "runtime": NATIVE})
         jobs += [
-            {**common, "runtime": v, "path": str(optimized / f"{v}.onnx")}
+            {**common, "runtime": v, "path": str(optimized / f"{v}.onnx"), "sha256": e["sha256"]}
             for v, e in opt["variants"].items()
             if e["status"] == "ok"
         ]
         spawn = multiprocessing.get_context("spawn")
         for job in jobs:  # one at a time: runtimes never compete for the cores
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                report["runtimes"][job["runtime"]] = pool.submit(measure_runtime, job).result()
+                result = pool.submit(measure_runtime, job).result()
+            # which file was timed: package registers a variant only if it is this exact file
+            report["runtimes"][job["runtime"]] = {**result, "sha256": job.get("sha256")}
         shutil.rmtree(data.parent, ignore_errors=True)
     else:
         report["skipped"] = "export failed"

@@ -163,9 +163,11 @@ def tree_thresholds(model: onnx.ModelProto) -> dict[int, np.ndarray]:
             values = numpy_helper.to_array(attrs["nodes_splits"].t).tolist()
         else:
             continue
-        modes = [m.decode() for m in attrs["nodes_modes"].strings] if "nodes_modes" in attrs else None
+        modes = [m.decode() for m in attrs["nodes_modes"].strings] if "nodes_modes" in attrs else []
+        if len(modes) != len(features):
+            modes = ["BRANCH"] * len(features)  # TreeEnsemble (ml opset 5) lists split nodes only
         for k, (feat, value) in enumerate(zip(features, values, strict=False)):
-            if modes is None or modes[k] != "LEAF":
+            if modes[k] != "LEAF":
                 found[int(feat)].append(float(value))
     return {f: np.unique(np.asarray(v)) for f, v in found.items()}
 

@@ -104,79 +104,88 @@ def run(cfg: DictConfig) -> dict:
             cell = bench["runtimes"][variant]["batches"][str(batch)]
             native_cell = bench["runtimes"]["native"]["batches"][str(batch)]
             sets = validation["variants"][variant]["sets"]
-            gates = {
-                "export": export["status"] == "ok",
-                "parity": validation["variants"][variant]["verdict"] == "pass",
-                "benchmark": bool(cell),
-            }
             settings = InferenceSettings.from_mapping(cfg.runtime)
             onnx_path = Path(cfg.paths.optimized) / name / f"{variant}.onnx"
-            X, _, schema = load_split(cfg.paths.prepared, "test")
-            metadata = {
-                "model": name,
-                "variant": variant,
-                "family": native_meta["family"],
-                "task": schema["task"],
-                "features": schema["features"],
-                "classes": schema["classes"],
-                "target": schema["target"],
-                **describe_io(onnx.load(str(onnx_path))),
-                "inference_settings": settings.as_dict(),
-                "accepts_nan": "nan" in validation.get("hostile_rows", {}),
-                "gates": gates,
-                "tolerance": validation["tolerance"],
-                "parity": {
-                    "test_max_abs_diff": sets["test"]["max_abs_diff"],
-                    "test_within_tolerance": sets["test"]["within_tolerance"],
-                },
-                "latency_ms": {
-                    f"b{batch}_p50": cell["p50_ms"],
-                    f"b{batch}_p99": cell["p99_ms"],
-                    f"native_b{batch}_p50": native_cell["p50_ms"],
-                },
-                "source_model_sha256": native_meta["native_sha256"],
+            actual = sha256_file(onnx_path)
+            # each gate also checks that its report judged this exact file
+            gates = {
+                "export": export["status"] == "ok",
+                "parity": validation["variants"][variant]["verdict"] == "pass"
+                and validation["variants"][variant].get("sha256") == actual,
+                "benchmark": bench["runtimes"][variant].get("sha256") == actual,
             }
-            with tempfile.TemporaryDirectory() as tmp:
-                version_dir = Path(tmp) / "model"
-                metadata = build_version_dir(version_dir, onnx_path, metadata, settings, X)
-                # the evidence travels with the version (serving's GET /benchmark reads it)
-                write_json(version_dir / "benchmark.json", bench)
-                write_json(version_dir / "validation.json", validation)
-                mlflow.log_artifacts(str(version_dir), "model")
-            tags = {
-                "git_commit": run_.data.tags.get("git_commit", ""),
-                "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
-                "params_sha256": run_.data.tags.get("params_sha256", ""),
-                "source_model_sha256": native_meta["native_sha256"],
-                "onnx_sha256": metadata["sha256"],
-                "variant": variant,
-                "parity_verdict": "pass" if gates["parity"] else "fail",
-                f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
-                f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
-                "package_run_id": run_.info.run_id,  # the MLflow run holding the artifacts
-            }
-            try:
-                client.get_registered_model(registered_name)
-            except mlflow.exceptions.MlflowException:
-                client.create_registered_model(
-                    registered_name, description=f"onnxship model '{name}' ({native_meta['family']})"
-                )
-            version = client.create_model_version(
-                registered_name, source=f"{run_.info.artifact_uri}/model", run_id=run_.info.run_id, tags=tags
-            )
-            result |= {
-                "registered": True,
-                "version": int(version.version),
-                "run_id": run_.info.run_id,
-                "sha256": metadata["sha256"],
-                "gates": gates,
-                "tags": tags,
-            }
-            if all(gates.values()):
-                client.set_registered_model_alias(registered_name, cfg.package.alias, version.version)
-                result["alias"] = cfg.package.alias
+            if not gates["parity"]:
+                result["reasons"] = [f"{variant}: validated file and file to register differ (sha256)"]
             else:
-                result["reasons"] = [f"gate failed: {g}" for g, ok in gates.items() if not ok]
+                X, _, schema = load_split(cfg.paths.prepared, "test")
+                metadata = {
+                    "model": name,
+                    "variant": variant,
+                    "family": native_meta["family"],
+                    "task": schema["task"],
+                    "features": schema["features"],
+                    "classes": schema["classes"],
+                    "target": schema["target"],
+                    **describe_io(onnx.load(str(onnx_path))),
+                    "inference_settings": settings.as_dict(),
+                    "accepts_nan": "nan" in validation.get("hostile_rows", {}),
+                    "gates": gates,
+                    "tolerance": validation["tolerance"],
+                    "parity": {
+                        "test_max_abs_diff": sets["test"]["max_abs_diff"],
+                        "test_within_tolerance": sets["test"]["within_tolerance"],
+                    },
+                    "latency_ms": {
+                        f"b{batch}_p50": cell["p50_ms"],
+                        f"b{batch}_p99": cell["p99_ms"],
+                        f"native_b{batch}_p50": native_cell["p50_ms"],
+                    },
+                    "source_model_sha256": native_meta["native_sha256"],
+                }
+                with tempfile.TemporaryDirectory() as tmp:
+                    version_dir = Path(tmp) / "model"
+                    metadata = build_version_dir(version_dir, onnx_path, metadata, settings, X)
+                    # the evidence travels with the version (serving's GET /benchmark reads it)
+                    write_json(version_dir / "benchmark.json", bench)
+                    write_json(version_dir / "validation.json", validation)
+                    mlflow.log_artifacts(str(version_dir), "model")
+                tags = {
+                    "git_commit": run_.data.tags.get("git_commit", ""),
+                    "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
+                    "params_sha256": run_.data.tags.get("params_sha256", ""),
+                    "source_model_sha256": native_meta["native_sha256"],
+                    "onnx_sha256": metadata["sha256"],
+                    "variant": variant,
+                    "parity_verdict": "pass" if gates["parity"] else "fail",
+                    f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
+                    f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
+                    "package_run_id": run_.info.run_id,  # the MLflow run holding the artifacts
+                }
+                try:
+                    client.get_registered_model(registered_name)
+                except mlflow.exceptions.MlflowException:
+                    client.create_registered_model(
+                        registered_name, description=f"onnxship model '{name}' ({native_meta['family']})"
+                    )
+                version = client.create_model_version(
+                    registered_name,
+                    source=f"{run_.info.artifact_uri}/model",
+                    run_id=run_.info.run_id,
+                    tags=tags,
+                )
+                result |= {
+                    "registered": True,
+                    "version": int(version.version),
+                    "run_id": run_.info.run_id,
+                    "sha256": metadata["sha256"],
+                    "gates": gates,
+                    "tags": tags,
+                }
+                if all(gates.values()):
+                    client.set_registered_model_alias(registered_name, cfg.package.alias, version.version)
+                    result["alias"] = cfg.package.alias
+                else:
+                    result["reasons"] = [f"gate failed: {g}" for g, ok in gates.items() if not ok]
         write_json(reports / "package" / f"{name}.json", result)
         log_report(
             {"registered": result["registered"], "version": result.get("version", 0)}, f"package_{name}.json"

@@ -32,16 +32,27 @@ def onnx_prediction(model: OnnxModel, X: np.ndarray, task: str) -> Prediction:
     return Prediction(out["label"].reshape(-1).astype(np.int64), out["probabilities"].astype(np.float64))
 
 
+def row_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| where equal values (NaN and infinities included) give 0 and NaN on one side gives inf."""
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    return np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
+
+
+def outputs_of(pred: Prediction, rows: int) -> np.ndarray:
+    """What parity is judged on: probabilities for classifiers, values for regressors."""
+    return (pred.values if pred.proba is None else pred.proba).reshape(rows, -1)
+
+
 def compare(native: Prediction, other: Prediction, atol: float, rtol: float) -> dict:
     """Row-wise parity: a row is within when every output value is within atol + rtol*|native|."""
-    a = native.values if native.proba is None else native.proba
-    b = other.values if other.proba is None else other.proba
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = np.where(both_nan, 0.0, np.abs(a - b))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(a), np.finfo(np.float64).tiny)
-    within = (diff <= atol + rtol * np.abs(np.nan_to_num(a))).all(axis=1)
+    a, b = outputs_of(native, len(native.values)), outputs_of(other, len(other.values))
+    diff = row_diff(a, b)
+    scale = np.abs(np.where(np.isfinite(a), a, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / np.maximum(scale, 1e-12))
+    within = (diff <= atol + rtol * scale).all(axis=1)
     out = {
         "rows": len(a),
         "max_abs_diff": float(diff.max()),
@@ -85,16 +96,17 @@ def check_variant(path: Path, lossy: bool, ctx: dict) -> dict:
             )
         except Exception as err:  # e.g. the runtime refusing input the native model took
             sets[name] = {"rows": len(X), "error": f"{type(err).__name__}: {err}", "within_tolerance": 0.0}
-        if not lossy and sets[name]["within_tolerance"] < gates.min_within_hostile:
+        if "error" in sets[name]:
+            reasons.append(f"{name}: ONNX Runtime refused what the native model took ({sets[name]['error']})")
+        elif not lossy and sets[name]["within_tolerance"] < gates.min_within_hostile:
             reasons.append(
                 f"{name} rows within tolerance {sets[name]['within_tolerance']:.2%} "
                 f"< {gates.min_within_hostile:.0%}"
             )
-    one_by_one = np.vstack(
-        [onnx_prediction(model, row[None, :], task).values.reshape(1, -1) for row in ctx["templates"]]
-    )
-    together = onnx_prediction(model, ctx["templates"], task).values.reshape(len(ctx["templates"]), -1)
-    batch_diff = float(np.nanmax(np.abs(one_by_one - together)))
+    rows = ctx["templates"]
+    one_by_one = np.vstack([outputs_of(onnx_prediction(model, row[None, :], task), 1) for row in rows])
+    together = outputs_of(onnx_prediction(model, ctx["templates"], task), len(ctx["templates"]))
+    batch_diff = float(row_diff(one_by_one, together).max())
     sets["batch_consistency"] = {"rows": len(ctx["templates"]), "max_abs_diff": batch_diff}
     if batch_diff > tol["atol"]:
         reasons.append(f"batch 1 vs batch N differ by {batch_diff:.3g} (> atol {tol['atol']})")
@@ -166,7 +178,13 @@ def run(cfg: DictConfig) -> dict:
                     "reasons": [f"optimize failed: {entry['reason']}"],
                 }
                 continue
-            report["variants"][variant] = check_variant(optimized / f"{variant}.onnx", entry["lossy"], ctx)
+            try:
+                checked = check_variant(optimized / f"{variant}.onnx", entry["lossy"], ctx)
+                report["variants"][variant] = checked
+            except Exception as err:  # a graph ONNX Runtime cannot load or run fails alone
+                report["variants"][variant] = {"verdict": "fail", "reasons": [f"{type(err).__name__}: {err}"]}
+            # which file was judged: package registers only this exact file
+            report["variants"][variant]["sha256"] = entry["sha256"]
     else:
         report["skipped"] = "export failed"
     report["passed"] = [v for v, e in report["variants"].items() if e["verdict"] == "pass"]

@@ -6,13 +6,22 @@ from fastapi import APIRouter, HTTPException, Response
 
 from serving.deps import MetricsDep, SettingsDep, StoreDep, resolve_model
 from serving.inference import InvalidInput, answers, to_matrix
+from serving.metrics import ServerMetrics
 from serving.schemas import ERRORS, BatchPrediction, BatchRequest, Prediction, PredictRequest
+from serving.store import LoadedModel
 
 router = APIRouter(tags=["predict"])
 
 
-def _stamp(response: Response, name: str, version: str) -> None:
-    response.headers["X-Model-Version"] = f"{name}/{version}"
+def _answer(loaded: LoadedModel, rows: list, route: str, response: Response, metrics: ServerMetrics) -> dict:
+    """Run rows through the model; any input problem becomes a 422 naming the field."""
+    try:
+        out = answers(loaded, to_matrix(loaded, rows))
+    except InvalidInput as err:
+        raise HTTPException(422, str(err)) from None
+    response.headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
+    metrics.requests.labels(route, "200", loaded.name, loaded.version).inc()
+    return out
 
 
 @router.post("/predict", response_model=Prediction, response_model_exclude_none=True, responses=ERRORS)
@@ -21,21 +30,11 @@ def predict(
 ) -> dict:
     """One row of features by name; the answer says which model version produced it."""
     loaded = resolve_model(store, settings, body.model)
-    try:
-        X = to_matrix(loaded, [body.features])
-    except InvalidInput as err:
-        raise HTTPException(422, str(err)) from None
-    out = answers(loaded, X)
-    _stamp(response, loaded.name, loaded.version)
-    metrics.requests.labels("/predict", "200", loaded.name, loaded.version).inc()
+    out = _answer(loaded, [body.features], "/predict", response, metrics)
+    head = {"model": loaded.name, "version": loaded.version}
     if "predictions" in out:
-        return {"model": loaded.name, "version": loaded.version, "prediction": out["predictions"][0]}
-    return {
-        "model": loaded.name,
-        "version": loaded.version,
-        "label": out["labels"][0],
-        "probabilities": out["probabilities"][0],
-    }
+        return {**head, "prediction": out["predictions"][0]}
+    return {**head, "label": out["labels"][0], "probabilities": out["probabilities"][0]}
 
 
 @router.post(
@@ -50,10 +49,5 @@ def predict_batch(
             422, f"rows: {len(body.rows)} rows, at most {settings.max_batch_rows} per request"
         )
     loaded = resolve_model(store, settings, body.model)
-    try:
-        X = to_matrix(loaded, body.rows)
-    except InvalidInput as err:
-        raise HTTPException(422, str(err)) from None
-    _stamp(response, loaded.name, loaded.version)
-    metrics.requests.labels("/predict/batch", "200", loaded.name, loaded.version).inc()
-    return {"model": loaded.name, "version": loaded.version, **answers(loaded, X)}
+    out = _answer(loaded, body.rows, "/predict/batch", response, metrics)
+    return {"model": loaded.name, "version": loaded.version, **out}

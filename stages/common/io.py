@@ -84,7 +84,11 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
-            scratch.rename(target)
+            try:
+                scratch.rename(target)
+            except BaseException:
+                old.rename(target)  # put the previous output back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             scratch.rename(target)
