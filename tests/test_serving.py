@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -172,7 +173,12 @@ def new_version(uri: str, name: str, mutate=None) -> str:
     """Register a new version of `name` made from its champion's files (optionally tampered)."""
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias(name, "champion")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=uri))
+    # an explicit dst_path: for a local store MLflow may otherwise hand back the stored folder itself
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=champion.source, tracking_uri=uri, dst_path=tempfile.mkdtemp(prefix="version-")
+        )
+    )
     tags = dict(champion.tags)
     if mutate:
         tags = mutate(local, tags)
