@@ -102,5 +102,6 @@ def probe(folder: Path) -> dict[str, Any]:
         raise RejectedModel(f"probe did not finish in {PROBE_TIMEOUT_S}s") from err
     if done.returncode != 0:
         how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-        raise RejectedModel(f"probe failed ({how}): {done.stderr.strip().splitlines()[-1:] or ''}")
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise RejectedModel(f"probe failed ({how}): {last[:500]}")
     return json.loads(done.stdout)

@@ -70,7 +70,10 @@ class Follower:
                 self.handle(line)
             if not self._stop.is_set():
                 self.metrics.registry_errors.inc()
-                self.last_registry_error = f"watcher exited with {self._proc.wait()}"
+                self.last_registry_error = f"registry watcher exited with {self._proc.wait()}"
+                for name in self.store.names:
+                    if self.store.get(name) is None:
+                        self.store.note(name, f"registry unreachable: {self.last_registry_error}")
                 log.error("registry watcher exited (%s); restarting", self.last_registry_error)
                 time.sleep(RESTART_DELAY_S)
 

@@ -71,11 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    client = None
     served: dict[str, str] = {}
     rejected: dict[str, str] = {}
     while True:
         try:
+            # made inside the loop: a store that is down at start raises here, and is retried
+            client = client or MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
             poll_once(client, args, served, rejected)
         except Exception as err:  # registry down, network, database locked: report and try again
             emit("registry_error", reason=f"{type(err).__name__}: {str(err)[:300]}")

@@ -48,8 +48,7 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     return uri
 
 
-@pytest.fixture(scope="module")
-def server(registry, tmp_path_factory):
+def start_server(registry: str, tmp_path_factory, wait_ready: bool = True) -> dict:
     port = free_port()
     env = {
         **os.environ,
@@ -73,20 +72,25 @@ def server(registry, tmp_path_factory):
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    wanted = "/health/ready" if wait_ready else "/health/live"
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
-            if httpx.get(f"{base}/health/ready").status_code == 200:
-                break
+            if httpx.get(f"{base}{wanted}").status_code == 200:
+                return {"url": base, "proc": proc, "log": log, "uri": registry}
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"server not ready in 90 s:\n{log.read_text()[-3000:]}")
-    yield {"url": base, "proc": proc, "log": log, "uri": registry}
-    proc.terminate()
-    proc.wait(timeout=15)
+    proc.kill()
+    pytest.fail(f"server not up in 90 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(registry, tmp_path_factory):
+    started = start_server(registry, tmp_path_factory)
+    yield started
+    started["proc"].terminate()
+    started["proc"].wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +307,49 @@ print(json.dumps({{"ready": ready, "modules": top}}))
         "pandas",
     }
     assert heavy.isdisjoint(result["modules"]), heavy & set(result["modules"])
+
+
+def test_registry_outage_keeps_loaded_models_serving(server, row):
+    db = Path(server["uri"].removeprefix("sqlite:///"))
+    saved = db.read_bytes()
+    before = registry_errors(server)
+    try:
+        db.write_bytes(b"this is not a database " * 100)
+        deadline = time.time() + 20
+        while registry_errors(server) == before and time.time() < deadline:
+            time.sleep(0.2)
+        assert registry_errors(server) > before
+        assert httpx.get(f"{server['url']}/health/live").status_code == 200
+        assert httpx.get(f"{server['url']}/health/ready").status_code == 200  # models are loaded
+        assert httpx.post(f"{server['url']}/predict", json={"features": row}).status_code == 200
+    finally:
+        db.write_bytes(saved)
+
+
+def registry_errors(server) -> float:
+    for line in httpx.get(f"{server['url']}/metrics").text.splitlines():
+        if line.startswith("onnxship_registry_poll_errors_total "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_start_without_a_registry_is_live_but_not_ready_with_the_reason(tmp_path, tmp_path_factory):
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database" * 100)
+    started = start_server(f"sqlite:///{broken}", tmp_path_factory, wait_ready=False)
+    try:
+        deadline = time.time() + 20
+        body = {}
+        while time.time() < deadline:
+            r = httpx.get(f"{started['url']}/health/ready")
+            body = r.json()
+            if "registry unreachable" in json.dumps(body):
+                break
+            time.sleep(0.2)
+        assert r.status_code == 503
+        assert all("registry unreachable" in why for why in body["waiting"].values()), body
+        r = httpx.post(f"{started['url']}/predict", json={"features": {}})
+        assert r.status_code == 503 and "not loaded yet" in r.json()["error"]
+    finally:
+        started["proc"].terminate()
+        started["proc"].wait(timeout=15)

@@ -1,0 +1,97 @@
+"""The watcher's checks on a downloaded version, before anything is loaded: sha256, external-data
+path tricks, symlinks, unparsable and crashing graphs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from serving.fetch import RejectedModel, probe, verify
+from serving.integrity import sha256_file
+
+
+def tiny_graph() -> onnx.ModelProto:
+    weight = numpy_helper.from_array(np.ones((3, 1), np.float32), "w")
+    node = helper.make_node("MatMul", ["input", "w"], ["prediction"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8  # what onnxruntime of this era reads
+    return model
+
+
+def version_folder(tmp_path: Path, model: onnx.ModelProto | bytes) -> Path:
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    (folder / "model.onnx").write_bytes(data)
+    metadata = {
+        "sha256": sha256_file(folder / "model.onnx"),
+        "task": "regression",
+        "features": ["a", "b", "c"],
+        "inference_settings": {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1},
+    }
+    (folder / "onnxship.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def test_a_sound_version_passes_verify_and_probe(tmp_path: Path):
+    folder = version_folder(tmp_path, tiny_graph())
+    verify(folder, sha256_file(folder / "model.onnx"))
+    assert probe(folder)["shapes"] == {"prediction": [2, 1]}
+
+
+def test_sha256_mismatch_is_rejected(tmp_path: Path):
+    folder = version_folder(tmp_path, tiny_graph())
+    with pytest.raises(RejectedModel, match="the registry tag records"):
+        verify(folder, "0" * 64)
+
+
+@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "weights.bin"])
+def test_external_data_references_are_rejected(tmp_path: Path, location: str):
+    model = tiny_graph()
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    folder = version_folder(tmp_path, model)
+    with pytest.raises(RejectedModel, match=f"external data '{location}'"):
+        verify(folder, None)
+
+
+def test_symlinked_model_is_rejected(tmp_path: Path):
+    folder = version_folder(tmp_path, tiny_graph())
+    real = tmp_path / "elsewhere.onnx"
+    shutil.move(folder / "model.onnx", real)
+    (folder / "model.onnx").symlink_to(real)
+    with pytest.raises(RejectedModel, match="symlink"):
+        verify(folder, None)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_graph_is_rejected_before_loading(tmp_path: Path, cut: float):
+    data = tiny_graph().SerializeToString()
+    folder = version_folder(tmp_path, data[: int(len(data) * cut)])
+    with pytest.raises(RejectedModel):
+        verify(folder, None)
+        probe(folder)
+
+
+def test_graph_that_fails_in_onnx_runtime_is_rejected_by_the_probe(tmp_path: Path):
+    model = tiny_graph()
+    model.graph.node[0].op_type = "NoSuchOp"
+    folder = version_folder(tmp_path, model)
+    verify(folder, None)  # parses fine: only loading it tells
+    with pytest.raises(RejectedModel, match="probe failed"):
+        probe(folder)
