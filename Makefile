@@ -5,7 +5,7 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test test-all params ui serve promote lint format clean
+.PHONY: help install run test test-all params ui serve promote bench-serving lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ serve: install ## serve every model's `champion` version on http://127.0.0.1:800
 
 promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
 	python -m serving.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
+
+bench-serving: install ## our server vs `mlflow models serve` under wrk load -> reports/serving.json (needs: apt-get install wrk)
+	python -m stages.bench_serving
 
 lint: install ## ruff lint and format check
 	ruff check . && ruff format --check .

@@ -7,7 +7,6 @@ The lifespan starts the registry follower; models load in the background and /he
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from serving.follower import Follower
 from serving.limits import BodyLimitMiddleware
-from serving.metrics import ServerMetrics
+from serving.metrics import ObserveMiddleware, ServerMetrics
 from serving.routes import health, models, predict
 from serving.settings import Settings
 from serving.store import ModelStore
@@ -68,20 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        metrics.in_flight.inc()
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            metrics.in_flight.dec()
-            metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-        if response.status_code >= 400:
-            metrics.requests.labels(request.url.path, str(response.status_code), "", "").inc()
-        return response
-
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
     for router in (predict.router, models.router, health.router):
         app.include_router(router)
     log = logging.getLogger("onnxship")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ROUTES = {"/predict", "/predict/batch", "/models", "/benchmark", "/health/live", "/health/ready", "/metrics"}
+
+
+def route_label(path: str) -> str:
+    """A bounded label set: unknown paths are not allowed to grow the metrics."""
+    if path in ROUTES:
+        return path
+    return "/models/{name}" if path.startswith("/models/") else "other"
 
 
 class ServerMetrics:
@@ -36,3 +48,35 @@ class ServerMetrics:
         self.served_version = Gauge(
             "onnxship_served_version", "Registry version being served", ["model"], registry=self.registry
         )
+
+
+class ObserveMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware, which costs a task and a copy per request): in-flight
+    gauge, latency histogram, and a count of every error answer. Successful predictions are
+    counted by their routes, which know the model and version."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_label(scope["path"])
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            if status >= 400:
+                self.metrics.requests.labels(route, str(status), "", "").inc()
