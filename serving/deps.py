@@ -1,4 +1,7 @@
-"""Typed dependencies for the routes: the app's state and model lookup with clean errors."""
+"""Typed dependencies for the routes: the app's state and model lookup with clean errors.
+
+The getters are async on purpose: FastAPI runs sync dependencies in its thread pool, a thread hop
+per dependency per request."""
 
 from __future__ import annotations
 
@@ -12,19 +15,19 @@ from serving.settings import Settings
 from serving.store import LoadedModel, ModelStore
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> ServerMetrics:
+async def get_metrics(request: Request) -> ServerMetrics:
     return request.app.state.metrics
 
 
-def get_follower(request: Request) -> Follower:
+async def get_follower(request: Request) -> Follower:
     return request.app.state.follower
 
 
