@@ -14,6 +14,8 @@ def route_label(path: str) -> str:
     """A bounded label set: unknown paths are not allowed to grow the metrics."""
     if path in ROUTES:
         return path
+    if path.startswith("/v2/"):
+        return "/v2/models/{name}/infer" if path.endswith("/infer") else "/v2/other"
     return "/models/{name}" if path.startswith("/models/") else "other"
 
 

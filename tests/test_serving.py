@@ -353,3 +353,34 @@ def test_start_without_a_registry_is_live_but_not_ready_with_the_reason(tmp_path
     finally:
         started["proc"].terminate()
         started["proc"].wait(timeout=15)
+
+
+def test_kserve_v2_protocol(server, row):
+    url = server["url"]
+    assert httpx.get(f"{url}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{url}/v2/health/ready").json() == {"ready": True}
+    meta = httpx.get(f"{url}/v2/models/stack_ridge").json()
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 19]}]
+    assert meta["parameters"]["features"][0] == "demand_lag_1"
+    values = [row[f] for f in meta["parameters"]["features"]]
+    body = {
+        "id": "req-7",
+        "inputs": [{"name": "input", "shape": [2, 19], "datatype": "FP64", "data": values * 2}],
+    }
+    r = httpx.post(f"{url}/v2/models/stack_ridge/infer", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (
+        out["id"] == "req-7" and out["model_name"] == "stack_ridge" and out["outputs"][0]["shape"] == [2, 1]
+    )
+    single = httpx.post(f"{url}/predict", json={"model": "stack_ridge", "features": row}).json()
+    assert out["outputs"][0]["data"][0] == pytest.approx(single["prediction"], rel=1e-6)
+    bad = {"inputs": [{"name": "input", "shape": [2, 18], "datatype": "FP32", "data": values * 2}]}
+    r = httpx.post(f"{url}/v2/models/stack_ridge/infer", json=bad)
+    assert r.status_code == 422 and r.json()["error"].startswith("inputs[0]:")
+    wrong_name = {"inputs": [{"name": "x", "shape": [1, 19], "datatype": "FP32", "data": values}]}
+    assert (
+        "the model's input is 'input'"
+        in httpx.post(f"{url}/v2/models/stack_ridge/infer", json=wrong_name).text
+    )
+    assert httpx.post(f"{url}/v2/models/nope/infer", json=body).status_code == 404
