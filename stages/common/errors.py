@@ -17,9 +17,5 @@ class ModelLoadError(PipelineError):
     """A native model file is missing, corrupt or of another family than declared."""
 
 
-class ExportError(PipelineError):
-    """A converter could not turn a native model into ONNX."""
-
-
 class UnknownEntryError(ConfigError):
     """A registry lookup (family, pass) failed; the message lists what is registered."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,19 +15,7 @@ import numpy as np
 
 from serving.integrity import sha256_file
 
-__all__ = ["atomic_dir", "read_json", "sha256_file", "sha256_tree", "to_json", "write_json", "write_text"]
-
-
-def sha256_tree(path: str | Path) -> str:
-    """Digest of a file, or of a directory's files (names and contents, sorted)."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    digest = hashlib.sha256()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(child.relative_to(path)).encode())
-        digest.update(sha256_file(child).encode())
-    return digest.hexdigest()
+__all__ = ["atomic_dir", "read_json", "sha256_file", "to_json", "write_json", "write_text"]
 
 
 def _json_default(value: Any) -> Any:
