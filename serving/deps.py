@@ -37,11 +37,16 @@ MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 FollowerDep = Annotated[Follower, Depends(get_follower)]
 
 
+def require_configured(store: ModelStore, name: str) -> None:
+    """404 naming what is served, for a model this server is not configured with."""
+    if name not in store.names:
+        raise HTTPException(404, f"unknown model '{name}' (served: {', '.join(store.names)})")
+
+
 def resolve_model(store: ModelStore, settings: Settings, name: str | None) -> LoadedModel:
     """The loaded model for a request: 404 when not configured, 503 while not loaded."""
     name = name or settings.default
-    if name not in store.names:
-        raise HTTPException(404, f"unknown model '{name}' (served: {', '.join(store.names)})")
+    require_configured(store, name)
     loaded = store.get(name)
     if loaded is None:
         raise HTTPException(

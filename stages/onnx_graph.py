@@ -25,9 +25,7 @@ TREE_OPS = {"TreeEnsembleRegressor", "TreeEnsembleClassifier", "TreeEnsemble"}
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
     if old == new:
         return
-    for node in graph.node:
-        node.input[:] = [new if n == old else n for n in node.input]
-        node.output[:] = [new if n == old else n for n in node.output]
+    _rename_in_nodes(graph.node, old, new)
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):
         if value.name == old:
             value.name = new
@@ -141,7 +139,7 @@ def merge_stack(
     return standardize(merged, task, opset)
 
 
-def _rename_in_nodes(nodes: list[onnx.NodeProto], old: str, new: str) -> None:
+def _rename_in_nodes(nodes, old: str, new: str) -> None:
     for node in nodes:
         node.input[:] = [new if n == old else n for n in node.input]
         node.output[:] = [new if n == old else n for n in node.output]

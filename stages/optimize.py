@@ -44,23 +44,25 @@ def plan(variants: DictConfig) -> dict[str, list[tuple[passes.Pass, dict]]]:
 
 def apply_chain(src: Path, dst: Path, chain: list[tuple[passes.Pass, dict]]) -> list[dict]:
     steps, current = [], src
+    nodes = len(onnx.load(str(src)).graph.node)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (pass_, options) in enumerate(chain):
             target = Path(tmp) / f"step{i}.onnx"
             started = time.perf_counter()
             did = pass_.run(current, target, options)
             onnx.checker.check_model(str(target))
+            nodes_after = len(onnx.load(str(target)).graph.node)
             steps.append(
                 {
                     "pass": pass_.name,
                     **options,
                     **did,
                     "seconds": round(time.perf_counter() - started, 3),
-                    "nodes_before": len(onnx.load(str(current)).graph.node),
-                    "nodes_after": len(onnx.load(str(target)).graph.node),
+                    "nodes_before": nodes,
+                    "nodes_after": nodes_after,
                 }
             )
-            current = target
+            current, nodes = target, nodes_after
         shutil.copyfile(current, dst)
     return steps
 

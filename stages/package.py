@@ -46,15 +46,14 @@ def choose_variant(
 
 
 def build_version_dir(
-    out: Path, onnx_path: Path, metadata: dict, settings: InferenceSettings, X: np.ndarray
+    out: Path, model: onnx.ModelProto, metadata: dict, settings: InferenceSettings, X: np.ndarray
 ) -> dict:
     import mlflow.onnx
     from mlflow.models import infer_signature
 
     from serving.runtime import OnnxModel
 
-    model = onnx.load(str(onnx_path))
-    sample = OnnxModel(onnx_path, settings).run(X[:5])
+    sample = OnnxModel(model.SerializeToString(), settings).run(X[:5])
     signature = infer_signature(X[:5].astype(np.float32), sample)
     mlflow.onnx.save_model(
         model,
@@ -118,6 +117,7 @@ def run(cfg: DictConfig) -> dict:
                 result["reasons"] = [f"{variant}: validated file and file to register differ (sha256)"]
             else:
                 X, _, schema = load_split(cfg.paths.prepared, "test")
+                graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
                 metadata = {
                     "model": name,
                     "variant": variant,
@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> dict:
                     "features": schema["features"],
                     "classes": schema["classes"],
                     "target": schema["target"],
-                    **describe_io(onnx.load(str(onnx_path))),
+                    **describe_io(graph),
                     "inference_settings": settings.as_dict(),
                     "accepts_nan": "nan" in validation.get("hostile_rows", {}),
                     "gates": gates,
@@ -144,7 +144,7 @@ def run(cfg: DictConfig) -> dict:
                 }
                 with tempfile.TemporaryDirectory() as tmp:
                     version_dir = Path(tmp) / "model"
-                    metadata = build_version_dir(version_dir, onnx_path, metadata, settings, X)
+                    metadata = build_version_dir(version_dir, graph, metadata, settings, X)
                     # the evidence travels with the version (serving's GET /benchmark reads it)
                     write_json(version_dir / "benchmark.json", bench)
                     write_json(version_dir / "validation.json", validation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
-from serving.deps import SettingsDep, StoreDep, resolve_model
+from serving.deps import SettingsDep, StoreDep, require_configured, resolve_model
 from serving.schemas import ERRORS
 
 router = APIRouter(tags=["models"])
@@ -45,8 +45,7 @@ def list_models(store: StoreDep, settings: SettingsDep) -> dict:
 
 @router.get("/models/{name}", responses=ERRORS)
 def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
-    if name not in store.names:
-        raise HTTPException(404, f"unknown model '{name}' (served: {', '.join(store.names)})")
+    require_configured(store, name)
     return describe(store, settings, name)
 
 

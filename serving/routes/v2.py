@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.deps import MetricsDep, SettingsDep, StoreDep, resolve_model
+from serving.inference import InvalidInput, run_finite
 from serving.runtime import InputError
 from serving.schemas import ERRORS
 
@@ -111,9 +112,10 @@ def infer(
         X = loaded.model.check(flat.reshape(tuple(tensor.shape)))
     except (ValueError, TypeError, InputError) as err:
         raise HTTPException(422, f"inputs[0]: {str(err).splitlines()[0][:200]}") from None
-    outputs = loaded.model.run_unchecked(X)
-    if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
-        raise HTTPException(422, "inputs[0]: these values drive the model's output beyond the float32 range")
+    try:
+        outputs = run_finite(loaded, X, "inputs[0]")
+    except InvalidInput as err:
+        raise HTTPException(422, str(err)) from None
     metrics.requests.labels("/v2/models/{name}/infer", "200", loaded.name, loaded.version).inc()
     answer = {
         "model_name": loaded.name,
