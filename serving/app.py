@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from serving.follower import Follower
 from serving.limits import BodyLimitMiddleware
 from serving.metrics import ObserveMiddleware, ServerMetrics
-from serving.routes import health, models, predict, v2
+from serving.routes import forecast, health, models, predict, v2
 from serving.settings import Settings
 from serving.store import ModelStore
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
-    for router in (predict.router, models.router, health.router, v2.router):
+    for router in (predict.router, forecast.router, models.router, health.router, v2.router):
         app.include_router(router)
     log = logging.getLogger("onnxship")
     if not log.handlers:  # uvicorn configures only its own loggers

@@ -72,17 +72,17 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
     return out
 
 
-def run_finite(loaded: LoadedModel, X: np.ndarray, field: str) -> list[np.ndarray]:
+def run_finite(loaded: LoadedModel, feed: dict[str, np.ndarray], field: str) -> list[np.ndarray]:
     """Run checked input; refuse answers JSON cannot carry (e.g. a linear model fed values near
     the float32 limit overflows to inf)."""
-    outputs = loaded.model.run_unchecked(X)
+    outputs = loaded.model.run_feed(feed)
     if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
         raise InvalidInput(f"{field}: these values drive the model's output beyond the float32 range")
     return outputs
 
 
 def answers(loaded: LoadedModel, X: np.ndarray) -> dict[str, list]:
-    outputs = run_finite(loaded, X, "features")
+    outputs = run_finite(loaded, {loaded.model.input_name: X}, "features")
     if loaded.task == "regression":
         return {"predictions": outputs[0].reshape(-1).astype(float).tolist()}
     classes = loaded.metadata.get("classes") or list(range(outputs[1].shape[1]))

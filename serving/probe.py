@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.forecasting import ForecastSpec
 from serving.runtime import InferenceSettings, OnnxModel
 
 EXPECTED = {"regression": ["prediction"], "classification": ["label", "probabilities"]}
@@ -20,6 +21,8 @@ EXPECTED = {"regression": ["prediction"], "classification": ["label", "probabili
 def main(folder: Path) -> dict:
     metadata = json.loads((folder / "onnxship.json").read_text())
     model = OnnxModel(folder / "model.onnx", InferenceSettings.from_mapping(metadata["inference_settings"]))
+    if metadata["task"] == "forecast":
+        return probe_forecaster(model, metadata)
     if model.n_features != len(metadata["features"]):
         raise ValueError(
             f"graph takes {model.n_features} features, metadata lists {len(metadata['features'])}"
@@ -32,6 +35,16 @@ def main(folder: Path) -> dict:
     if any(shape[0] != 2 for shape in shapes.values()):
         raise ValueError(f"batch of 2 gave output shapes {shapes}")
     return {"ok": True, "shapes": shapes}
+
+
+def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:
+    spec = ForecastSpec.from_metadata(metadata)
+    spec.check_graph_io([i.name for i in model.session.get_inputs()], model.output_names)
+    (quantiles,) = model.run_feed(spec.example_feed(batch=2))
+    spec.check_output(quantiles, batch=2)
+    if not np.isfinite(quantiles).all():
+        raise ValueError("a plain sine-wave context gave non-finite quantiles")
+    return {"ok": True, "shapes": {"quantiles": list(quantiles.shape)}}
 
 
 if __name__ == "__main__":

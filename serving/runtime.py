@@ -119,6 +119,10 @@ class OnnxModel:
         outputs = self.session.run(self.output_names, {self.input_name: self.check(X)})
         return dict(zip(self.output_names, outputs, strict=False))
 
+    def run_feed(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every named input at once (multi-input graphs such as forecasters); checked by the caller."""
+        return self.session.run(self.output_names, feed)
+
     def run_unchecked(self, X32: np.ndarray) -> list[np.ndarray]:
         """The raw session call, for timing against the checked path."""
         return self.session.run(self.output_names, {self.input_name: X32})

@@ -47,6 +47,46 @@ class BatchPrediction(BaseModel):
     probabilities: list[dict[str, float]] | None = None
 
 
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "chronos2",
+                    "context": [4.1, 4.3, None, 4.6, 4.4],
+                    "horizon": 3,
+                    "quantile_levels": [0.1, 0.5, 0.9],
+                    "past_covariates": {"temperature": [20.1, 21.0, 21.4, 22.0, 21.8]},
+                    "future_covariates": {"temperature": [21.5, 21.0, 20.2]},
+                }
+            ]
+        },
+    )
+    model: str | None = Field(None, description="registered model name; the configured default if omitted")
+    context: list[Value] = Field(
+        min_length=1, description="the series' past values, oldest first; null = missing"
+    )
+    horizon: StrictInt | None = Field(None, description="steps to forecast; the model's maximum if omitted")
+    quantile_levels: list[StrictFloat | StrictInt] | None = Field(
+        None, description="levels in the model's range; the model's own levels if omitted"
+    )
+    past_covariates: dict[str, list[Value]] | None = Field(
+        None, description="each covariate the model declares, aligned with `context`"
+    )
+    future_covariates: dict[str, list[Value]] | None = Field(
+        None, description="each covariate known ahead, `horizon` values"
+    )
+
+
+class Forecast(BaseModel):
+    model: str
+    version: str
+    horizon: int
+    quantile_levels: list[float]
+    quantiles: dict[str, list[float]] = Field(description="level -> `horizon` values")
+
+
 class ErrorBody(BaseModel):
     error: str
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.forecasting import ForecastSpec
 from serving.runtime import InferenceSettings, OnnxModel
 
 
@@ -26,14 +27,20 @@ class LoadedModel:
     model: OnnxModel
     benchmark: dict[str, Any] | None
     loaded_at: float = field(default_factory=time.time)
+    forecast: ForecastSpec | None = field(init=False, default=None)
 
     @property
     def features(self) -> list[str]:
-        return self.metadata["features"]
+        return self.metadata.get("features", [])
 
     @property
     def task(self) -> str:
         return self.metadata["task"]
+
+    def __post_init__(self) -> None:
+        # parsed once at load, not per /forecast request
+        spec = ForecastSpec.from_metadata(self.metadata) if self.task == "forecast" else None
+        object.__setattr__(self, "forecast", spec)
 
 
 def load_verified(name: str, version: str, folder: Path, warmup_calls: int) -> LoadedModel:
@@ -46,9 +53,12 @@ def load_verified(name: str, version: str, folder: Path, warmup_calls: int) -> L
         InferenceSettings.from_mapping(metadata["inference_settings"]),
         allow_nan=bool(metadata.get("accepts_nan", False)),
     )
-    sample = np.zeros((1, len(metadata["features"])), dtype=np.float32)
+    if metadata["task"] == "forecast":
+        feed = ForecastSpec.from_metadata(metadata).example_feed()
+    else:
+        feed = {model.input_name: np.zeros((1, len(metadata["features"])), dtype=np.float32)}
     for _ in range(warmup_calls):
-        model.run(sample)
+        model.run_feed(feed)
     return LoadedModel(name, str(version), metadata, model, benchmark)
 
 

@@ -24,10 +24,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from serving.promote import PromotionRefused, promote
+from tests import toy_forecaster
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
-MODELS = ["xgboost", "catboost", "stack_ridge"]
+MODELS = ["xgboost", "catboost", "stack_ridge", "toy_forecaster"]
+FORECASTER = toy_forecaster.metadata(
+    context_length=32,
+    horizon=6,
+    levels=[0.1, 0.5, 0.9],
+    covariates=[{"name": "temperature", "future": True}, {"name": "load", "future": False}],
+)
 
 
 def free_port() -> int:
@@ -43,6 +50,7 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     db = tmp_path_factory.mktemp("registry") / "mlflow.db"
     shutil.copy(cfg.tracking.uri.removeprefix("sqlite:///"), db)
     uri = f"sqlite:///{db}"
+    toy_forecaster.register(uri, "toy_forecaster", FORECASTER)
     for name in MODELS:
         promote(name, None, "champion", uri)
     return uri
@@ -380,7 +388,131 @@ def test_kserve_v2_protocol(server, row):
     assert r.status_code == 422 and r.json()["error"].startswith("inputs[0]:")
     wrong_name = {"inputs": [{"name": "x", "shape": [1, 19], "datatype": "FP32", "data": values}]}
     assert (
-        "the model's input is 'input'"
+        "expected one tensor named 'input'"
         in httpx.post(f"{url}/v2/models/stack_ridge/infer", json=wrong_name).text
     )
     assert httpx.post(f"{url}/v2/models/nope/infer", json=body).status_code == 404
+
+
+def test_forecast_answers_like_the_exported_forecaster(server):
+    from serving.forecasting import ForecastSpec, build_feed
+
+    url, spec = server["url"], ForecastSpec.from_metadata(FORECASTER)
+    request = {
+        "model": "toy_forecaster",
+        "context": [4.0, None, 4.5, 5.0, 5.5],
+        "horizon": 4,
+        "quantile_levels": [0.1, 0.3, 0.5],  # 0.3 lies between the model's 0.1 and 0.5
+        "past_covariates": {"temperature": [20, 21, 22, 23, 24], "load": [1, 2, 3, None, 5]},
+        "future_covariates": {"temperature": [25, 26, 27, 28]},
+    }
+    r = httpx.post(f"{url}/forecast", json=request)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert r.headers["x-model-version"] == f"toy_forecaster/{body['version']}"
+    assert body["horizon"] == 4 and list(body["quantiles"]) == ["0.1", "0.3", "0.5"]
+    feed, _, _ = build_feed(
+        spec,
+        request["context"],
+        4,
+        None,
+        request["past_covariates"],
+        {"temperature": request["future_covariates"]["temperature"]},
+    )
+    expected = toy_forecaster.reference(spec, feed)[0, :4]  # [steps, model levels 0.1 0.5 0.9]
+    assert body["quantiles"]["0.1"] == pytest.approx(expected[:, 0], abs=1e-5)
+    assert body["quantiles"]["0.5"] == pytest.approx(expected[:, 1], abs=1e-5)
+    assert body["quantiles"]["0.3"] == pytest.approx((expected[:, 0] + expected[:, 1]) / 2, abs=1e-5)
+    assert body["quantiles"]["0.5"][0] == pytest.approx((4.0 + 4.5 + 5.0 + 5.5) / 4 + 0.5 * 25, abs=1e-5)
+    # defaults: the model's horizon and levels
+    r = httpx.post(
+        f"{url}/forecast",
+        json={
+            **request,
+            "horizon": None,
+            "quantile_levels": None,
+            "future_covariates": {"temperature": [25.0] * 6},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["horizon"] == 6 and r.json()["quantile_levels"] == [0.1, 0.5, 0.9]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda b: {
+                **b,
+                "context": [1.0] * 33,
+                "past_covariates": {"temperature": [1.0] * 33, "load": [1.0] * 33},
+            },
+            "context: 33 values, this model takes 1 to 32",
+        ),
+        (lambda b: {**b, "horizon": 7}, "horizon: must be an integer from 1 to 6"),
+        (
+            lambda b: {**b, "quantile_levels": [0.5, 0.95]},
+            "quantile_levels[1]: must be a number from 0.1 to 0.9",
+        ),
+        (lambda b: {**b, "context": [1.0, "hot"]}, "context.1: Input should be a number or null"),
+        (lambda b: {**b, "context": [None, None]}, "context: every value is missing"),
+        (lambda b: {**b, "future_covariates": {}}, "future_covariates: missing 'temperature'"),
+        (
+            lambda b: {**b, "past_covariates": {**b["past_covariates"], "wind": [1.0, 2.0]}},
+            "past_covariates: unknown 'wind'",
+        ),
+        (
+            lambda b: {**b, "past_covariates": {**b["past_covariates"], "load": [1.0]}},
+            "past_covariates.load: 1 values, expected 2",
+        ),
+        (
+            lambda b: {**b, "future_covariates": {"temperature": [1e39, 1.0]}},
+            "future_covariates.temperature[0]: 1e+39 is not a finite float32",
+        ),
+        (lambda b: {**b, "model": "xgboost"}, "model: 'xgboost' is a regression model; use POST /predict"),
+    ],
+    ids=[
+        "context-too-long",
+        "horizon-too-long",
+        "level-out-of-range",
+        "wrong-type",
+        "all-missing",
+        "missing-covariate",
+        "unknown-covariate",
+        "covariate-length",
+        "beyond-float32",
+        "not-a-forecaster",
+    ],
+)
+def test_forecast_bad_input_is_named_never_echoed(server, change, message):
+    good = {
+        "model": "toy_forecaster",
+        "context": [17.25, 18.5],
+        "horizon": 2,
+        "past_covariates": {"temperature": [31.5, 32.5], "load": [7.75, 8.25]},
+        "future_covariates": {"temperature": [33.5, 34.5]},
+    }
+    r = httpx.post(f"{server['url']}/forecast", json=change(good))
+    assert r.status_code == 422, r.text
+    assert message in r.json()["error"]
+    assert not any(v in r.text for v in ("17.25", "31.5", "33.5", "hot", "1e+39,"))
+
+
+def test_forecaster_refuses_predict_and_answers_kserve_v2(server):
+    url = server["url"]
+    r = httpx.post(f"{url}/predict", json={"model": "toy_forecaster", "features": {}})
+    assert r.status_code == 422 and "use POST /forecast" in r.json()["error"]
+    context = [None] * 28 + [4.0, 4.5, 5.0, 5.5]
+    inputs = [
+        {"name": "context", "shape": [1, 32], "datatype": "FP32", "data": context},
+        {"name": "past_covariates", "shape": [1, 32, 2], "datatype": "FP32", "data": [0.0] * 64},
+        {"name": "future_covariates", "shape": [1, 6, 2], "datatype": "FP32", "data": [1.0, None] * 6},
+    ]
+    r = httpx.post(f"{url}/v2/models/toy_forecaster/infer", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert out["name"] == "quantiles" and out["shape"] == [1, 6, 3]
+    assert out["data"][1] == pytest.approx(4.75 + 0.5 * 1.0, abs=1e-5)  # step 1, level 0.5
+    inputs[2]["shape"] = [1, 7, 2]
+    r = httpx.post(f"{url}/v2/models/toy_forecaster/infer", json={"inputs": inputs})
+    assert r.status_code == 422 and "inputs[2].shape" in r.json()["error"]

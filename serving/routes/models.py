@@ -14,6 +14,7 @@ PUBLIC_METADATA = (
     "task",
     "features",
     "classes",
+    "forecast",
     "target",
     "inputs",
     "outputs",

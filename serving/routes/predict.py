@@ -20,6 +20,8 @@ PREDICT_BODY = {
 
 def _answer(loaded: LoadedModel, rows: list, route: str, metrics: ServerMetrics) -> dict:
     """Run rows through the model; any input problem becomes a 422 naming the field."""
+    if loaded.forecast is not None:
+        raise HTTPException(422, f"model: '{loaded.name}' is a forecaster; use POST /forecast")
     try:
         out = answers(loaded, to_matrix(loaded, rows))
     except InvalidInput as err:
@@ -28,7 +30,7 @@ def _answer(loaded: LoadedModel, rows: list, route: str, metrics: ServerMetrics)
     return out
 
 
-def _json(loaded: LoadedModel, payload: dict) -> Response:
+def json_response(loaded: LoadedModel, payload: dict) -> Response:
     # serialised here with orjson: skips re-validating our own output against the response model
     return Response(
         orjson.dumps(payload),
@@ -59,8 +61,10 @@ async def predict(request: Request) -> Response:
     out = _answer(loaded, [features], "/predict", state.metrics)
     head = {"model": loaded.name, "version": loaded.version}
     if "predictions" in out:
-        return _json(loaded, {**head, "prediction": out["predictions"][0]})
-    return _json(loaded, {**head, "label": out["labels"][0], "probabilities": out["probabilities"][0]})
+        return json_response(loaded, {**head, "prediction": out["predictions"][0]})
+    return json_response(
+        loaded, {**head, "label": out["labels"][0], "probabilities": out["probabilities"][0]}
+    )
 
 
 @router.post(
@@ -76,4 +80,4 @@ def predict_batch(
         )
     loaded = resolve_model(store, settings, body.model)
     out = _answer(loaded, body.rows, "/predict/batch", metrics)
-    return _json(loaded, {"model": loaded.name, "version": loaded.version, **out})
+    return json_response(loaded, {"model": loaded.name, "version": loaded.version, **out})

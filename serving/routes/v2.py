@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.deps import MetricsDep, SettingsDep, StoreDep, resolve_model
+from serving.forecasting import ForecastSpec
 from serving.inference import InvalidInput, run_finite
-from serving.runtime import InputError
+from serving.runtime import FLOAT32_MAX, InputError
 from serving.schemas import ERRORS
+from serving.store import LoadedModel
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64}
@@ -26,7 +28,7 @@ NUMPY_TO_V2 = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": 
 
 class InferTensor(BaseModel):
     name: str
-    shape: list[int] = Field(min_length=1, max_length=2)
+    shape: list[int] = Field(min_length=1, max_length=3)
     datatype: str
     data: list[Any]
 
@@ -43,7 +45,7 @@ class InferRequest(BaseModel):
         }
     )
     id: str | None = None
-    inputs: list[InferTensor] = Field(min_length=1, max_length=1)
+    inputs: list[InferTensor] = Field(min_length=1, max_length=3)
     parameters: dict[str, Any] | None = None
 
 
@@ -57,6 +59,57 @@ def tensor_specs(specs: list[dict]) -> list[dict]:
         }
         for t in specs
     ]
+
+
+def _values(tensor: InferTensor, i: int) -> np.ndarray:
+    """The tensor's data as float64 in its declared shape (null -> NaN), or 422 naming it."""
+    if tensor.datatype not in DATATYPES:
+        raise HTTPException(
+            422, f"inputs[{i}].datatype: '{tensor.datatype}' (accepted: {', '.join(DATATYPES)})"
+        )
+    try:
+        return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
+    except (ValueError, TypeError) as err:
+        raise HTTPException(422, f"inputs[{i}]: {str(err).splitlines()[0][:200]}") from None
+
+
+def _rows(tensor: InferTensor, i: int, max_rows: int) -> int:
+    rows = tensor.shape[0]
+    if not 1 <= rows <= max_rows:
+        raise HTTPException(422, f"inputs[{i}].shape: {rows} rows, 1 to {max_rows} per request")
+    return rows
+
+
+def tabular_input(loaded: LoadedModel, inputs: list[InferTensor], max_rows: int) -> np.ndarray:
+    """One [rows, features] tensor named like the graph's input."""
+    name = loaded.model.input_name
+    if len(inputs) != 1 or inputs[0].name != name:
+        raise HTTPException(422, f"inputs: expected one tensor named '{name}'")
+    _rows(inputs[0], 0, max_rows)
+    try:
+        return loaded.model.check(_values(inputs[0], 0))
+    except InputError as err:
+        raise HTTPException(422, f"inputs[0]: {err}") from None
+
+
+def forecast_feed(spec: ForecastSpec, inputs: list[InferTensor], max_rows: int) -> dict[str, np.ndarray]:
+    """The forecaster's tensors by name, shapes as the contract says; null/NaN = missing."""
+    names = [t.name for t in inputs]
+    if sorted(names) != sorted(spec.input_names):
+        raise HTTPException(422, f"inputs: expected tensors named {spec.input_names}, got {names}")
+    rows = _rows(inputs[0], 0, max_rows)
+    shapes = spec.input_shapes(rows)
+    feed = {}
+    for i, tensor in enumerate(inputs):
+        if tuple(tensor.shape) != shapes[tensor.name]:
+            raise HTTPException(
+                422, f"inputs[{i}].shape: {tensor.shape}, expected {list(shapes[tensor.name])}"
+            )
+        values = _values(tensor, i)
+        if np.isinf(values).any() or (np.abs(values[np.isfinite(values)]) > FLOAT32_MAX).any():
+            raise HTTPException(422, f"inputs[{i}]: values must be finite float32 numbers or null")
+        feed[tensor.name] = values.astype(np.float32)
+    return feed
 
 
 @router.get("/health/live")
@@ -93,27 +146,12 @@ def infer(
     name: str, body: InferRequest, store: StoreDep, settings: SettingsDep, metrics: MetricsDep
 ) -> JSONResponse:
     loaded = resolve_model(store, settings, name)
-    tensor = body.inputs[0]
-    if tensor.name != loaded.model.input_name:
-        raise HTTPException(
-            422, f"inputs[0].name: '{tensor.name}', the model's input is '{loaded.model.input_name}'"
-        )
-    if tensor.datatype not in DATATYPES:
-        raise HTTPException(
-            422, f"inputs[0].datatype: '{tensor.datatype}' (accepted: {', '.join(DATATYPES)})"
-        )
-    rows = tensor.shape[0]
-    if rows > settings.max_batch_rows:
-        raise HTTPException(
-            422, f"inputs[0].shape: {rows} rows, at most {settings.max_batch_rows} per request"
-        )
+    if loaded.forecast is not None:
+        feed = forecast_feed(loaded.forecast, body.inputs, settings.max_batch_rows)
+    else:
+        feed = {loaded.model.input_name: tabular_input(loaded, body.inputs, settings.max_batch_rows)}
     try:
-        flat = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
-        X = loaded.model.check(flat.reshape(tuple(tensor.shape)))
-    except (ValueError, TypeError, InputError) as err:
-        raise HTTPException(422, f"inputs[0]: {str(err).splitlines()[0][:200]}") from None
-    try:
-        outputs = run_finite(loaded, X, "inputs[0]")
+        outputs = run_finite(loaded, feed, "inputs")
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     metrics.requests.labels("/v2/models/{name}/infer", "200", loaded.name, loaded.version).inc()
