@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.follower import Follower
 from serving.limits import BodyLimitMiddleware
@@ -63,8 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _field_errors(err)}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (404, 405, body parsing) included
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+            return JSONResponse({"error": "body: not valid JSON"}, status_code=422)
         return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

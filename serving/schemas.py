@@ -32,6 +32,14 @@ class BatchRequest(BaseModel):
 
 
 class Prediction(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model": "xgboost", "version": "3", "prediction": 4.213},
+                {"model": "churn", "version": "1", "label": 1, "probabilities": {"0": 0.27, "1": 0.73}},
+            ]
+        }
+    )
     model: str
     version: str
     prediction: float | None = Field(None, description="regressors")
@@ -40,6 +48,9 @@ class Prediction(BaseModel):
 
 
 class BatchPrediction(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "xgboost", "version": "3", "predictions": [4.213, 4.198]}]}
+    )
     model: str
     version: str
     predictions: list[float] | None = None
@@ -80,6 +91,19 @@ class ForecastRequest(BaseModel):
 
 
 class Forecast(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "chronos2",
+                    "version": "2",
+                    "horizon": 3,
+                    "quantile_levels": [0.1, 0.5, 0.9],
+                    "quantiles": {"0.1": [4.0, 3.9, 3.8], "0.5": [4.4, 4.4, 4.3], "0.9": [4.8, 4.9, 5.0]},
+                }
+            ]
+        }
+    )
     model: str
     version: str
     horizon: int
@@ -88,6 +112,7 @@ class Forecast(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": "features: missing 'temperature'"}]})
     error: str
 
 

@@ -33,6 +33,17 @@ def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests by route/status/model/version, latency histogram, in-flight,
+    model loads by result, registry poll errors, served version."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
