@@ -5,10 +5,10 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test test-all params ui serve promote bench-serving lint format clean
+.PHONY: help install system-packages run test test-all params ui serve promote bench-serving lint format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed ## create .venv and install the project with its dev tools
+
+system-packages: ## Debian's postgresql and wrk, when missing (tests and bench-serving use them)
+	bash tests/system_packages.sh
 
 run: install ## install, then rebuild everything with `dvc repro` and say where the results are
 	dvc repro
@@ -27,10 +30,10 @@ run: install ## install, then rebuild everything with `dvc repro` and say where 
 	@echo "  dvc              dvc metrics show   |   dvc plots show  (writes dvc_plots/index.html)"
 	@echo "  MLflow UI        make ui   then open http://127.0.0.1:5000  (store: mlflow.db, artifacts: mlartifacts/)"
 
-test: install ## install, then run the default test suite (fast; no GPU)
+test: install system-packages ## install, then run the default test suite (no GPU needed)
 	pytest
 
-test-all: install ## every test, the slow ones included
+test-all: install system-packages ## every test, the slow ones included
 	pytest -m "slow or not slow"
 
 params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
@@ -45,7 +48,7 @@ serve: install ## serve every model's `champion` version on http://127.0.0.1:800
 promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
 	python -m serving.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
 
-bench-serving: install ## our server vs `mlflow models serve` under wrk load -> reports/serving.json (needs: apt-get install wrk)
+bench-serving: install system-packages ## our server vs `mlflow models serve` under wrk load -> reports/serving.json
 	python -m stages.bench_serving
 
 lint: install ## ruff lint and format check

@@ -59,6 +59,8 @@ class Follower:
             str(Path(s.cache_dir).resolve()),
             "--interval",
             str(s.poll_interval_s),
+            "--request-timeout",
+            str(s.registry_timeout_s),
         ]
 
     def _run(self) -> None:

@@ -68,7 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", required=True, type=lambda s: s.split(","))
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--request-timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
+    # One attempt per poll, bounded in time: MLflow's default HTTP client retries a down tracking
+    # server with backoff for minutes, which would hide the outage; the next poll is the retry.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(args.request_timeout))))
     from mlflow.tracking import MlflowClient
 
     client = None

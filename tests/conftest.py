@@ -42,7 +42,9 @@ def _no_env_tracking(monkeypatch):
     from stages.common import tracking
 
     monkeypatch.setattr(tracking, "USER_TRACKING_URI", None)
+    monkeypatch.setattr(tracking, "USER_REGISTRY_URI", None)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +67,13 @@ def tiny_pipeline(pipeline_dir: Path):
             for stage in (train, export, optimize, validate, benchmark, package)
         }
     return cfg, results
+
+
+@pytest.fixture(scope="session")
+def row(tiny_pipeline) -> dict:
+    """One test-split row of features by name, as a /predict body carries it."""
+    import pandas as pd
+
+    cfg, _ = tiny_pipeline
+    frame = pd.read_parquet(Path(cfg.paths.prepared) / "test.parquet")
+    return {k: float(v) for k, v in frame.drop(columns="Demand").iloc[0].items()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,13 +18,13 @@ from pathlib import Path
 
 import httpx
 import mlflow
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from serving.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
+from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
 MODELS = ["xgboost", "catboost", "stack_ridge", "toy_forecaster"]
@@ -35,12 +34,6 @@ FORECASTER = toy_forecaster.metadata(
     levels=[0.1, 0.5, 0.9],
     covariates=[{"name": "temperature", "future": True}, {"name": "load", "future": False}],
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +49,13 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     return uri
 
 
-def start_server(registry: str, tmp_path_factory, wait_ready: bool = True) -> dict:
+def start_server(registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS) -> dict:
     port = free_port()
     env = {
         **os.environ,
         "ONNXSHIP_SERVING_CONFIG": str(ROOT / "conf/serving/default.yaml"),
         "ONNXSHIP_SERVING_TRACKING_URI": registry,
-        "ONNXSHIP_SERVING_MODELS": json.dumps(MODELS),
+        "ONNXSHIP_SERVING_MODELS": json.dumps(models),
         "ONNXSHIP_SERVING_DEFAULT_MODEL": "xgboost",
         "ONNXSHIP_SERVING_POLL_INTERVAL_S": "0.5",
         "ONNXSHIP_SERVING_MAX_BATCH_ROWS": "50",
@@ -99,13 +92,6 @@ def server(registry, tmp_path_factory):
     yield started
     started["proc"].terminate()
     started["proc"].wait(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def row(tiny_pipeline) -> dict:
-    cfg, _ = tiny_pipeline
-    frame = pd.read_parquet(Path(cfg.paths.prepared) / "test.parquet")
-    return {k: float(v) for k, v in frame.drop(columns="Demand").iloc[0].items()}
 
 
 def test_predict_says_which_version_answered(server, row):

@@ -20,6 +20,7 @@ from stages.common.io import sha256_file, write_json
 # The user's MLFLOW_TRACKING_URI, read once at import: mlflow.set_tracking_uri() writes that variable
 # itself, so reading it later would pin every later call to the first store configured.
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -28,11 +29,13 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 def configure(cfg: DictConfig) -> MlflowClient:
     uri = tracking_uri(cfg)
+    # The registry lives in the same store (SQLite file or tracking server) unless the user says
+    # otherwise; set both every time: set_*_uri are process-global, and a registry URI left from an
+    # earlier configure() would send versions to the previous store.
+    registry = USER_REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:"):
-        # the registry shares the database; set it too so both APIs agree
-        mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri if uri.startswith("sqlite:") else None)
+    mlflow.set_registry_uri(registry)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry)
 
 
 def experiment_id(cfg: DictConfig, name: str) -> str:

@@ -1,0 +1,142 @@
+"""Real services for end-to-end tests: a throwaway PostgreSQL cluster (Debian's postgresql) and an
+MLflow tracking server on it. `make test` installs postgresql when it is missing
+(tests/install_system_packages.sh)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin() -> Path | None:
+    """Debian keeps the server binaries out of PATH, under /usr/lib/postgresql/<major>/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent  # a symlink into the versioned bin folder
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+class Postgres:
+    """initdb + pg_ctl on a free loopback port, in a temp dir; as the `postgres` user when run as
+    root (PostgreSQL refuses to run as root)."""
+
+    user = "onnxship"
+
+    def __init__(self) -> None:
+        bindir = postgres_bin()
+        if bindir is None:
+            raise RuntimeError(
+                "PostgreSQL server binaries not found: install Debian's postgresql "
+                "(bash tests/install_system_packages.sh, run by `make test`)"
+            )
+        self.bin = bindir
+        self.port = free_port()
+        # not under pytest's tmp dirs: their 0700 parents would lock the postgres user out
+        self.dir = Path(tempfile.mkdtemp(prefix="onnxship-pg-"))
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {done.stderr.strip()[-1000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/mlflow"
+
+    def start(self) -> Postgres:
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = self.dir / "data"
+        self._run("initdb", "-D", str(data), "-U", self.user, "--auth=trust", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "mlflow")
+        return self
+
+    def query(self, sql: str) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MlflowServer:
+    """`mlflow server` with the given backend store, proxying artifacts from a local folder."""
+
+    def __init__(self, backend_uri: str, artifacts: Path, log: Path) -> None:
+        self.backend_uri, self.artifacts, self.log = backend_uri, artifacts, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    self.backend_uri,
+                    "--artifacts-destination",
+                    str(self.artifacts),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stop() ends the server and its workers together
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()

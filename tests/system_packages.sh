@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the test suite and the serving benchmark use, installed only when missing:
+#   postgresql  the PostgreSQL-backed MLflow tracking server test (tests/test_postgres.py)
+#   wrk         the serving load generator (make bench-serving)
+# Needs root or sudo; otherwise prints the command to run and leaves the choice to you.
+set -euo pipefail
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
+command -v wrk >/dev/null || missing+=(wrk)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo -n"; else
+  echo "missing Debian packages: ${missing[*]} (install: apt-get install -y ${missing[*]})" >&2
+  exit 0
+fi
+echo "installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
