@@ -61,6 +61,7 @@ class Follower:
             str(s.poll_interval_s),
             "--request-timeout",
             str(s.registry_timeout_s),
+            *(["--serve-local-copy"] if s.serve_local_copy else []),
         ]
 
     def _run(self) -> None:
@@ -87,7 +88,10 @@ class Follower:
             return
         kind, name = event.get("event"), event.get("model")
         if kind == "ready":
-            self._load(name, event["version"], Path(event["path"]))
+            if self._load(name, event["version"], Path(event["path"])) and event.get("origin"):
+                self.store.note(name, f"serving a {event['origin']}")
+        elif kind == "confirmed":
+            self.store.note(name, "serving")
         elif kind == "rejected":
             self.metrics.model_loads.labels(name, "rejected").inc()
             self.store.note(name, f"version {event['version']} rejected: {event['reason']}")
@@ -103,15 +107,16 @@ class Follower:
                     self.store.note(n, f"registry unreachable: {event['reason']}")
             log.error("registry poll failed: %s", event["reason"])
 
-    def _load(self, name: str, version: str, folder: Path) -> None:
+    def _load(self, name: str, version: str, folder: Path) -> bool:
         try:
             loaded = load_verified(name, version, folder, self.settings.warmup_calls)
         except Exception as err:
             self.metrics.model_loads.labels(name, "failed").inc()
             self.store.note(name, f"version {version} failed to load: {type(err).__name__}: {err}")
             log.error("model %s version %s failed to load, keeping the old one: %s", name, version, err)
-            return
+            return False
         old = self.store.swap(loaded)
         self.metrics.model_loads.labels(name, "loaded").inc()
         self.metrics.served_version.labels(name).set(float(version))
         log.info("model %s now serving version %s (was %s)", name, version, old.version if old else "none")
+        return True

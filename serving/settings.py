@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     default_model: str | None = None
     poll_interval_s: float = Field(5.0, gt=0)
     registry_timeout_s: float = Field(10.0, gt=0)
+    serve_local_copy: bool = False
     max_body_bytes: int = Field(1 << 20, gt=0)
     max_batch_rows: int = Field(1000, gt=0)
     cache_dir: Path = Path(".serving-cache")

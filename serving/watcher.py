@@ -2,8 +2,10 @@
 
 It polls where each model's alias points, and when it moves, downloads, verifies and probes the
 new version, then tells the server on stdout, one JSON event per line:
-  {"event": "ready", "model", "version", "path"}            verified and probed: the server loads it
+  {"event": "ready", "model", "version", "path"[, "origin"]} verified and probed: the server loads it
+                                                            (origin: a local copy, registry down)
   {"event": "rejected", "model", "version", "reason"}       never served; not retried
+  {"event": "confirmed", "model", "version"}                 the registry is back, alias unchanged
   {"event": "missing", "model", "reason"}                   no such model or alias yet
   {"event": "registry_error", "reason"}                     registry unreachable this round
 Keeping the MLflow client here keeps the server process free of MLflow's dependencies (pandas,
@@ -27,7 +29,7 @@ def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def poll_once(client, args, served: dict[str, str], rejected: dict[str, str]) -> None:
+def poll_once(client, args, served: dict[str, str], rejected: dict[str, str], local: set[str]) -> None:
     from mlflow.exceptions import MlflowException
 
     from serving.fetch import RejectedModel, download, probe, verify
@@ -40,6 +42,9 @@ def poll_once(client, args, served: dict[str, str], rejected: dict[str, str]) ->
                 emit("missing", model=name, reason=f"no version of '{name}' has alias '{args.alias}'")
                 continue
             raise
+        if version.version == served.get(name) and name in local:
+            local.discard(name)  # the registry is back and still points at the copy being served
+            emit("confirmed", model=name, version=version.version)
         if version.version in (served.get(name), rejected.get(name)):
             continue
         folder = Path(args.cache_dir) / name / f"v{version.version}"
@@ -52,12 +57,67 @@ def poll_once(client, args, served: dict[str, str], rejected: dict[str, str]) ->
             emit("rejected", model=name, version=version.version, reason=str(err))
             continue
         served[name] = version.version
+        remember(args, name, version.version, folder, metadata["sha256"])
         emit(
             "ready",
             model=name,
             version=version.version,
             path=str(folder.resolve()),
             variant=metadata.get("variant"),
+        )
+
+
+def record_path(args, name: str) -> Path:
+    return Path(args.cache_dir) / name / f"{args.alias}.json"
+
+
+def remember(args, name: str, version: str, folder: Path, sha256: str) -> None:
+    """Which verified copy the alias last pointed at, for a start while the registry is down."""
+    record = {
+        "tracking_uri": args.tracking_uri,
+        "version": version,
+        "path": str(folder.resolve()),
+        "sha256": sha256,
+    }
+    path = record_path(args, name)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record))
+    partial.replace(path)  # atomic: a crash leaves the old record or the new one
+
+
+def serve_local_copies(
+    args, served: dict[str, str], rejected: dict[str, str], local: set[str], reason: str
+) -> None:
+    """Registry unreachable before a model was ever served: offer the verified copy the alias last
+    pointed at, checked again (sha256, external data, probe) before the server sees it."""
+    from serving.fetch import RejectedModel, probe, verify
+
+    for name in args.models:
+        if name in served:
+            continue
+        path = record_path(args, name)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # no copy: the model stays not-ready with the registry error as the reason
+        if record.get("tracking_uri") != args.tracking_uri or rejected.get(name) == record["version"]:
+            continue
+        folder = Path(record["path"])
+        try:
+            verify(folder, record["sha256"])
+            probe(folder)
+        except RejectedModel as err:
+            rejected[name] = record["version"]
+            emit("rejected", model=name, version=record["version"], reason=f"local copy: {err}")
+            continue
+        served[name] = record["version"]
+        local.add(name)
+        emit(
+            "ready",
+            model=name,
+            version=record["version"],
+            path=str(folder),
+            origin=f"verified local copy (registry unreachable: {reason})",
         )
 
 
@@ -69,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--request-timeout", type=float, default=10.0)
+    parser.add_argument("--serve-local-copy", action="store_true")
     args = parser.parse_args(argv)
     # One attempt per poll, bounded in time: MLflow's default HTTP client retries a down tracking
     # server with backoff for minutes, which would hide the outage; the next poll is the retry.
@@ -79,13 +140,17 @@ def main(argv: list[str] | None = None) -> None:
     client = None
     served: dict[str, str] = {}
     rejected: dict[str, str] = {}
+    local: set[str] = set()  # served from a local copy, not yet confirmed by the registry
     while True:
         try:
             # made inside the loop: a store that is down at start raises here, and is retried
             client = client or MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
-            poll_once(client, args, served, rejected)
+            poll_once(client, args, served, rejected, local)
         except Exception as err:  # registry down, network, database locked: report and try again
-            emit("registry_error", reason=f"{type(err).__name__}: {str(err)[:300]}")
+            reason = f"{type(err).__name__}: {str(err)[:300]}"
+            emit("registry_error", reason=reason)
+            if args.serve_local_copy:
+                serve_local_copies(args, served, rejected, local, reason)
         readable, _, _ = select.select([sys.stdin], [], [], args.interval)
         if readable and not sys.stdin.readline():
             return  # the server went away

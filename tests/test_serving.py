@@ -49,7 +49,10 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     return uri
 
 
-def start_server(registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS) -> dict:
+def start_server(
+    registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS, **settings: str
+) -> dict:
+    """A real `python -m serving.serve` process; `settings` are extra ONNXSHIP_SERVING_<KEY> values."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,6 +65,7 @@ def start_server(registry: str, tmp_path_factory, wait_ready: bool = True, model
         "ONNXSHIP_SERVING_MAX_BODY_BYTES": "200000",
         "ONNXSHIP_SERVING_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
     }
+    env.update({f"ONNXSHIP_SERVING_{k.upper()}": v for k, v in settings.items()})
     env.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path_factory.mktemp("log") / "server.log"
     with open(log, "w") as out:
@@ -502,3 +506,64 @@ def test_forecaster_refuses_predict_and_answers_kserve_v2(server):
     inputs[2]["shape"] = [1, 7, 2]
     r = httpx.post(f"{url}/v2/models/toy_forecaster/infer", json={"inputs": inputs})
     assert r.status_code == 422 and "inputs[2].shape" in r.json()["error"]
+
+
+def stop(started: dict) -> None:
+    started["proc"].terminate()
+    started["proc"].wait(timeout=15)
+
+
+def wait_for(url: str, predicate, seconds: float = 30) -> httpx.Response:
+    deadline = time.time() + seconds
+    while True:
+        r = httpx.get(url)
+        if predicate(r) or time.time() > deadline:
+            return r
+        time.sleep(0.2)
+
+
+def test_start_without_a_registry_can_serve_the_verified_local_copy(
+    registry, row, tmp_path, tmp_path_factory
+):
+    cache = str(tmp_path / "cache")
+    first = start_server(registry, tmp_path_factory, models=["xgboost"], cache_dir=cache)
+    version = served_version(first, "xgboost")
+    stop(first)
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database" * 100)
+    down = f"sqlite:///{broken}"
+
+    r = dict(registry=down, tmp_path_factory=tmp_path_factory, models=["xgboost"], cache_dir=cache)
+    # a copy recorded from another registry is never offered
+    other = start_server(**r, wait_ready=False, serve_local_copy="true")
+    try:
+        reason = wait_for(f"{other['url']}/health/ready", lambda r: "unreachable" in r.text)
+        assert reason.status_code == 503 and "registry unreachable" in reason.json()["waiting"]["xgboost"]
+    finally:
+        stop(other)
+    record = Path(cache) / "xgboost" / "champion.json"
+    saved = json.loads(record.read_text())
+    record.write_text(json.dumps({**saved, "tracking_uri": down}))  # as if recorded from `down`
+    second = start_server(**r, wait_ready=False, serve_local_copy="true")
+    try:
+        ready = wait_for(f"{second['url']}/health/ready", lambda r: r.status_code == 200)
+        assert ready.status_code == 200, second["log"].read_text()[-2000:]
+        status = httpx.get(f"{second['url']}/models/xgboost").json()
+        assert status["version"] == version and "verified local copy" in status["status"]
+        answer = httpx.post(f"{second['url']}/predict", json={"features": row})
+        assert answer.status_code == 200 and answer.json()["version"] == version
+    finally:
+        stop(second)
+
+    # a tampered copy is refused: not ready, and the reason says why
+    model = Path(saved["path"]) / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-10])
+    third = start_server(**r, wait_ready=False, serve_local_copy="true")
+    try:
+        status = wait_for(
+            f"{third['url']}/models/xgboost", lambda r: "local copy" in r.json()["status"]
+        ).json()
+        assert "rejected: local copy: sha256" in status["status"], status
+        assert httpx.get(f"{third['url']}/health/ready").status_code == 503
+    finally:
+        stop(third)
