@@ -25,14 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from serving.runtime import FLOAT32_MAX
+from serving.values import InvalidInput, float32_value
 
 CONTEXT, PAST, FUTURE, QUANTILES = "context", "past_covariates", "future_covariates", "quantiles"
 MAX_LEVELS = 99
-
-
-class ForecastInputError(ValueError):
-    """422: the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -98,36 +94,26 @@ class ForecastSpec:
 def _series(values: Any, field: str) -> np.ndarray:
     """A JSON list of numbers (null = missing) as float32, or a message naming the field."""
     if not isinstance(values, list):
-        raise ForecastInputError(f"{field}: Input should be a list of numbers or null")
-    out = np.empty(len(values), dtype=np.float32)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = np.nan
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ForecastInputError(f"{field}[{i}]: Input should be a number or null")
-        elif not math.isfinite(v) or abs(v) > FLOAT32_MAX:
-            raise ForecastInputError(f"{field}[{i}]: {v!r} is not a finite float32 number")
-        else:
-            out[i] = v
-    return out
+        raise InvalidInput(f"{field}: Input should be a list of numbers or null")
+    return np.array([float32_value(v, f"{field}[{i}]") for i, v in enumerate(values)], dtype=np.float32)
 
 
 def _covariates(given: Any, wanted: tuple[str, ...], length: int, field: str) -> dict[str, np.ndarray]:
     given = {} if given is None else given
     if not isinstance(given, dict):
-        raise ForecastInputError(f"{field}: Input should be an object of name -> list")
+        raise InvalidInput(f"{field}: Input should be an object of name -> list")
     unknown = sorted(set(given) - set(wanted))
     if unknown:
         known = ", ".join(repr(w) for w in wanted) or "none"
-        raise ForecastInputError(f"{field}: unknown {unknown[0]!r} (this model takes: {known})")
+        raise InvalidInput(f"{field}: unknown {unknown[0]!r} (this model takes: {known})")
     missing = [w for w in wanted if w not in given]
     if missing:
-        raise ForecastInputError(f"{field}: missing {missing[0]!r}")
+        raise InvalidInput(f"{field}: missing {missing[0]!r}")
     out = {}
     for name in wanted:
         series = _series(given[name], f"{field}.{name}")
         if len(series) != length:
-            raise ForecastInputError(f"{field}.{name}: {len(series)} values, expected {length}")
+            raise InvalidInput(f"{field}.{name}: {len(series)} values, expected {length}")
         out[name] = series
     return out
 
@@ -140,28 +126,28 @@ def build_feed(
     past: Any = None,
     future: Any = None,
 ) -> tuple[dict[str, np.ndarray], int, list[float]]:
-    """The graph's inputs for one series, the horizon and the levels asked for; ForecastInputError
+    """The graph's inputs for one series, the horizon and the levels asked for; InvalidInput
     naming the field for anything that does not fit the model."""
     series = _series(context, "context")
     T, H = spec.context_length, spec.prediction_length
     if not 1 <= len(series) <= T:
-        raise ForecastInputError(f"context: {len(series)} values, this model takes 1 to {T}")
+        raise InvalidInput(f"context: {len(series)} values, this model takes 1 to {T}")
     if np.isnan(series).all():
-        raise ForecastInputError("context: every value is missing (null)")
+        raise InvalidInput("context: every value is missing (null)")
     horizon = H if horizon is None else horizon
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= H:
-        raise ForecastInputError(f"horizon: must be an integer from 1 to {H} for this model")
+        raise InvalidInput(f"horizon: must be an integer from 1 to {H} for this model")
     levels = list(spec.quantile_levels) if levels is None else levels
     if not isinstance(levels, list):
-        raise ForecastInputError("quantile_levels: Input should be a list of numbers")
+        raise InvalidInput("quantile_levels: Input should be a list of numbers")
     lo, hi = spec.quantile_levels[0], spec.quantile_levels[-1]
     for i, q in enumerate(levels):
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not lo <= q <= hi:
-            raise ForecastInputError(f"quantile_levels[{i}]: must be a number from {lo} to {hi}")
+            raise InvalidInput(f"quantile_levels[{i}]: must be a number from {lo} to {hi}")
     if not 1 <= len(levels) <= MAX_LEVELS:
-        raise ForecastInputError(f"quantile_levels: 1 to {MAX_LEVELS} levels")
+        raise InvalidInput(f"quantile_levels: 1 to {MAX_LEVELS} levels")
     if len(set(levels)) != len(levels):
-        raise ForecastInputError("quantile_levels: each level at most once")
+        raise InvalidInput("quantile_levels: each level at most once")
     feed = {CONTEXT: np.full((1, T), np.nan, dtype=np.float32)}
     feed[CONTEXT][0, T - len(series) :] = series
     if spec.covariates:
@@ -176,7 +162,7 @@ def build_feed(
     else:
         for field, given in ((PAST, past), (FUTURE, future)):
             if given:
-                raise ForecastInputError(f"{field}: this model takes no covariates")
+                raise InvalidInput(f"{field}: this model takes no covariates")
     return feed, horizon, [float(q) for q in levels]
 
 
@@ -198,7 +184,7 @@ def at_levels(quantiles: np.ndarray, model_levels: tuple[float, ...], wanted: li
 def answer(spec: ForecastSpec, quantiles: np.ndarray, horizon: int, levels: list[float]) -> dict[str, Any]:
     """The JSON body: one list of `horizon` values per level asked for."""
     if not np.isfinite(quantiles[0, :horizon]).all():
-        raise ForecastInputError("context: these values drive the forecast beyond the float32 range")
+        raise InvalidInput("context: these values drive the forecast beyond the float32 range")
     table = at_levels(quantiles[0, :horizon], spec.quantile_levels, levels)
     return {
         "horizon": horizon,

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import orjson
 
-from serving.runtime import FLOAT32_MAX
 from serving.store import LoadedModel
-
-
-class InvalidInput(ValueError):
-    """422: the message names the field."""
+from serving.values import InvalidInput, float32_value
 
 
 def parse_predict(body: bytes) -> tuple[str | None, dict]:
@@ -43,7 +38,7 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
     names = loaded.features
     expected = set(names)
     out = np.empty((len(rows), len(names)), dtype=np.float32)
-    allow_nan = loaded.model.allow_nan
+    null = None if loaded.model.allow_nan else "and this model does not accept missing values"
     for r, row in enumerate(rows):
         where = f"rows[{r}]." if len(rows) > 1 else ""
         if row.keys() != expected:
@@ -56,19 +51,7 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
             unknown = sorted(set(row) - expected)
             raise InvalidInput(f"{where}features: unknown {', '.join(repr(u) for u in unknown[:5])}")
         for c, name in enumerate(names):
-            value = row[name]
-            if value is None:
-                if not allow_nan:
-                    raise InvalidInput(
-                        f"{where}features.{name}: null, and this model does not accept missing values"
-                    )
-                out[r, c] = np.nan
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidInput(f"{where}features.{name}: Input should be a number or null")
-            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-                raise InvalidInput(f"{where}features.{name}: {value!r} is not a finite float32 number")
-            out[r, c] = value
+            out[r, c] = float32_value(row[name], f"{where}features.{name}", null)
     return out
 
 

@@ -502,6 +502,9 @@ def test_forecaster_refuses_predict_and_answers_kserve_v2(server):
     assert r.status_code == 200, r.text
     out = r.json()["outputs"][0]
     assert out["name"] == "quantiles" and out["shape"] == [1, 6, 3]
+    meta = httpx.get(f"{url}/v2/models/toy_forecaster").json()
+    assert [t["name"] for t in meta["inputs"]] == ["context", "past_covariates", "future_covariates"]
+    assert meta["outputs"] == [{"name": "quantiles", "datatype": "FP32", "shape": [-1, 6, 3]}]
     assert out["data"][1] == pytest.approx(4.75 + 0.5 * 1.0, abs=1e-5)  # step 1, level 0.5
     inputs[2]["shape"] = [1, 7, 2]
     r = httpx.post(f"{url}/v2/models/toy_forecaster/infer", json={"inputs": inputs})
@@ -525,8 +528,12 @@ def wait_for(url: str, predicate, seconds: float = 30) -> httpx.Response:
 def test_start_without_a_registry_can_serve_the_verified_local_copy(
     registry, row, tmp_path, tmp_path_factory
 ):
+    # a private registry whose champion is the pipeline's version (other tests move the shared one)
+    own = tmp_path / "registry.db"
+    shutil.copy(registry.removeprefix("sqlite:///"), own)
+    promote("xgboost", None, "champion", f"sqlite:///{own}")
     cache = str(tmp_path / "cache")
-    first = start_server(registry, tmp_path_factory, models=["xgboost"], cache_dir=cache)
+    first = start_server(f"sqlite:///{own}", tmp_path_factory, models=["xgboost"], cache_dir=cache)
     version = served_version(first, "xgboost")
     stop(first)
     broken = tmp_path / "broken.db"

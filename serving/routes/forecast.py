@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 
 from serving.deps import MetricsDep, SettingsDep, StoreDep, resolve_model
-from serving.forecasting import ForecastInputError, answer, build_feed
+from serving.forecasting import answer, build_feed
 from serving.routes.predict import json_response
 from serving.schemas import ERRORS, Forecast, ForecastRequest
+from serving.values import InvalidInput
 
 router = APIRouter(tags=["forecast"])
 
@@ -33,7 +34,7 @@ def forecast(body: ForecastRequest, store: StoreDep, settings: SettingsDep, metr
         )
         (quantiles,) = loaded.model.run_feed(feed)
         out = answer(spec, quantiles, horizon, levels)
-    except ForecastInputError as err:
+    except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     metrics.requests.labels("/forecast", "200", loaded.name, loaded.version).inc()
     return json_response(loaded, {"model": loaded.name, "version": loaded.version, **out})

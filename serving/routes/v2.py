@@ -49,15 +49,23 @@ class InferRequest(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-def tensor_specs(specs: list[dict]) -> list[dict]:
-    """Our metadata's I/O specs in V2 terms (symbolic dims -> -1)."""
+ORT_TO_V2 = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+}
+
+
+def tensor_specs(args: list) -> list[dict]:
+    """The session's own inputs or outputs in V2 terms (symbolic dims -> -1)."""
     return [
         {
-            "name": t["name"],
-            "datatype": NUMPY_TO_V2.get(t["dtype"], t["dtype"]),
-            "shape": [-1 if isinstance(d, str) else d for d in t["shape"]],
+            "name": a.name,
+            "datatype": ORT_TO_V2.get(a.type, a.type),
+            "shape": [d if isinstance(d, int) else -1 for d in a.shape],
         }
-        for t in specs
+        for a in args
     ]
 
 
@@ -129,8 +137,8 @@ async def model_metadata(name: str, store: StoreDep, settings: SettingsDep) -> d
         "name": loaded.name,
         "versions": [loaded.version],
         "platform": "onnxruntime_onnx",
-        "inputs": tensor_specs(loaded.metadata["inputs"]),
-        "outputs": tensor_specs(loaded.metadata["outputs"]),
+        "inputs": tensor_specs(loaded.model.session.get_inputs()),
+        "outputs": tensor_specs(loaded.model.session.get_outputs()),
         "parameters": {"features": loaded.features},
     }
 

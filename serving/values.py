@@ -1,0 +1,24 @@
+"""One JSON number -> float32, with the field named when it does not fit (shared by every route)."""
+
+from __future__ import annotations
+
+import math
+
+from serving.runtime import FLOAT32_MAX
+
+
+class InvalidInput(ValueError):
+    """422: the message names the field."""
+
+
+def float32_value(value: object, field: str, null: str | None = None) -> float:
+    """`value` as a float; null -> NaN unless `null` says why it is refused here."""
+    if value is None:
+        if null is not None:
+            raise InvalidInput(f"{field}: null, {null}")
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{field}: Input should be a number or null")
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise InvalidInput(f"{field}: {value!r} is not a finite float32 number")
+    return value
