@@ -23,7 +23,7 @@ class RejectedModel(Exception):
 
 
 def download(source: str, dest: Path, tracking_uri: str) -> Path:
-    """Download one version's files into dest (all or nothing), or RejectedModel."""
+    """Download one version's files into dest (all or nothing); errors propagate (transient)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
@@ -36,10 +36,10 @@ def download(source: str, dest: Path, tracking_uri: str) -> Path:
                 mlflow.artifacts.download_artifacts(
                     artifact_uri=f"{source}/{name}", dst_path=str(partial), tracking_uri=tracking_uri
                 )
-            except (MlflowException, OSError) as err:
+            except (MlflowException, OSError):
                 if name in OPTIONAL_FILES:
                     continue
-                raise RejectedModel(f"cannot download {name}: {err}") from err
+                raise  # the registry or its artifact store failed: retried at the next poll
         shutil.rmtree(dest, ignore_errors=True)
         partial.rename(dest)
     finally:

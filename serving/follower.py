@@ -91,7 +91,9 @@ class Follower:
             if self._load(name, event["version"], Path(event["path"])) and event.get("origin"):
                 self.store.note(name, f"serving a {event['origin']}")
         elif kind == "confirmed":
-            self.store.note(name, "serving")
+            loaded = self.store.get(name)
+            if loaded is not None and loaded.version == str(event["version"]):
+                self.store.note(name, "serving")
         elif kind == "rejected":
             self.metrics.model_loads.labels(name, "rejected").inc()
             self.store.note(name, f"version {event['version']} rejected: {event['reason']}")

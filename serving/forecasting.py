@@ -105,7 +105,7 @@ def _covariates(given: Any, wanted: tuple[str, ...], length: int, field: str) ->
     unknown = sorted(set(given) - set(wanted))
     if unknown:
         known = ", ".join(repr(w) for w in wanted) or "none"
-        raise InvalidInput(f"{field}: unknown {unknown[0]!r} (this model takes: {known})")
+        raise InvalidInput(f"{field}: unknown {unknown[0][:40]!r} (this model takes: {known})")
     missing = [w for w in wanted if w not in given]
     if missing:
         raise InvalidInput(f"{field}: missing {missing[0]!r}")

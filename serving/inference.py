@@ -49,7 +49,7 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
                     + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 )
             unknown = sorted(set(row) - expected)
-            raise InvalidInput(f"{where}features: unknown {', '.join(repr(u) for u in unknown[:5])}")
+            raise InvalidInput(f"{where}features: unknown {', '.join(repr(u[:40]) for u in unknown[:5])}")
         for c, name in enumerate(names):
             out[r, c] = float32_value(row[name], f"{where}features.{name}", null)
     return out

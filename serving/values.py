@@ -19,6 +19,7 @@ def float32_value(value: object, field: str, null: str | None = None) -> float:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"{field}: Input should be a number or null")
-    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-        raise InvalidInput(f"{field}: {value!r} is not a finite float32 number")
+    # abs() before isfinite(): JSON integers are unbounded, and math.isfinite(10**400) overflows
+    if abs(value) > FLOAT32_MAX or not math.isfinite(value):
+        raise InvalidInput(f"{field}: not a finite float32 number (|x| <= {FLOAT32_MAX:.4g})")
     return value

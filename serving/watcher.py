@@ -42,14 +42,16 @@ def poll_once(client, args, served: dict[str, str], rejected: dict[str, str], lo
                 emit("missing", model=name, reason=f"no version of '{name}' has alias '{args.alias}'")
                 continue
             raise
-        if version.version == served.get(name) and name in local:
-            local.discard(name)  # the registry is back and still points at the copy being served
-            emit("confirmed", model=name, version=version.version)
+        if name in local:  # the registry answers again: the local copy is settled either way
+            local.discard(name)
+            if version.version == served.get(name):
+                emit("confirmed", model=name, version=version.version)
         if version.version in (served.get(name), rejected.get(name)):
             continue
         folder = Path(args.cache_dir) / name / f"v{version.version}"
+        # a download that fails (network, server) raises through: a registry error, retried next poll
+        download(version.source, folder, args.tracking_uri)
         try:
-            download(version.source, folder, args.tracking_uri)
             metadata = verify(folder, version.tags.get("onnx_sha256"))
             probe(folder)
         except RejectedModel as err:
@@ -57,7 +59,6 @@ def poll_once(client, args, served: dict[str, str], rejected: dict[str, str], lo
             emit("rejected", model=name, version=version.version, reason=str(err))
             continue
         served[name] = version.version
-        remember(args, name, version.version, folder, metadata["sha256"])
         emit(
             "ready",
             model=name,
@@ -65,6 +66,10 @@ def poll_once(client, args, served: dict[str, str], rejected: dict[str, str], lo
             path=str(folder.resolve()),
             variant=metadata.get("variant"),
         )
+        try:
+            remember(args, name, version.version, folder, metadata["sha256"])
+        except OSError as err:  # only the start-from-local-copy fallback loses this version
+            print(f"cannot record the local copy of {name}: {err}", file=sys.stderr)
 
 
 def record_path(args, name: str) -> Path:
@@ -85,31 +90,30 @@ def remember(args, name: str, version: str, folder: Path, sha256: str) -> None:
     partial.replace(path)  # atomic: a crash leaves the old record or the new one
 
 
-def serve_local_copies(
-    args, served: dict[str, str], rejected: dict[str, str], local: set[str], reason: str
-) -> None:
+def serve_local_copies(args, served: dict[str, str], refused: set[str], local: set[str], reason: str) -> None:
     """Registry unreachable before a model was ever served: offer the verified copy the alias last
-    pointed at, checked again (sha256, external data, probe) before the server sees it."""
-    from serving.fetch import RejectedModel, probe, verify
+    pointed at, checked again (sha256, external data, probe) before the server sees it. Tried once
+    per model; a refused copy is not retried (the registry's own copy still is, when it returns)."""
+    from serving.fetch import probe, verify
 
     for name in args.models:
-        if name in served:
+        if name in served or name in refused:
             continue
-        path = record_path(args, name)
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(record_path(args, name).read_text())
         except (OSError, ValueError):
             continue  # no copy: the model stays not-ready with the registry error as the reason
-        if record.get("tracking_uri") != args.tracking_uri or rejected.get(name) == record["version"]:
+        if not isinstance(record, dict) or record.get("tracking_uri") != args.tracking_uri:
             continue
-        folder = Path(record["path"])
+        refused.add(name)
         try:
+            folder = Path(record["path"])
             verify(folder, record["sha256"])
             probe(folder)
-        except RejectedModel as err:
-            rejected[name] = record["version"]
-            emit("rejected", model=name, version=record["version"], reason=f"local copy: {err}")
+        except Exception as err:  # RejectedModel, a malformed record, unreadable files
+            emit("rejected", model=name, version=str(record.get("version")), reason=f"local copy: {err}")
             continue
+        refused.discard(name)
         served[name] = record["version"]
         local.add(name)
         emit(
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     served: dict[str, str] = {}
     rejected: dict[str, str] = {}
     local: set[str] = set()  # served from a local copy, not yet confirmed by the registry
+    refused: set[str] = set()  # local copies tried and refused
     while True:
         try:
             # made inside the loop: a store that is down at start raises here, and is retried
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             reason = f"{type(err).__name__}: {str(err)[:300]}"
             emit("registry_error", reason=reason)
             if args.serve_local_copy:
-                serve_local_copies(args, served, rejected, local, reason)
+                serve_local_copies(args, served, refused, local, reason)
         readable, _, _ = select.select([sys.stdin], [], [], args.interval)
         if readable and not sys.stdin.readline():
             return  # the server went away

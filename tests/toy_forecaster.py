@@ -1,8 +1,9 @@
 """A small forecaster exported to ONNX by the tests, under the serving forecast contract
 (serving/forecasting.py), with a NumPy twin to check what the server answers.
 
-Forecast: the mean of the last `window` observed values (missing ones skipped), plus `beta` times
-each future covariate (missing -> 0), plus a spread per quantile level that widens with the step.
+Forecast: the mean of the last `window` observed values (missing ones skipped), plus GAMMA times
+the sum of the past covariates over that window, plus `beta` times each future covariate
+(missing -> 0), plus a spread per quantile level that widens with the step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from serving.forecasting import ForecastSpec
 from serving.integrity import sha256_file
 from serving.runtime import OnnxModel
 
+GAMMA = 0.001
 Z = {0.1: -1.2816, 0.2: -0.8416, 0.5: 0.0, 0.8: 0.8416, 0.9: 1.2816}
 
 
@@ -74,12 +76,22 @@ def build(spec: ForecastSpec, window: int = 8, opset: int = 17) -> onnx.ModelPro
     inputs = [helper.make_tensor_value_info("context", f32, ["batch", T])]
     last = "level"
     if C:
-        init.append(numpy_helper.from_array(beta(spec).reshape(C, 1), "beta"))
+        init += [
+            numpy_helper.from_array(beta(spec).reshape(C, 1), "beta"),
+            numpy_helper.from_array(np.array([GAMMA], dtype=np.float32), "gamma"),
+            numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
+        ]
         nodes += [
+            helper.make_node("IsNaN", ["past_covariates"], ["pmissing"]),
+            helper.make_node("Where", ["pmissing", "zero", "past_covariates"], ["past0"]),
+            helper.make_node("Slice", ["past0", "start", "end", "axis1"], ["past_recent"]),
+            helper.make_node("ReduceSum", ["past_recent", "axes12"], ["past_sum"], keepdims=1),
+            helper.make_node("Mul", ["past_sum", "gamma"], ["past_effect"]),  # [B, 1, 1]
             helper.make_node("IsNaN", ["future_covariates"], ["fmissing"]),
             helper.make_node("Where", ["fmissing", "zero", "future_covariates"], ["future0"]),
             helper.make_node("MatMul", ["future0", "beta"], ["effect"]),  # [B, H, 1]
-            helper.make_node("Add", ["level", "effect"], ["centre"]),
+            helper.make_node("Add", ["level", "past_effect"], ["level_past"]),
+            helper.make_node("Add", ["level_past", "effect"], ["centre"]),
         ]
         inputs += [
             helper.make_tensor_value_info("past_covariates", f32, ["batch", T, C]),
@@ -107,6 +119,8 @@ def reference(spec: ForecastSpec, feed: dict[str, np.ndarray], window: int = 8) 
     level = (np.nansum(recent, axis=1) / count)[:, None, None]
     out = level + spread(spec).astype(np.float64)
     if spec.covariates:
+        past = np.nansum(feed["past_covariates"][:, -window:, :].astype(np.float64), axis=(1, 2))
+        out = out + GAMMA * past[:, None, None]
         out = out + np.nan_to_num(feed["future_covariates"].astype(np.float64)) @ beta(spec)[:, None]
     return out
 
@@ -118,6 +132,9 @@ def export_version(folder: Path, meta: dict, window: int = 8) -> dict:
     onnx.save(build(spec, window), folder / "model.onnx")
     feed = spec.example_feed(batch=3)
     feed["context"][1, -3:] = np.nan  # missing values inside the window
+    if spec.covariates:
+        feed["past_covariates"][2, -2:, 0] = np.nan
+        feed["future_covariates"][0, 1, -1] = np.nan
     (got,) = OnnxModel(folder / "model.onnx").run_feed(feed)
     diff = float(np.abs(got - reference(spec, feed, window)).max())
     meta = {

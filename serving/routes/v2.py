@@ -7,6 +7,7 @@ Tensors go in as {"name": "input", "shape": [rows, features], "datatype": "FP32"
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving.deps import MetricsDep, SettingsDep, StoreDep, resolve_model
 from serving.forecasting import ForecastSpec
-from serving.inference import InvalidInput, run_finite
-from serving.runtime import FLOAT32_MAX, InputError
+from serving.inference import run_finite
+from serving.runtime import InputError
 from serving.schemas import ERRORS
 from serving.store import LoadedModel
+from serving.values import InvalidInput, float32_value
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64}
@@ -69,16 +71,32 @@ def tensor_specs(args: list) -> list[dict]:
     ]
 
 
-def _values(tensor: InferTensor, i: int) -> np.ndarray:
-    """The tensor's data as float64 in its declared shape (null -> NaN), or 422 naming it."""
+def _leaves(data: list, field: str, null: str | None) -> list[float]:
+    """Nested JSON lists -> flat floats, each checked like a /predict value (null per `null`)."""
+    out: list[float] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(float32_value(item, field, null))
+        else:
+            stack.pop()
+    return out
+
+
+def _values(tensor: InferTensor, i: int, null: str | None = None) -> np.ndarray:
+    """The tensor's data as float64 in its declared shape, or 422 naming it."""
     if tensor.datatype not in DATATYPES:
-        raise HTTPException(
-            422, f"inputs[{i}].datatype: '{tensor.datatype}' (accepted: {', '.join(DATATYPES)})"
-        )
+        raise HTTPException(422, f"inputs[{i}].datatype: must be one of {', '.join(DATATYPES)}")
     try:
-        return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
-    except (ValueError, TypeError) as err:
-        raise HTTPException(422, f"inputs[{i}]: {str(err).splitlines()[0][:200]}") from None
+        flat = np.asarray(_leaves(tensor.data, f"inputs[{i}].data", null), dtype=np.float64)
+    except InvalidInput as err:
+        raise HTTPException(422, str(err)) from None
+    if any(d < 1 for d in tensor.shape) or flat.size != math.prod(tensor.shape):
+        raise HTTPException(422, f"inputs[{i}].shape: does not match the number of values in data")
+    return flat.reshape(tuple(tensor.shape))
 
 
 def _rows(tensor: InferTensor, i: int, max_rows: int) -> int:
@@ -94,29 +112,24 @@ def tabular_input(loaded: LoadedModel, inputs: list[InferTensor], max_rows: int)
     if len(inputs) != 1 or inputs[0].name != name:
         raise HTTPException(422, f"inputs: expected one tensor named '{name}'")
     _rows(inputs[0], 0, max_rows)
+    null = None if loaded.model.allow_nan else "and this model does not accept missing values"
     try:
-        return loaded.model.check(_values(inputs[0], 0))
+        return loaded.model.check(_values(inputs[0], 0, null))
     except InputError as err:
         raise HTTPException(422, f"inputs[0]: {err}") from None
 
 
 def forecast_feed(spec: ForecastSpec, inputs: list[InferTensor], max_rows: int) -> dict[str, np.ndarray]:
     """The forecaster's tensors by name, shapes as the contract says; null/NaN = missing."""
-    names = [t.name for t in inputs]
-    if sorted(names) != sorted(spec.input_names):
-        raise HTTPException(422, f"inputs: expected tensors named {spec.input_names}, got {names}")
+    if sorted(t.name for t in inputs) != sorted(spec.input_names):
+        raise HTTPException(422, f"inputs: expected one tensor each named {', '.join(spec.input_names)}")
     rows = _rows(inputs[0], 0, max_rows)
     shapes = spec.input_shapes(rows)
     feed = {}
     for i, tensor in enumerate(inputs):
         if tuple(tensor.shape) != shapes[tensor.name]:
-            raise HTTPException(
-                422, f"inputs[{i}].shape: {tensor.shape}, expected {list(shapes[tensor.name])}"
-            )
-        values = _values(tensor, i)
-        if np.isinf(values).any() or (np.abs(values[np.isfinite(values)]) > FLOAT32_MAX).any():
-            raise HTTPException(422, f"inputs[{i}]: values must be finite float32 numbers or null")
-        feed[tensor.name] = values.astype(np.float32)
+            raise HTTPException(422, f"inputs[{i}].shape: expected {list(shapes[tensor.name])}")
+        feed[tensor.name] = _values(tensor, i).astype(np.float32)  # null = missing (NaN)
     return feed
 
 
