@@ -135,6 +135,32 @@ def run_server(label: str, cmd: list[str], ready_url: str, env: dict, load: dict
         print(f"{label}: stopped after {result_wall:.0f}s")
 
 
+def log_to_mlflow(report: dict, args: argparse.Namespace) -> None:
+    """One run per benchmark in experiment `onnxship/serving-benchmark`, figures as metrics."""
+    import mlflow
+
+    from stages.common.tracking import flatten, git_commit
+
+    mlflow.set_tracking_uri(args.tracking_uri)
+    name = "onnxship/serving-benchmark"
+    if mlflow.get_experiment_by_name(name) is None and not args.tracking_uri.startswith("http"):
+        # artifacts beside the pipeline's (mlartifacts/), not in a stray ./mlruns
+        mlflow.create_experiment(name, artifact_location=Path("mlartifacts").resolve().as_uri())
+    mlflow.set_experiment(name)
+    tags = {"stage": "bench_serving", "model": args.model, "git_commit": git_commit()}
+    with mlflow.start_run(run_name=f"serving {args.model} v{report['version']}", tags=tags):
+        mlflow.log_params(
+            {k: report[k] for k in ("model", "version", "variant", "load_client", "duration_s")}
+        )
+        numbers = {
+            k.replace("/", "."): float(v)
+            for k, v in flatten(report).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "version"
+        }
+        mlflow.log_metrics(numbers)
+        mlflow.log_artifact(args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="xgboost")
@@ -221,6 +247,7 @@ def main() -> None:
         report[f"req_s_ratio_c{c}"] = ours[f"c{c}"]["req_s"] / max(theirs[f"c{c}"]["req_s"], 1e-9)
     write_json(args.out, report)
     shutil.rmtree(work, ignore_errors=True)
+    log_to_mlflow(report, args)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=2))
 
 

@@ -47,6 +47,14 @@ def _no_env_tracking(monkeypatch):
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _working_tree_stays_clean():
+    """Tests write under tmp dirs only; MLflow's default artifact folder (./mlruns) must not appear."""
+    existed = (ROOT / "mlruns").exists()
+    yield
+    assert existed or not (ROOT / "mlruns").exists(), "a test logged MLflow artifacts into ./mlruns"
+
+
 @pytest.fixture(scope="session")
 def pipeline_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("pipeline")

@@ -156,7 +156,11 @@ def register(uri: str, name: str, meta: dict) -> str:
     meta = export_version(folder, meta)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(f"onnxship/{name}")
+    experiment = f"onnxship/{name}"
+    if client.get_experiment_by_name(experiment) is None:
+        # artifacts in a temp folder: MLflow's default (./mlruns) would land in the working tree
+        client.create_experiment(experiment, artifact_location=folder.parent.resolve().as_uri())
+    mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name="toy-forecaster") as run:
         mlflow.log_artifacts(str(folder), "model")
     try:
