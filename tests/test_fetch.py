@@ -95,3 +95,44 @@ def test_graph_that_fails_in_onnx_runtime_is_rejected_by_the_probe(tmp_path: Pat
     verify(folder, None)  # parses fine: only loading it tells
     with pytest.raises(RejectedModel, match="probe failed"):
         probe(folder)
+
+
+def test_mutated_graphs_never_get_past_the_checks_unnoticed(tmp_path: Path):
+    """Random byte flips, with metadata that matches the mutated file (a broken packager): each one
+    is rejected by verify or the probe, or still loads and answers with the right shapes; none
+    brings down the process running the checks."""
+    data = bytearray(tiny_graph().SerializeToString())
+    rng = np.random.default_rng(0)
+    outcomes = {"rejected": 0, "sound": 0}
+    for i in range(40):
+        mutant = bytearray(data)
+        for pos in rng.integers(0, len(mutant), size=int(rng.integers(1, 6))):
+            mutant[pos] = int(rng.integers(0, 256))
+        (tmp_path / f"m{i}").mkdir()
+        folder = version_folder(tmp_path / f"m{i}", bytes(mutant))
+        try:
+            verify(folder, None)
+            assert probe(folder)["shapes"] == {"prediction": [2, 1]}
+            outcomes["sound"] += 1
+        except RejectedModel:
+            outcomes["rejected"] += 1
+    assert outcomes["rejected"] > 0 and sum(outcomes.values()) == 40, outcomes
+
+
+def test_forecaster_probe_checks_the_forecast_contract(tmp_path: Path):
+    from tests import toy_forecaster
+
+    meta = toy_forecaster.metadata(16, 4, [0.1, 0.5, 0.9], [])
+    good = toy_forecaster.export_version(tmp_path / "good", meta)
+    verify(tmp_path / "good", good["sha256"])
+    assert probe(tmp_path / "good")["shapes"] == {"quantiles": [2, 4, 3]}
+    # a tabular graph that claims to be a forecaster
+    folder = version_folder(tmp_path, tiny_graph())
+    claimed = {
+        **json.loads((folder / "onnxship.json").read_text()),
+        "task": "forecast",
+        "forecast": meta["forecast"],
+    }
+    (folder / "onnxship.json").write_text(json.dumps(claimed))
+    with pytest.raises(RejectedModel, match="forecast contract"):
+        probe(folder)
