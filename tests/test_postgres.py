@@ -8,6 +8,7 @@ import shutil
 import time
 
 import httpx
+import mlflow
 import pytest
 
 from serving.promote import promote
@@ -32,7 +33,7 @@ def tracking_server(tmp_path_factory):
 
 
 def test_registry_on_a_postgresql_tracking_server(
-    tracking_server, tiny_pipeline, pipeline_dir, row, tmp_path_factory
+    tracking_server, tiny_pipeline, pipeline_dir, row, tmp_path_factory, request
 ):
     from stages import package
 
@@ -42,7 +43,9 @@ def test_registry_on_a_postgresql_tracking_server(
     for part in ("data", "models", "reports"):
         shutil.copytree(pipeline_dir / part, work / part)
     cfg = with_model(tiny_config(work, [f"tracking.uri={mlflow_server.url}"]), "xgboost")
-    first = package.run(cfg)
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    request.addfinalizer(lambda: (mlflow.set_tracking_uri(previous[0]), mlflow.set_registry_uri(previous[1])))
+    first = package.run(cfg)  # points this process's MLflow at the tracking server (restored after)
     assert first["registered"] and first["alias"] == "candidate", first
     # the registry rows live in PostgreSQL
     assert pg.query("select name, version from model_versions") == [("xgboost", 1)]

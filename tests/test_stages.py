@@ -7,10 +7,10 @@ from pathlib import Path
 import mlflow
 import onnx
 import pytest
-from mlflow.tracking import MlflowClient
 
 from stages import export, summarize, validate
 from stages.common.io import read_json, sha256_file
+from stages.common.tracking import configure
 from tests.conftest import with_model
 
 ZOO = ["xgboost", "lightgbm", "catboost", "stack_ridge", "stack_lightgbm"]
@@ -53,7 +53,7 @@ def test_benchmark_has_native_and_every_variant(tiny_pipeline):
 
 def test_registry_holds_five_candidates_with_lineage(tiny_pipeline):
     cfg, _results = tiny_pipeline
-    client = MlflowClient(tracking_uri=cfg.tracking.uri, registry_uri=cfg.tracking.uri)
+    client = configure(cfg)  # models:/ URIs resolve through the process-wide registry URI
     for name in ZOO:
         version = client.get_model_version_by_alias(name, "candidate")
         tags = version.tags
