@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from serving.store import LoadedModel
-from serving.values import InvalidInput, float32_value
+from serving.values import InvalidInput, float32_value, null_policy
 
 
 def parse_predict(body: bytes) -> tuple[str | None, dict]:
@@ -38,7 +38,7 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
     names = loaded.features
     expected = set(names)
     out = np.empty((len(rows), len(names)), dtype=np.float32)
-    null = None if loaded.model.allow_nan else "and this model does not accept missing values"
+    null = null_policy(loaded.model.allow_nan)
     for r, row in enumerate(rows):
         where = f"rows[{r}]." if len(rows) > 1 else ""
         if row.keys() != expected:

@@ -53,13 +53,14 @@ def load_verified(name: str, version: str, folder: Path, warmup_calls: int) -> L
         InferenceSettings.from_mapping(metadata["inference_settings"]),
         allow_nan=bool(metadata.get("accepts_nan", False)),
     )
-    if metadata["task"] == "forecast":
-        feed = ForecastSpec.from_metadata(metadata).example_feed()
+    loaded = LoadedModel(name, str(version), metadata, model, benchmark)
+    if loaded.forecast is not None:
+        feed = loaded.forecast.example_feed()
     else:
-        feed = {model.input_name: np.zeros((1, len(metadata["features"])), dtype=np.float32)}
+        feed = {model.input_name: np.zeros((1, len(loaded.features)), dtype=np.float32)}
     for _ in range(warmup_calls):
         model.run_feed(feed)
-    return LoadedModel(name, str(version), metadata, model, benchmark)
+    return loaded
 
 
 class ModelStore:

@@ -11,6 +11,11 @@ class InvalidInput(ValueError):
     """422: the message names the field."""
 
 
+def null_policy(allow_nan: bool) -> str | None:
+    """The `null` argument of float32_value for a model: why null is refused, or None."""
+    return None if allow_nan else "and this model does not accept missing values"
+
+
 def float32_value(value: object, field: str, null: str | None = None) -> float:
     """`value` as a float; null -> NaN unless `null` says why it is refused here."""
     if value is None:

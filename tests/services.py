@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,11 +15,17 @@ from pathlib import Path
 
 import httpx
 
+from stages.bench_serving import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def eventually(check, seconds: float = 30, every: float = 0.2):
+    """Call `check` until it returns something truthy or `seconds` pass; its last result."""
+    deadline = time.time() + seconds
+    while True:
+        result = check()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(every)
 
 
 def postgres_bin() -> Path | None:

@@ -5,7 +5,6 @@ server follows the alias from it, and keeps serving when the tracking server goe
 from __future__ import annotations
 
 import shutil
-import time
 
 import httpx
 import mlflow
@@ -13,8 +12,8 @@ import pytest
 
 from serving.promote import promote
 from tests.conftest import tiny_config, with_model
-from tests.services import MlflowServer, Postgres
-from tests.test_serving import registry_errors, served_version, start_server
+from tests.services import MlflowServer, Postgres, eventually
+from tests.test_serving import registry_errors, served_version, start_server, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -60,22 +59,17 @@ def test_registry_on_a_postgresql_tracking_server(
         # a new pipeline run registers version 2; promoting it moves the served version
         second = package.run(cfg)
         promote("xgboost", str(second["version"]), "champion", mlflow_server.url)
-        deadline = time.time() + 30
-        while served_version(server, "xgboost") != "2" and time.time() < deadline:
-            time.sleep(0.2)
+        eventually(lambda: served_version(server, "xgboost") == "2")
         assert served_version(server, "xgboost") == "2", server["log"].read_text()[-2000:]
 
         # tracking server down: loaded model keeps serving, liveness and readiness stay 200
         before = registry_errors(server)
         mlflow_server.stop()
-        deadline = time.time() + 30
-        while registry_errors(server) == before and time.time() < deadline:
-            time.sleep(0.3)
+        eventually(lambda: registry_errors(server) > before)
         assert registry_errors(server) > before
         assert httpx.get(f"{server['url']}/health/live").status_code == 200
         assert httpx.get(f"{server['url']}/health/ready").status_code == 200
         r = httpx.post(f"{server['url']}/predict", json={"features": row})
         assert r.status_code == 200 and r.json()["version"] == "2"
     finally:
-        server["proc"].terminate()
-        server["proc"].wait(timeout=15)
+        stop(server)

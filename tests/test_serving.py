@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from serving.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
-from tests.services import free_port
+from tests.services import eventually, free_port
 
 pytestmark = pytest.mark.e2e
 MODELS = ["xgboost", "catboost", "stack_ridge", "toy_forecaster"]
@@ -90,12 +90,16 @@ def start_server(
     pytest.fail(f"server not up in 90 s:\n{log.read_text()[-3000:]}")
 
 
+def stop(started: dict) -> None:
+    started["proc"].terminate()
+    started["proc"].wait(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def server(registry, tmp_path_factory):
     started = start_server(registry, tmp_path_factory)
     yield started
-    started["proc"].terminate()
-    started["proc"].wait(timeout=15)
+    stop(started)
 
 
 def test_predict_says_which_version_answered(server, row):
@@ -221,9 +225,7 @@ def test_alias_move_swaps_without_dropping_requests(server, row):
         t.start()
     moved = time.time()
     promote(name, version, "champion", uri)
-    deadline = moved + 30
-    while served_version(server, name) != version and time.time() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: served_version(server, name) == version, seconds=30, every=0.1)
     swap_seconds = time.time() - moved
     time.sleep(0.5)
     stop.set()
@@ -246,12 +248,7 @@ def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(
     for mutate, reason in ((corrupt, "sha256"),):
         version = new_version(uri, name, mutate)
         promote_unchecked(uri, name, version)
-        deadline = time.time() + 20
-        while (
-            reason not in httpx.get(f"{server['url']}/models/{name}").json()["status"]
-            and time.time() < deadline
-        ):
-            time.sleep(0.2)
+        eventually(lambda why=reason: why in httpx.get(f"{server['url']}/models/{name}").json()["status"], 20)
         status = httpx.get(f"{server['url']}/models/{name}").json()
         assert f"version {version} rejected" in status["status"] and reason in status["status"]
         assert status["version"] == serving_before
@@ -318,9 +315,7 @@ def test_registry_outage_keeps_loaded_models_serving(server, row):
     before = registry_errors(server)
     try:
         db.write_bytes(b"this is not a database " * 100)
-        deadline = time.time() + 20
-        while registry_errors(server) == before and time.time() < deadline:
-            time.sleep(0.2)
+        eventually(lambda: registry_errors(server) > before, 20)
         assert registry_errors(server) > before
         assert httpx.get(f"{server['url']}/health/live").status_code == 200
         assert httpx.get(f"{server['url']}/health/ready").status_code == 200  # models are loaded
@@ -341,21 +336,14 @@ def test_start_without_a_registry_is_live_but_not_ready_with_the_reason(tmp_path
     broken.write_bytes(b"not a database" * 100)
     started = start_server(f"sqlite:///{broken}", tmp_path_factory, wait_ready=False)
     try:
-        deadline = time.time() + 20
-        body = {}
-        while time.time() < deadline:
-            r = httpx.get(f"{started['url']}/health/ready")
-            body = r.json()
-            if "registry unreachable" in json.dumps(body):
-                break
-            time.sleep(0.2)
+        r = wait_for(f"{started['url']}/health/ready", lambda r: "registry unreachable" in r.text, 20)
+        body = r.json()
         assert r.status_code == 503
         assert all("registry unreachable" in why for why in body["waiting"].values()), body
         r = httpx.post(f"{started['url']}/predict", json={"features": {}})
         assert r.status_code == 503 and "not loaded yet" in r.json()["error"]
     finally:
-        started["proc"].terminate()
-        started["proc"].wait(timeout=15)
+        stop(started)
 
 
 def test_kserve_v2_protocol(server, row):
@@ -530,18 +518,14 @@ def test_forecaster_refuses_predict_and_answers_kserve_v2(server):
     assert r.status_code == 422 and "inputs[2].shape" in r.json()["error"]
 
 
-def stop(started: dict) -> None:
-    started["proc"].terminate()
-    started["proc"].wait(timeout=15)
-
-
 def wait_for(url: str, predicate, seconds: float = 30) -> httpx.Response:
-    deadline = time.time() + seconds
-    while True:
+    """GET `url` until `predicate(response)` holds or time runs out; the last response."""
+
+    def fetch() -> httpx.Response | None:
         r = httpx.get(url)
-        if predicate(r) or time.time() > deadline:
-            return r
-        time.sleep(0.2)
+        return r if predicate(r) else None
+
+    return eventually(fetch, seconds) or httpx.get(url)
 
 
 def test_start_without_a_registry_can_serve_the_verified_local_copy(
@@ -564,7 +548,7 @@ def test_start_without_a_registry_can_serve_the_verified_local_copy(
     other = start_server(**r, wait_ready=False, serve_local_copy="true")
     try:
         # three failed polls: the copy would have been verified, probed and loaded by then
-        wait_for(f"{other['url']}/metrics", lambda _: registry_errors(other) >= 3)
+        eventually(lambda: registry_errors(other) >= 3)
         assert registry_errors(other) >= 3
         reason = httpx.get(f"{other['url']}/health/ready")
         assert reason.status_code == 503 and "registry unreachable" in reason.json()["waiting"]["xgboost"]

@@ -21,10 +21,10 @@ from serving.inference import run_finite
 from serving.runtime import InputError
 from serving.schemas import ERRORS
 from serving.store import LoadedModel
-from serving.values import InvalidInput, float32_value
+from serving.values import InvalidInput, float32_value, null_policy
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
-DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64}
+DATATYPES = ("FP32", "FP64", "INT32", "INT64")  # accepted; values are checked as float32 anyway
 NUMPY_TO_V2 = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
 
 
@@ -112,9 +112,8 @@ def tabular_input(loaded: LoadedModel, inputs: list[InferTensor], max_rows: int)
     if len(inputs) != 1 or inputs[0].name != name:
         raise HTTPException(422, f"inputs: expected one tensor named '{name}'")
     _rows(inputs[0], 0, max_rows)
-    null = None if loaded.model.allow_nan else "and this model does not accept missing values"
     try:
-        return loaded.model.check(_values(inputs[0], 0, null))
+        return loaded.model.check(_values(inputs[0], 0, null_policy(loaded.model.allow_nan)))
     except InputError as err:
         raise HTTPException(422, f"inputs[0]: {err}") from None
 
