@@ -5,15 +5,15 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install system-packages run test test-all params ui serve promote bench-serving lint format clean
+.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
 	touch $@
 
 install: $(BIN)/.installed ## create .venv and install the project with its dev tools
@@ -22,7 +22,9 @@ system-packages: ## Debian's postgresql and wrk, when missing (tests and bench-s
 	bash tests/system_packages.sh
 
 run: install ## install, then rebuild everything with `dvc repro` and say where the results are
+	python -m tools.params
 	dvc repro
+	@python -m tools.check_lock || echo "(outputs differ from the committed dvc.lock: see above)"
 	@echo
 	@echo "Results:"
 	@echo "  summary          reports/summary.md"
@@ -37,19 +39,24 @@ test-all: install system-packages ## every test, the slow ones included
 	pytest -m "slow or not slow"
 
 params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
-	python -m stages.params
+	python -m tools.params
+
+constraints: install ## re-pin constraints.txt to what is installed (after changing pyproject.toml)
+	@head -2 constraints.txt > constraints.new
+	$(BIN)/pip freeze --exclude-editable | grep -v "^onnxship" >> constraints.new
+	mv constraints.new constraints.txt
 
 ui: install ## MLflow UI on the embedded store
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 serve: install ## serve every model's `champion` version on http://127.0.0.1:8000 (follows the alias)
-	python -m serving.serve --host 127.0.0.1 --port 8000
+	python -m serving.http.serve --host 127.0.0.1 --port 8000
 
 promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
-	python -m serving.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
+	python -m serving.registry.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
 
 bench-serving: install system-packages ## our server vs `mlflow models serve` under wrk load -> reports/serving.json
-	python -m stages.bench_serving
+	python -m tools.bench_serving
 
 lint: install ## ruff lint and format check
 	ruff check . && ruff format --check .

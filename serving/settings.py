@@ -1,36 +1,96 @@
-"""Server settings: conf/serving/default.yaml, overridden by ONNXSHIP_SERVING_<KEY> env vars."""
+"""Serving settings, read by both serving processes (the HTTP server and the registry side).
+
+One source for each value: conf/serving/default.yaml beside this package (or the file named by
+ONNXSHIP_SERVING_CONFIG; a missing file is an error, never a silent fallback), overridden by
+ONNXSHIP_SERVING_<KEY> environment variables. Values the pipeline owns are referenced, not
+copied: `tracking_uri: ${tracking.uri}` and `candidate_alias: ${package.alias}` resolve against
+the conf/ groups chosen in conf/config.yaml (MLFLOW_TRACKING_URI wins, as in the pipeline).
+Relative paths (a sqlite:/// store, cache_dir) are taken from the project root, so a server
+started from another directory serves the same registry.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+import yaml
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "ONNXSHIP_SERVING_CONFIG"
-DEFAULT_CONFIG = Path("conf/serving/default.yaml")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "serving" / "default.yaml"
+REFERENCED_GROUPS = ("tracking", "package")  # pipeline groups the serving YAML may refer to
+
+
+class SettingsError(RuntimeError):
+    """The serving configuration file is missing or refers to something that does not exist."""
+
+
+def config_path() -> Path:
+    path = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise SettingsError(f"serving configuration not found: {path} (set {CONFIG_ENV} to a YAML file)")
+    return path
+
+
+def _chosen_group_file(conf: Path, group: str) -> Path | None:
+    """conf/<group>/<option>.yaml for the option conf/config.yaml's defaults list picks."""
+    root = conf / "config.yaml"
+    if not root.is_file():
+        return None
+    for item in yaml.safe_load(root.read_text()).get("defaults", []):
+        if isinstance(item, dict) and isinstance(item.get(group), str):
+            return conf / group / f"{item[group]}.yaml"
+    return None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The serving YAML with ${group.key} references to the pipeline's conf/ groups resolved."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf = path.resolve().parents[1]  # conf/serving/default.yaml -> conf/
+    root: dict[str, Any] = {}
+    for group in REFERENCED_GROUPS:
+        found = _chosen_group_file(conf, group)
+        root[group] = yaml.safe_load(found.read_text()) if found and found.is_file() else {}
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        root["tracking"]["uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    merged = OmegaConf.create({**root, "serving": yaml.safe_load(path.read_text()) or {}})
+    try:
+        return OmegaConf.to_container(merged.serving, resolve=True)
+    except OmegaConfBaseException as err:
+        raise SettingsError(f"{path}: {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config(config_path())
 
 
 class Settings(BaseSettings):
+    """Every field comes from the YAML (or the environment): no defaults here to disagree with it."""
+
     model_config = SettingsConfigDict(env_prefix="ONNXSHIP_SERVING_", extra="ignore")
 
-    tracking_uri: str = "sqlite:///mlflow.db"
-    models: list[str] = Field(default_factory=lambda: ["xgboost"], min_length=1)
-    alias: str = "champion"
-    default_model: str | None = None
-    poll_interval_s: float = Field(5.0, gt=0)
-    registry_timeout_s: float = Field(10.0, gt=0)
-    serve_local_copy: bool = False
-    max_body_bytes: int = Field(1 << 20, gt=0)
-    max_batch_rows: int = Field(1000, gt=0)
-    cache_dir: Path = Path(".serving-cache")
-    warmup_calls: int = Field(20, ge=0)
+    tracking_uri: str
+    models: list[str] = Field(min_length=1)
+    alias: str
+    candidate_alias: str
+    default_model: str | None
+    poll_interval_s: float = Field(gt=0)
+    registry_timeout_s: float = Field(gt=0)
+    serve_local_copy: bool
+    max_body_bytes: int = Field(gt=0)
+    max_batch_rows: int = Field(gt=0)
+    cache_dir: Path
+    warmup_calls: int = Field(ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -41,9 +101,20 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
-        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=path if path.exists() else None)
-        return init_settings, env_settings, yaml_source
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _rooted_sqlite(cls, uri: str) -> str:
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_absolute():
+            return prefix + str(PROJECT_ROOT / uri[len(prefix) :])
+        return uri
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _rooted_cache(cls, path: Path) -> Path:
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
     def default(self) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from stages.common.config import run_stage
-from stages.common.io import read_json, write_json, write_text
-from stages.common.tracking import log_report, stage_run
+from onnxship.contract import EXPORT_REPORT
+from onnxship.io import read_json, write_text
+from onnxship.pipeline.runner import Outcome, main, stage
 
 
 def _read(path: Path) -> dict:
@@ -21,7 +21,7 @@ def _read(path: Path) -> dict:
 
 def model_row(cfg: DictConfig, name: str, small: int, large: int) -> dict:
     reports = Path(cfg.paths.reports)
-    export = _read(Path(cfg.paths.onnx) / name / "export.json")
+    export = _read(Path(cfg.paths.onnx) / name / EXPORT_REPORT)
     validation = _read(reports / "validate" / f"{name}.json")
     bench = _read(reports / "benchmark" / f"{name}.json")
     package = _read(reports / "package" / f"{name}.json")
@@ -84,22 +84,25 @@ def markdown(rows: list[dict], small: int, large: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: DictConfig) -> dict:
+@stage("summarize", lambda cfg: {"models": list(cfg.zoo.models)}, per_model=False)
+def run(cfg: DictConfig, _run) -> Outcome:
     sizes = sorted(int(b) for b in cfg.benchmark.batch_sizes)
     small, large = sizes[0], sizes[-1]
     rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models]
-    reports = Path(cfg.paths.reports)
-    write_json(
-        reports / "summary.json", {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in rows}
+    table = markdown(rows, small, large)
+    write_text(Path(cfg.paths.reports) / "summary.md", table)
+    return Outcome(
+        {"models": rows},
+        "\n" + table,
+        writes={
+            Path(cfg.paths.reports) / "summary.json": {
+                r["model"]: {k: v for k, v in r.items() if k != "model"} for r in rows
+            }
+        },
+        logged={r["model"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows},
+        artifacts={Path(cfg.paths.reports) / "summary.md": ""},
     )
-    write_text(reports / "summary.md", markdown(rows, small, large))
-    with stage_run(cfg, "summarize", None, {"models": list(cfg.zoo.models)}):
-        log_report(
-            {r["model"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}, "summary.json"
-        )
-    print(markdown(rows, small, large))
-    return {"models": rows}
 
 
 if __name__ == "__main__":
-    run_stage(run)
+    main(run)

@@ -6,35 +6,37 @@ file is sound), evaluated on the same test split, and copied in.
 
 from __future__ import annotations
 
+import os
+
+# OpenBLAS picks its kernels by CPU, and the kernels round differently: the Ridge meta-model of
+# stack_ridge came out with other last bits (so other file bytes) per CPU type. Training on the
+# one kernel every x86-64 CPU has makes the saved models the same on every machine. It must be
+# set before numpy loads OpenBLAS, hence here, above the other imports. Train-only: benchmark and
+# serving keep the fast native kernels.
+os.environ["OPENBLAS_CORETYPE"] = "Prescott"
+
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig
 
-from stages import families
-from stages.common.config import as_plain, model_spec, run_stage
-from stages.common.io import atomic_dir, sha256_file, write_json
-from stages.common.tracking import log_report, stage_run
-from stages.metrics import task_metrics
-from stages.prepare import load_split
+from onnxship import families
+from onnxship.contract import NATIVE_META
+from onnxship.data import load_split
+from onnxship.io import atomic_dir, sha256_file, write_json
+from onnxship.metrics import task_metrics
+from onnxship.pipeline.config import as_plain, model_spec
+from onnxship.pipeline.runner import Outcome, main, stage
 
 
-def fit_model(spec: DictConfig, cfg: DictConfig, X: np.ndarray, y: np.ndarray, task: str):
-    family = families.get(spec.family)
-    if spec.family == "stacking":
-        est = family.build_from_spec(spec, cfg.zoo.models, task, cfg.seed)
-    else:
-        est = family.build(dict(spec.get("params") or {}), task, cfg.seed)
-    est = family.fit(est, X, y)
-    family.make_reproducible(est)
-    return est
+def params(cfg: DictConfig) -> dict:
+    return {"model": as_plain(model_spec(cfg)), "seed": cfg.seed}
 
 
-def run(cfg: DictConfig) -> dict:
-    name = cfg.model
-    spec = model_spec(cfg, name)
+@stage("train", params)
+def run(cfg: DictConfig, _run) -> Outcome:
+    name, spec = cfg.model, model_spec(cfg)
     family = families.get(spec.family)
     X_train, y_train, schema = load_split(cfg.paths.prepared, "train")
     X_test, y_test, _ = load_split(cfg.paths.prepared, "test")
@@ -48,14 +50,13 @@ def run(cfg: DictConfig) -> dict:
             shutil.copyfile(source, native)
             origin = f"file:{source}"
         else:
-            est = fit_model(spec, cfg, X_train, y_train, task)
+            est = family.fit(family.build(spec, cfg.zoo.models, task, cfg.seed), X_train, y_train)
+            family.make_reproducible(est)
             family.save(est, native)
-            # reload what was written, so later stages use exactly the saved model
-            est = family.load_checked(native, task)
+            est = family.load_checked(native, task)  # later stages use exactly the saved model
             origin = "trained"
         seconds = time.perf_counter() - started
-        pred = family.predict(est, X_test, task)
-        metrics = task_metrics(task, y_test, pred)
+        metrics = task_metrics(task, y_test, family.predict(est, X_test, task))
         meta = {
             "model": name,
             "family": spec.family,
@@ -68,14 +69,15 @@ def run(cfg: DictConfig) -> dict:
             "classes": schema["classes"],
             "test_metrics": metrics,
         }
-        write_json(out / "meta.json", meta)
-    with stage_run(cfg, "train", name, {"model": as_plain(spec), "seed": cfg.seed}):
-        # timing goes to MLflow only: meta.json stays byte-identical when nothing changed, so DVC
-        # does not re-run the downstream chain after a retrain with the same params
-        log_report(meta | {"train_seconds": seconds}, "meta.json")
-    print(f"train {name}: {spec.family} {origin} in {seconds:.1f}s, test {metrics}")
-    return meta
+        write_json(out / NATIVE_META, meta)
+    # the timing goes to MLflow only: meta.json stays byte-identical when nothing changed, so DVC
+    # does not re-run the downstream chain after a retrain with the same params
+    return Outcome(
+        meta,
+        f"{spec.family} {origin} in {seconds:.1f}s, test {metrics}",
+        logged=meta | {"train_seconds": seconds},
+    )
 
 
 if __name__ == "__main__":
-    run_stage(run)
+    main(run)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from stages.common.config import compose_config
+from onnxship.pipeline.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def with_model(cfg: DictConfig, name: str) -> DictConfig:
 @pytest.fixture(autouse=True)
 def _no_env_tracking(monkeypatch):
     """Each test's config decides the MLflow store, whatever the developer's environment says."""
-    from stages.common import tracking
+    from onnxship.pipeline import tracking
 
     monkeypatch.setattr(tracking, "USER_TRACKING_URI", None)
     monkeypatch.setattr(tracking, "USER_REGISTRY_URI", None)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.common.config import compose_config, model_spec, params_drift
-from stages.common.errors import ConfigError
+from onnxship.errors import ConfigError
+from onnxship.pipeline.config import compose_config, model_spec, params_drift
 from tests.conftest import ROOT
 
 

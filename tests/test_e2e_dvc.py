@@ -1,8 +1,11 @@
-"""End to end: `dvc repro` in a temporary copy of the project on the smoke experiment, then a
-second `dvc repro` that re-runs nothing, `dvc metrics show`, `dvc plots show`, and the registry."""
+"""End to end: `dvc repro` in a temporary git copy of the project on the smoke experiment, then a
+second `dvc repro` that re-runs nothing, `dvc metrics show`, `dvc plots show`, the registry; an
+edit to core code marking exactly the stages that import it; `dvc exp run -S`; and a forced
+rebuild that reproduces every committed data/ and models/ hash."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,50 +13,61 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
-COPY = ["conf", "stages", "serving", "dvc.yaml", "params.yaml", "pyproject.toml"]
+COPY = ["conf", "onnxship", "stages", "serving", "tools", "dvc.yaml", "params.yaml", "pyproject.toml"]
 
 
-def sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+def sh(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    full.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
+    """A git repository holding the project on the smoke experiment, after one `dvc repro`,
+    everything committed (as a user's clone would be after `make run` and a commit)."""
     root = tmp_path_factory.mktemp("project")
     for name in COPY:
         src = ROOT / name
-        (
+        if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-            if src.is_dir()
-            else shutil.copy(src, root / name)
-        )
+        else:
+            shutil.copy(src, root / name)
     config = root / "conf" / "config.yaml"
     config.write_text(config.read_text().replace("  - experiment: null", "  - experiment: smoke"))
     sh(["git", "init", "-q"], root)
+    sh(["git", "config", "user.email", "test@example.invalid"], root)
+    sh(["git", "config", "user.name", "test"], root)
     sh(["dvc", "init", "-q"], root)
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")  # Hydra integration on
     shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
-    sh([sys.executable, "-m", "stages.params"], root)
+    (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n__pycache__/\n")
+    sh([sys.executable, "-m", "tools.params"], root)
+    root.joinpath("first_repro.log").write_text(sh(["dvc", "repro"], root).stdout)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-q", "-m", "smoke run"], root)
     return root
 
 
+def client_of(project: Path) -> MlflowClient:
+    uri = f"sqlite:///{project}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def test_repro_registers_every_model_then_reruns_nothing(project: Path):
-    first = sh(["dvc", "repro"], project)
-    assert "Running stage 'package@stack_lightgbm'" in first.stdout
-    client = MlflowClient(
-        tracking_uri=f"sqlite:///{project}/mlflow.db", registry_uri=f"sqlite:///{project}/mlflow.db"
-    )
-    names = sorted(m.name for m in client.search_registered_models())
-    assert names == ["catboost", "lightgbm", "stack_lightgbm", "stack_ridge", "xgboost"]
-    for name in names:
+    zoo = yaml.safe_load((project / "params.yaml").read_text())["zoo"]["models"]
+    assert f"Running stage 'package@{list(zoo)[-1]}'" in (project / "first_repro.log").read_text()
+    client = client_of(project)
+    assert sorted(m.name for m in client.search_registered_models()) == sorted(zoo)
+    for name in zoo:
         version = client.get_model_version_by_alias(name, "candidate")
         assert version.tags["parity_verdict"] == "pass" and version.tags["dvc_lock_sha256"] != "none"
 
@@ -67,24 +81,58 @@ def test_repro_registers_every_model_then_reruns_nothing(project: Path):
     plots = sh(["dvc", "plots", "show", "-o", "plots_out"], project)
     html = (project / "plots_out" / "index.html").read_text()
     assert "p50 latency vs batch size" in html, plots.stdout
-    assert (project / "reports" / "summary.md").read_text().count("@candidate") == 5
+    assert (project / "reports" / "summary.md").read_text().count("@candidate") == len(zoo)
 
 
-def test_stale_params_yaml_stops_a_stage(project: Path):
-    zoo = project / "conf" / "zoo" / "tabular.yaml"
-    original = zoo.read_text()
-    zoo.write_text(original.replace("max_depth: 6", "max_depth: 5"))
+def stale_stages(project: Path) -> set[str]:
+    status = json.loads(sh(["dvc", "status", "--json"], project).stdout)
+    return {name.split("@")[0] for name in status}
+
+
+@pytest.mark.parametrize(
+    ("edited", "stale", "fresh"),
+    [
+        ("onnxship/hostile.py", {"validate"}, {"train", "export", "benchmark"}),
+        (
+            "onnxship/families/stacking.py",
+            {"train", "export", "validate", "benchmark"},
+            {"optimize", "package"},
+        ),
+        ("onnxship/pipeline/runner.py", {"prepare", "train", "package", "summarize"}, set()),
+        ("onnxship/passes/ort_graph.py", {"optimize"}, {"train", "validate"}),
+    ],
+)
+def test_editing_core_code_marks_the_stages_that_use_it(project: Path, edited: str, stale, fresh):
+    path = project / edited
+    original = path.read_text()
     try:
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        done = subprocess.run(
-            [sys.executable, "-m", "stages.train", "model=xgboost"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 1
-        assert "params.yaml is out of step with conf/ (zoo.models.xgboost.params.max_depth)" in done.stderr
+        path.write_text(original + "\n# an edit\n")
+        found = stale_stages(project)
+        assert stale <= found, found
+        assert not fresh & found, found
     finally:
-        zoo.write_text(original)
+        path.write_text(original)
+    assert stale_stages(project) == set()
+
+
+def test_dvc_exp_run_takes_a_parameter_and_exp_show_lists_it(project: Path):
+    sh(
+        ["dvc", "exp", "run", "--temp", "-n", "depth4", "-S", "zoo.models.xgboost.params.max_depth=4"],
+        project,
+    )
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], project).stdout)
+    text = json.dumps(shown)
+    assert "depth4" in text
+    assert '"max_depth": 4' in text, "the experiment's params are listed"
+    assert "test_max_abs_diff" in text, "the experiment's metrics are listed"
+    assert stale_stages(project) == set(), "--temp leaves the workspace as it was"
+
+
+def test_forced_rebuild_reproduces_every_committed_hash(project: Path):
+    """Every stage again, from scratch, with OpenBLAS told to use another CPU's kernels (as a
+    different machine would): data/ and models/ must come out byte for byte as committed."""
+    shutil.rmtree(project / "data")
+    shutil.rmtree(project / "models")
+    sh(["dvc", "repro", "--force"], project, OPENBLAS_CORETYPE="Sandybridge")
+    check = sh([sys.executable, "-m", "tools.check_lock"], project)
+    assert "reproduced" in check.stdout

@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.fetch import RejectedModel, probe, verify
-from serving.integrity import sha256_file
+from onnxship.io import sha256_file
+from serving.registry.fetch import RejectedModel, probe, verify
 
 
 def tiny_graph() -> onnx.ModelProto:

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from serving.app import create_app
+from serving.http.app import create_app
 from serving.settings import Settings
 from tests.test_serving import MODELS, registry, server  # noqa: F401  (fixtures)
 

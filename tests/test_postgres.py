@@ -10,7 +10,7 @@ import httpx
 import mlflow
 import pytest
 
-from serving.promote import promote
+from serving.registry.promote import promote
 from tests.conftest import tiny_config, with_model
 from tests.services import MlflowServer, Postgres, eventually
 from tests.test_serving import registry_errors, served_version, start_server, stop

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from onnxship.errors import DataError
+from onnxship.io import read_json
 from stages import prepare
-from stages.common.errors import DataError
-from stages.common.io import read_json
 from tests.conftest import tiny_config
 
 

@@ -21,7 +21,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from serving.promote import PromotionRefused, promote
+from serving.registry.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
 from tests.services import eventually, free_port
@@ -52,7 +52,7 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
 def start_server(
     registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS, **settings: str
 ) -> dict:
-    """A real `python -m serving.serve` process; `settings` are extra ONNXSHIP_SERVING_<KEY> values."""
+    """A real `python -m serving.http.serve` process; `settings` are extra ONNXSHIP_SERVING_<KEY> values."""
     port = free_port()
     env = {
         **os.environ,
@@ -70,7 +70,7 @@ def start_server(
     log = tmp_path_factory.mktemp("log") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.serve", "--port", str(port)],
+            [sys.executable, "-m", "serving.http.serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -278,7 +278,7 @@ import json, os, sys, time
 os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r}, ONNXSHIP_SERVING_MODELS='["stack_ridge"]',
                   ONNXSHIP_SERVING_CACHE_DIR={str(tmp_path)!r}, ONNXSHIP_SERVING_POLL_INTERVAL_S="0.5")
 from fastapi.testclient import TestClient
-from serving.app import create_app
+from serving.http.app import create_app
 with TestClient(create_app()) as client:
     for _ in range(300):
         if client.get("/health/ready").status_code == 200:
@@ -378,7 +378,7 @@ def test_kserve_v2_protocol(server, row):
 
 
 def test_forecast_answers_like_the_exported_forecaster(server):
-    from serving.forecasting import ForecastSpec, build_feed
+    from serving.http.forecasting import ForecastSpec, build_feed
 
     url, spec = server["url"], ForecastSpec.from_metadata(FORECASTER)
     request = {

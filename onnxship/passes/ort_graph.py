@@ -1,0 +1,34 @@
+"""ONNX Runtime offline graph optimization: the optimized graph ORT would build at load time,
+saved once so sessions start faster (levels: basic, extended, all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from onnxship.passes import Pass, register
+
+
+class OrtGraphOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    level: Literal["basic", "extended", "all"] = Field("basic", description="ORT graph optimization level")
+
+
+@register
+class OrtGraphPass(Pass):
+    name = "ort_graph"
+    Options = OrtGraphOptions
+
+    def run(self, src: Path, dst: Path, options: OrtGraphOptions) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        from onnxship.runtime import LEVELS
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = LEVELS[options.level]
+        so.optimized_model_filepath = str(dst)
+        # optimized for the CPU provider: "extended"/"all" may add CPU-only fused ops
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        return {"provider": "CPUExecutionProvider"}

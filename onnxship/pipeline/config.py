@@ -1,0 +1,84 @@
+"""Configuration: people edit conf/ (Hydra groups); params.yaml is its composition, which DVC tracks.
+
+Stages read params.yaml: it is what DVC decided from, and what `dvc exp run -S key=value` edits
+(with DVC's Hydra integration on, `dvc exp run` composes conf/ plus the overrides into it).
+`make params` (python -m tools.params) rewrites params.yaml from conf/; tests/test_config.py and
+`python -m tools.params --check` fail when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from onnxship.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def conf_dir() -> Path:
+    """conf/ of the project being run: the working directory's (DVC runs stages from the root),
+    else the one beside this package."""
+    local = Path.cwd() / "conf"
+    return local if (local / "config.yaml").exists() else PROJECT_ROOT / "conf"
+
+
+def compose_config(overrides: Sequence[str] = (), config_dir: Path | None = None) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides (tests and tools.params use this)."""
+    with initialize_config_dir(version_base=None, config_dir=str(config_dir or conf_dir())):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def load_params(overrides: Sequence[str] = (), path: Path = Path(PARAMS_FILE)) -> DictConfig:
+    """params.yaml with `key.path=value` overrides on top (e.g. model=xgboost from dvc.yaml)."""
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run `make params` (it composes conf/)")
+    cfg = OmegaConf.load(path)
+    bad = [o for o in overrides if "=" not in o or o.startswith(("+", "~"))]
+    if bad:
+        raise ConfigError(f"overrides are key.path=value pairs, got: {', '.join(bad)}")
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+
+
+def as_plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def params_drift(params_path: Path = Path(PARAMS_FILE), config_dir: Path | None = None) -> list[str]:
+    """Keys whose value differs between params.yaml and a fresh composition of conf/."""
+    composed = as_plain(compose_config(config_dir=config_dir))
+    if not params_path.exists():
+        return [f"{params_path} is missing"]
+    on_disk = yaml.safe_load(params_path.read_text()) or {}
+    return sorted(_diff(composed, on_disk))
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in set(a) | set(b):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                out.append(name)
+            else:
+                out.extend(_diff(a[key], b[key], name))
+        return out
+    return [] if a == b else [prefix or "<root>"]
+
+
+def model_spec(cfg: DictConfig, name: str | None = None) -> DictConfig:
+    """The zoo entry a per-model stage works on; a clear error when it is unset or unknown."""
+    name = name or cfg.get("model")
+    if not name:
+        raise ConfigError(
+            f"this stage works on one zoo model: pass model=<name> (one of: {', '.join(cfg.zoo.models)})"
+        )
+    if name not in cfg.zoo.models:
+        raise ConfigError(f"model '{name}' is not in the zoo (zoo.models has: {', '.join(cfg.zoo.models)})")
+    return cfg.zoo.models[name]

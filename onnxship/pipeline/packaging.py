@@ -1,0 +1,131 @@
+"""Packaging into the MLflow Model Registry: which variant, what a version's folder holds, the
+lineage tags, and registration.
+
+A version's artifact folder is an MLflow `onnx` flavor model (model.onnx + MLmodel) plus
+onnxship.json (features, I/O names and shapes, variant, inference settings, gates, parity figures,
+latency, sha256 of model.onnx: serving checks it) and the model's validation and benchmark reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxship.contract import BASE_VARIANT, METADATA_FILE, MODEL_FILE, describe_io
+from onnxship.io import sha256_file, write_json
+from onnxship.runtime import InferenceSettings, OnnxModel
+
+
+def choose_variant(
+    validation: dict, bench: dict, batch_size: int, min_gain: float
+) -> tuple[str | None, list[str]]:
+    """The fastest variant (p50 at `batch_size`) among those that passed validation, but the plain
+    export unless a variant beats it by `min_gain` (so timing noise does not pick the graph);
+    reasons when none passed."""
+    passed = [v for v in validation.get("passed", []) if v in bench.get("runtimes", {})]
+    if not passed:
+        failed = {v: e.get("reasons") for v, e in validation.get("variants", {}).items()}
+        return None, [validation.get("skipped") or f"no variant passed validation: {failed}"]
+
+    def p50(variant: str) -> float:
+        return bench["runtimes"][variant]["batches"][str(batch_size)]["p50_ms"]
+
+    fastest = min(passed, key=p50)
+    if BASE_VARIANT in passed and p50(BASE_VARIANT) < p50(fastest) * min_gain:
+        return BASE_VARIANT, []
+    return fastest, []
+
+
+def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sha256: str) -> dict[str, bool]:
+    """Each gate also checks that its report judged this exact file (sha256)."""
+    judged = validation["variants"][variant]
+    return {
+        "export": export["status"] == "ok",
+        "parity": judged["verdict"] == "pass" and judged.get("sha256") == onnx_sha256,
+        "benchmark": bench["runtimes"][variant].get("sha256") == onnx_sha256,
+    }
+
+
+def version_metadata(
+    name: str,
+    variant: str,
+    graph: onnx.ModelProto,
+    native_meta: dict,
+    schema: dict,
+    validation: dict,
+    bench: dict,
+    gates: dict[str, bool],
+    settings: InferenceSettings,
+    batch: int,
+) -> dict[str, Any]:
+    """onnxship.json of a version (sha256 and bytes are added once model.onnx is written)."""
+    sets = validation["variants"][variant]["sets"]
+    cell = bench["runtimes"][variant]["batches"][str(batch)]
+    native_cell = bench["runtimes"]["native"]["batches"][str(batch)]
+    return {
+        "model": name,
+        "variant": variant,
+        "family": native_meta["family"],
+        "task": schema["task"],
+        "features": schema["features"],
+        "classes": schema["classes"],
+        "target": schema["target"],
+        **describe_io(graph),
+        "inference_settings": settings.as_dict(),
+        "accepts_nan": "nan" in validation.get("hostile_rows", {}),
+        "gates": gates,
+        "tolerance": validation["tolerance"],
+        "parity": {
+            "test_max_abs_diff": sets["test"]["max_abs_diff"],
+            "test_within_tolerance": sets["test"]["within_tolerance"],
+        },
+        "latency_ms": {
+            f"b{batch}_p50": cell["p50_ms"],
+            f"b{batch}_p99": cell["p99_ms"],
+            f"native_b{batch}_p50": native_cell["p50_ms"],
+        },
+        "source_model_sha256": native_meta["native_sha256"],
+    }
+
+
+def build_version_dir(
+    out: Path, graph: onnx.ModelProto, metadata: dict, settings: InferenceSettings, X: np.ndarray
+) -> dict:
+    """The MLflow onnx-flavor folder plus onnxship.json; returns the metadata with the file's sha256."""
+    import mlflow.onnx
+    from mlflow.models import infer_signature
+
+    sample = OnnxModel(graph.SerializeToString(), settings).run(X[:5])
+    mlflow.onnx.save_model(
+        graph,
+        str(out),
+        signature=infer_signature(X[:5].astype(np.float32), sample),
+        save_as_external_data=False,
+        pip_requirements=["onnxruntime", "onnx"],
+        onnx_execution_providers=list(settings.providers),
+        onnx_session_options={
+            "intra_op_num_threads": settings.intra_op_threads,
+            "inter_op_num_threads": settings.inter_op_threads,
+        },
+        metadata={"onnxship_variant": metadata["variant"]},
+    )
+    metadata = metadata | {
+        "sha256": sha256_file(out / MODEL_FILE),
+        "bytes": (out / MODEL_FILE).stat().st_size,
+    }
+    write_json(out / METADATA_FILE, metadata)
+    return metadata
+
+
+def register(client: Any, name: str, description: str, source: str, run_id: str, tags: dict) -> int:
+    """A new version of `name` (the registered model is created on first use)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=description)
+    return int(client.create_model_version(name, source=source, run_id=run_id, tags=tags).version)

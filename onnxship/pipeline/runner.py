@@ -1,0 +1,79 @@
+"""The one stage runner: every script in stages/ is a body `(cfg, run) -> Outcome` under @stage.
+
+The runner opens the stage's MLflow run (tags, params = the config slice), calls the body, writes
+the report files it returns (atomically), logs the report's numbers as metrics and the report as
+an artifact, and logs the stage's one-line result. `python -m stages.<name> key=value ...` goes
+through main(): params.yaml plus the overrides, and a PipelineError ends the process with its
+message (exit 1) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from onnxship.errors import PipelineError
+from onnxship.io import write_json
+from onnxship.pipeline.config import load_params, model_spec
+
+log = logging.getLogger("onnxship.stage")
+
+
+@dataclass
+class Outcome:
+    report: dict[str, Any]  # what run(cfg) returns; logged to MLflow (numbers as metrics)
+    message: str  # the stage's one line for the console
+    writes: dict[Path, Any] = field(default_factory=dict)  # report files: path -> JSON
+    logged: Mapping[str, Any] | None = None  # what MLflow gets instead of `report`, if set
+    artifacts: dict[Path, str] = field(default_factory=dict)  # local file -> artifact folder
+
+
+Body = Callable[[DictConfig, Any], Outcome]
+
+
+def stage(name: str, params: Callable[[DictConfig], Mapping[str, Any]], per_model: bool = True):
+    """Wrap a stage body into `run(cfg) -> report`; `params` picks the config slice it depends on."""
+
+    def wrap(body: Body) -> Callable[[DictConfig], dict[str, Any]]:
+        @functools.wraps(body)
+        def run(cfg: DictConfig) -> dict[str, Any]:
+            import mlflow
+
+            from onnxship.pipeline.tracking import log_report, stage_run
+
+            model = cfg.model if per_model else None
+            if per_model:
+                model_spec(cfg, model)
+            with stage_run(cfg, name, model, params(cfg)) as active:
+                outcome = body(cfg, active)
+                for path, data in outcome.writes.items():
+                    write_json(path, data)
+                log_report(outcome.report if outcome.logged is None else outcome.logged, f"{name}.json")
+                for path, folder in outcome.artifacts.items():
+                    mlflow.log_artifact(str(path), folder)
+            log.info("%s%s: %s", name, f" {model}" if model else "", outcome.message)
+            return outcome.report
+
+        run.stage_name = name  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def main(run: Callable[[DictConfig], Any], argv: Sequence[str] | None = None) -> None:
+    """Entry point of every stage script (`if __name__ == "__main__": main(run)`)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    for noisy in ("alembic", "mlflow", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        run(load_params(sys.argv[1:] if argv is None else argv))
+    except PipelineError as err:
+        log.error("error: %s: %s", type(err).__name__, err)
+        raise SystemExit(1) from None

@@ -1,0 +1,74 @@
+"""From JSON rows to the model's float32 matrix and back, with every input problem named."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import orjson
+
+from serving.http.store import LoadedModel
+from serving.http.values import InvalidInput, float32_value, null_policy
+
+
+def parse_predict(body: bytes) -> tuple[str | None, dict]:
+    """The /predict body ({"model"?, "features"}), parsed without a pydantic round trip (the hot
+    path); messages match the validated routes'."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("body: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("body: Input should be a JSON object")
+    extra = sorted(set(data) - {"model", "features"})
+    if extra:
+        raise InvalidInput(f"{extra[0]}: Extra inputs are not permitted")
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput("model: Input should be a valid string")
+    features = data.get("features")
+    if not isinstance(features, dict):
+        raise InvalidInput(
+            "features: Field required" if features is None else "features: Input should be an object"
+        )
+    return model, features
+
+
+def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | None]]) -> np.ndarray:
+    names = loaded.features
+    expected = set(names)
+    out = np.empty((len(rows), len(names)), dtype=np.float32)
+    null = null_policy(loaded.model.allow_nan)
+    for r, row in enumerate(rows):
+        where = f"rows[{r}]." if len(rows) > 1 else ""
+        if row.keys() != expected:
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise InvalidInput(
+                    f"{where}features: missing {', '.join(repr(m) for m in missing[:5])}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                )
+            unknown = sorted(set(row) - expected)
+            raise InvalidInput(f"{where}features: unknown {', '.join(repr(u[:40]) for u in unknown[:5])}")
+        for c, name in enumerate(names):
+            out[r, c] = float32_value(row[name], f"{where}features.{name}", null)
+    return out
+
+
+def run_finite(loaded: LoadedModel, feed: dict[str, np.ndarray], field: str) -> list[np.ndarray]:
+    """Run checked input; refuse answers JSON cannot carry (e.g. a linear model fed values near
+    the float32 limit overflows to inf)."""
+    outputs = loaded.model.run_feed(feed)
+    if not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
+        raise InvalidInput(f"{field}: these values drive the model's output beyond the float32 range")
+    return outputs
+
+
+def answers(loaded: LoadedModel, X: np.ndarray) -> dict[str, list]:
+    outputs = run_finite(loaded, {loaded.model.input_name: X}, "features")
+    if loaded.task == "regression":
+        return {"predictions": outputs[0].reshape(-1).astype(float).tolist()}
+    classes = loaded.metadata.get("classes") or list(range(outputs[1].shape[1]))
+    labels = [classes[i] for i in outputs[0].reshape(-1).tolist()]
+    probabilities = [{str(c): float(p) for c, p in zip(classes, row, strict=True)} for row in outputs[1]]
+    return {"labels": labels, "probabilities": probabilities}

@@ -1,0 +1,49 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.http.deps import FollowerDep, MetricsDep, StoreDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live")
+def live() -> dict:
+    """The process answers (says nothing about models or the registry)."""
+    return {"status": "live"}
+
+
+@router.get("/health/ready", responses={503: {"description": "some configured model is not loaded"}})
+def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
+    """Ready only when every configured model is loaded and warmed up; registry outages alone do not
+    make a loaded server unready."""
+    if store.ready():
+        return JSONResponse({"status": "ready", "versions": {n: store.get(n).version for n in store.names}})
+    return JSONResponse(
+        {
+            "status": "not ready",
+            "waiting": store.not_ready_reasons(),
+            "last_registry_error": follower.last_registry_error,
+        },
+        status_code=503,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests by route/status/model/version, latency histogram, in-flight,
+    model loads by result, registry poll errors, served version."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

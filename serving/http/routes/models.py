@@ -1,0 +1,65 @@
+"""GET /models, /models/{name}, /benchmark: what is served, from which version, measured how."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response
+
+from serving.http.deps import SettingsDep, StoreDep, require_configured, resolve_model
+from serving.http.schemas import ERRORS
+
+router = APIRouter(tags=["models"])
+PUBLIC_METADATA = (
+    "variant",
+    "family",
+    "task",
+    "features",
+    "classes",
+    "forecast",
+    "target",
+    "inputs",
+    "outputs",
+    "inference_settings",
+    "accepts_nan",
+    "gates",
+    "parity",
+    "latency_ms",
+    "sha256",
+)
+
+
+def describe(store, settings, name: str) -> dict:
+    loaded = store.get(name)
+    entry = {"name": name, "alias": settings.alias, "status": store.status(name)}
+    if loaded is not None:
+        entry |= {
+            "version": loaded.version,
+            "loaded_at": loaded.loaded_at,
+            **{k: loaded.metadata.get(k) for k in PUBLIC_METADATA},
+        }
+    return entry
+
+
+@router.get("/models")
+def list_models(store: StoreDep, settings: SettingsDep) -> dict:
+    return {"default": settings.default, "models": [describe(store, settings, n) for n in store.names]}
+
+
+@router.get("/models/{name}", responses=ERRORS)
+def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
+    require_configured(store, name)
+    return describe(store, settings, name)
+
+
+@router.get("/benchmark", responses=ERRORS)
+def benchmark(response: Response, store: StoreDep, settings: SettingsDep, model: str | None = None) -> dict:
+    """The pipeline's benchmark report of the version being served (native vs every ONNX variant)."""
+    loaded = resolve_model(store, settings, model)
+    response.headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
+    if loaded.benchmark is None:
+        raise HTTPException(404, f"version {loaded.version} of '{loaded.name}' carries no benchmark report")
+    return {
+        "model": loaded.name,
+        "version": loaded.version,
+        "variant": loaded.metadata.get("variant"),
+        "report": loaded.benchmark,
+    }

@@ -1,0 +1,1 @@
+"""The registry side: processes that talk to MLflow, so the server process never does."""

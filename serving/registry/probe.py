@@ -1,0 +1,53 @@
+"""Load a downloaded model and run one smoke inference: `python -m serving.registry.probe <folder>`.
+
+Run as a child process by the watcher, so a graph that crashes ONNX Runtime only kills this
+process. Prints a JSON line with the outputs' shapes; exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
+from onnxship.runtime import InferenceSettings, OnnxModel
+
+
+def main(folder: Path) -> dict:
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
+    if metadata["task"] == Task.FORECAST:
+        return probe_forecaster(model, metadata)
+    if model.n_features != len(metadata["features"]):
+        raise ValueError(
+            f"graph takes {model.n_features} features, metadata lists {len(metadata['features'])}"
+        )
+    expected = OUTPUTS[metadata["task"]]
+    if model.output_names != expected:
+        raise ValueError(f"graph outputs {model.output_names}, expected {expected}")
+    outputs = model.run(np.zeros((2, model.n_features), dtype=np.float32))
+    shapes = {name: list(value.shape) for name, value in outputs.items()}
+    if any(shape[0] != 2 for shape in shapes.values()):
+        raise ValueError(f"batch of 2 gave output shapes {shapes}")
+    return {"ok": True, "shapes": shapes}
+
+
+def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:
+    spec = ForecastSpec.from_metadata(metadata)
+    spec.check_graph_io([i.name for i in model.session.get_inputs()], model.output_names)
+    (quantiles,) = model.run_feed(spec.example_feed(batch=2))
+    spec.check_output(quantiles, batch=2)
+    if not np.isfinite(quantiles).all():
+        raise ValueError("a plain sine-wave context gave non-finite quantiles")
+    return {"ok": True, "shapes": {"quantiles": list(quantiles.shape)}}
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(main(Path(sys.argv[1]))))
+    except Exception as err:
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

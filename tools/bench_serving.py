@@ -1,0 +1,256 @@
+"""Serving benchmark: our server vs `mlflow models serve` on the same registered ONNX model, in
+one run, on loopback, with wrk as the load client (Debian package `wrk`).
+
+    python -m tools.bench_serving [--model xgboost] [--alias candidate] [--duration 5]
+
+Writes reports/serving.json: raw session.run p50 vs single-row HTTP p50 (the HTTP overhead), req/s
+and p50/p99 at concurrency 1, 8 and 32 for both servers (and their ratio), cold start to ready, and
+server RSS. Bounded: each load run lasts --duration seconds; servers are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from onnxship.contract import METADATA_FILE, MODEL_FILE
+from onnxship.io import write_json
+from onnxship.runtime import InferenceSettings, OnnxModel
+from serving.registry.fetch import download, verify
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+CONCURRENCY = (1, 8, 32)
+LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk(url: str, body: str, connections: int, duration: float) -> dict:
+    """One bounded wrk run: req/s, latency percentiles (ms), and non-2xx answers."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    seconds = f"{max(1, round(duration))}s"
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}", "--latency", "-s", script.name, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    os.unlink(script.name)
+    result: dict = {"connections": connections}
+    for line in out.splitlines():
+        if m := LATENCY_LINE.match(line):
+            result[f"p{m.group(1)}_ms"] = float(m.group(2)) * UNIT_MS[m.group(3)]
+        elif line.startswith("Requests/sec:"):
+            result["req_s"] = float(line.split()[1])
+        elif "Non-2xx or 3xx responses" in line:
+            result["non_2xx"] = int(line.split()[-1])
+        elif m := re.match(r"^\s+(\d+) requests in", line):
+            result["requests"] = int(m.group(1))
+    result.setdefault("non_2xx", 0)
+    return result
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready in {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def tree_rss_mb(pid: int) -> float:
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+def raw_session_p50(folder: Path, row: np.ndarray, calls: int = 5000) -> float:
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
+    X = row.reshape(1, -1).astype(np.float32)
+    for _ in range(200):
+        model.run_unchecked(X)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        model.run_unchecked(X)
+        times.append(time.perf_counter_ns() - start)
+    return float(np.percentile(times, 50) / 1e6)
+
+
+def run_server(label: str, cmd: list[str], ready_url: str, env: dict, load: dict, duration: float) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        cold = wait_ready(ready_url, proc)
+        result = {"cold_start_to_ready_s": cold, "rss_after_ready_mb": tree_rss_mb(proc.pid)}
+        wrk(load["url"], load["body"], 1, 1.0)  # warm the route
+        for c in CONCURRENCY:
+            result[f"c{c}"] = wrk(load["url"], load["body"], c, duration)
+        result["rss_after_load_mb"] = tree_rss_mb(proc.pid)
+        print(
+            f"{label}: ready in {cold:.1f}s; "
+            + ", ".join(
+                f"c{c} {result[f'c{c}']['req_s']:.0f} req/s p50 {result[f'c{c}'].get('p50_ms', 0):.2f} ms"
+                for c in CONCURRENCY
+            )
+        )
+        return result
+    finally:
+        stop(proc)
+        result_wall = time.perf_counter() - started
+        print(f"{label}: stopped after {result_wall:.0f}s")
+
+
+def log_to_mlflow(report: dict, args: argparse.Namespace) -> None:
+    """One run per benchmark in experiment `onnxship/serving-benchmark`, figures as metrics."""
+    import mlflow
+
+    from onnxship.pipeline.tracking import flatten, git_commit
+
+    mlflow.set_tracking_uri(args.tracking_uri)
+    name = "onnxship/serving-benchmark"
+    if mlflow.get_experiment_by_name(name) is None and not args.tracking_uri.startswith("http"):
+        # artifacts beside the pipeline's (mlartifacts/), not in a stray ./mlruns
+        mlflow.create_experiment(name, artifact_location=Path("mlartifacts").resolve().as_uri())
+    mlflow.set_experiment(name)
+    tags = {"stage": "bench_serving", "model": args.model, "git_commit": git_commit()}
+    with mlflow.start_run(run_name=f"serving {args.model} v{report['version']}", tags=tags):
+        mlflow.log_params(
+            {k: report[k] for k in ("model", "version", "variant", "load_client", "duration_s")}
+        )
+        numbers = {
+            k.replace("/", "."): float(v)
+            for k, v in flatten(report).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "version"
+        }
+        mlflow.log_metrics(numbers)
+        mlflow.log_artifact(args.out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="xgboost")
+    parser.add_argument("--alias", default="candidate")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--out", default="reports/serving.json")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed as the load client: apt-get install wrk")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    version = client.get_model_version_by_alias(args.model, args.alias)
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    folder = download(version.source, work / "model", args.tracking_uri)
+    metadata = verify(folder, version.tags.get("onnx_sha256"))
+    import pandas as pd
+
+    frame = pd.read_parquet("data/prepared/test.parquet")
+    row = frame[metadata["features"]].iloc[0]
+    features = {k: float(v) for k, v in row.items()}
+
+    report: dict = {
+        "model": args.model,
+        "version": version.version,
+        "variant": metadata["variant"],
+        "machine_cpus": os.cpu_count(),
+        "load_client": "wrk -t1",
+        "duration_s": args.duration,
+    }
+    report["raw_session_run_p50_ms"] = raw_session_p50(folder, row.to_numpy())
+
+    env = {
+        **os.environ,
+        "ONNXSHIP_SERVING_TRACKING_URI": args.tracking_uri,
+        "ONNXSHIP_SERVING_ALIAS": args.alias,
+        "ONNXSHIP_SERVING_MODELS": json.dumps([args.model]),
+        "ONNXSHIP_SERVING_CACHE_DIR": str(work / "cache"),
+    }
+    port = free_port()
+    ours = run_server(
+        "onnxship",
+        [sys.executable, "-m", "serving.http.serve", "--port", str(port)],
+        f"http://127.0.0.1:{port}/health/ready",
+        env,
+        {
+            "url": f"http://127.0.0.1:{port}/predict",
+            "body": json.dumps({"model": args.model, "features": features}),
+        },
+        args.duration,
+    )
+    port = free_port()
+    mlflow_cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{args.model}/{version.version}",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "--env-manager",
+        "local",
+    ]
+    theirs = run_server(
+        "mlflow models serve",
+        mlflow_cmd,
+        f"http://127.0.0.1:{port}/ping",
+        {**env, "MLFLOW_TRACKING_URI": args.tracking_uri},
+        {
+            "url": f"http://127.0.0.1:{port}/invocations",
+            "body": json.dumps({"inputs": [row.astype(np.float32).tolist()]}),
+        },
+        args.duration,
+    )
+    report["onnxship"], report["mlflow_models_serve"] = ours, theirs
+    report["http_single_row_p50_ms"] = ours["c1"].get("p50_ms")
+    report["http_overhead_p50_ms"] = ours["c1"].get("p50_ms", float("nan")) - report["raw_session_run_p50_ms"]
+    for c in CONCURRENCY:
+        report[f"req_s_ratio_c{c}"] = ours[f"c{c}"]["req_s"] / max(theirs[f"c{c}"]["req_s"], 1e-9)
+    write_json(args.out, report)
+    shutil.rmtree(work, ignore_errors=True)
+    log_to_mlflow(report, args)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
