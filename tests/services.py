@@ -1,6 +1,6 @@
 """Real services for end-to-end tests: a throwaway PostgreSQL cluster (Debian's postgresql) and an
 MLflow tracking server on it. `make test` installs postgresql when it is missing
-(tests/install_system_packages.sh)."""
+(tests/system_packages.sh)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Postgres:
         if bindir is None:
             raise RuntimeError(
                 "PostgreSQL server binaries not found: install Debian's postgresql "
-                "(bash tests/install_system_packages.sh, run by `make test`)"
+                "(bash tests/system_packages.sh, run by `make test`)"
             )
         self.bin = bindir
         self.port = free_port()

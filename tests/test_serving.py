@@ -224,20 +224,24 @@ def test_alias_move_swaps_without_dropping_requests(server, row):
     for t in threads:
         t.start()
     moved = time.time()
-    promote(name, version, "champion", uri)
-    eventually(lambda: served_version(server, name) == version, seconds=30, every=0.1)
-    swap_seconds = time.time() - moved
-    time.sleep(0.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        promote(name, version, "champion", uri)
+        eventually(lambda: served_version(server, name) == version, seconds=30, every=0.1)
+        swap_seconds = time.time() - moved
+        eventually(lambda: version in answered, seconds=10, every=0.05)  # the clients see the new one
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        promote_unchecked(uri, name, old)  # leave the shared registry as this test found it
     assert served_version(server, name) == version, server["log"].read_text()[-2000:]
     assert failures == []
     assert answered == {old, version}
     assert swap_seconds < 15
+    eventually(lambda: served_version(server, name) == old, seconds=30)
 
 
-def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(server, row):
+def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(server, row, request):
     uri, name = server["uri"], "xgboost"
     serving_before = served_version(server, name)
 
@@ -248,6 +252,7 @@ def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(
     for mutate, reason in ((corrupt, "sha256"),):
         version = new_version(uri, name, mutate)
         promote_unchecked(uri, name, version)
+        request.addfinalizer(lambda: promote_unchecked(uri, name, serving_before))
         eventually(lambda why=reason: why in httpx.get(f"{server['url']}/models/{name}").json()["status"], 20)
         status = httpx.get(f"{server['url']}/models/{name}").json()
         assert f"version {version} rejected" in status["status"] and reason in status["status"]

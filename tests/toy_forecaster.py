@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxship.contract import ForecastSpec
 from onnxship.io import sha256_file
 from onnxship.runtime import OnnxModel
-from serving.http.forecasting import ForecastSpec
 
 GAMMA = 0.001
 Z = {0.1: -1.2816, 0.2: -0.8416, 0.5: 0.0, 0.8: 0.8416, 0.9: 1.2816}

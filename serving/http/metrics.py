@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -12,20 +13,33 @@ UNMATCHED = "unmatched"
 VERSION_HEADER = b"x-model-version"
 
 
+def _pattern(template: str) -> re.Pattern[str]:
+    """/models/{name} -> ^/models/[^/]+$"""
+    parts = re.split(r"(\{[^/}]+\})", template)
+    return re.compile("^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$")
+
+
 class RouteLabels:
-    """The route label of a request path: the path template of the app's own route that matches
-    it (e.g. /models/{name}), so the label set is exactly the app's routes plus `unmatched`."""
+    """The route label of a request path: the template of the app's own route that matches it
+    (e.g. /models/{name}), read from the app's OpenAPI paths and docs URLs, so the label set is
+    exactly the app's routes plus `unmatched` and never grows with what clients send."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._routes: list[Any] | None = None
+        self._table: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _build(self) -> list[tuple[re.Pattern[str], str]]:
+        templates = list(self.app.openapi()["paths"])
+        templates += [u for u in (self.app.openapi_url, self.app.docs_url, self.app.redoc_url) if u]
+        templates.sort(key=lambda t: ("{" in t, t))  # static paths before templated ones
+        return [(_pattern(t), t) for t in templates]
 
     def __call__(self, path: str) -> str:
-        if self._routes is None:  # read once the app's routers are all included
-            self._routes = [r for r in self.app.routes if hasattr(r, "path_regex")]
-        for route in self._routes:
-            if route.path_regex.match(path):
-                return route.path
+        if self._table is None:  # built on first use, once every router is included
+            self._table = self._build()
+        for pattern, template in self._table:
+            if pattern.match(path):
+                return template
         return UNMATCHED
 
 

@@ -1,0 +1,76 @@
+"""The layout holds: stages/ has only the scripts dvc.yaml runs, each thin; dvc.yaml lists every
+file a stage can import; the core never imports stages or serving; serving never imports stages;
+the server process loads no MLflow, pandas, training framework or pickle loader."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import ROOT
+from tools.stage_deps import closure, missing_deps
+
+MAX_STAGE_LINES = 110
+
+
+def test_dvc_yaml_lists_every_file_each_stage_can_import():
+    assert missing_deps() == {}, "run `python -m tools.stage_deps` and add these to dvc.yaml"
+
+
+def test_the_closure_follows_function_level_imports_and_plugin_packages():
+    files = {str(p) for p in closure(ROOT / "stages" / "validate.py")}
+    assert "onnxship/parity.py" in files and "onnxship/hostile.py" in files
+    assert {str(p.relative_to(ROOT)) for p in (ROOT / "onnxship" / "families").glob("*.py")} <= files
+    assert "onnxship/pipeline/packaging.py" not in files  # only package uses it
+
+
+def test_stages_holds_only_thin_dvc_stage_scripts():
+    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    scripts = {p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__"}
+    assert scripts == stages
+    for name in scripts:
+        lines = len((ROOT / "stages" / f"{name}.py").read_text().splitlines())
+        assert lines <= MAX_STAGE_LINES, f"stages/{name}.py has {lines} lines: move library code to onnxship/"
+
+
+def imports_of(package: str) -> set[str]:
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+    return found
+
+
+def test_imports_point_one_way():
+    assert not {"stages", "serving", "tools"} & imports_of("onnxship")
+    assert "stages" not in imports_of("serving")
+    assert "tools" not in imports_of("serving")
+
+
+def test_the_server_process_imports_no_heavy_or_unsafe_module():
+    script = (
+        "import json, sys\n"
+        "from serving.http.app import create_app\n"
+        "import serving.http.serve, serving.http.follower\n"
+        "create_app()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    loaded = {m.split(".")[0] for m in modules}
+    forbidden = {"mlflow", "pandas", "torch", "xgboost", "lightgbm", "catboost", "sklearn", "joblib"}
+    forbidden |= {"cloudpickle", "dill", "hydra", "onnxmltools", "skl2onnx", "chronos"}
+    assert not forbidden & loaded, forbidden & loaded
+    core = {m for m in modules if m.startswith("onnxship")}
+    assert core <= {"onnxship", "onnxship.contract", "onnxship.io", "onnxship.runtime"}, core
+    assert not [n for n in ast.parse((ROOT / "onnxship" / "__init__.py").read_text()).body[1:]]

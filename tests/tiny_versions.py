@@ -1,0 +1,93 @@
+"""Version folders (model.onnx + onnxship.json) small enough to build in milliseconds, for the
+fast HTTP tests: a linear regressor, a 3-class classifier with named classes, and the toy
+forecaster. Their answers are known in closed form, so tests check values, not only shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxship.io import sha256_file
+from tests import toy_forecaster
+
+FEATURES = ["a", "b", "c"]
+WEIGHTS = np.array([[1.0], [2.0], [3.0]], np.float32)  # prediction = a + 2b + 3c
+CLASSES = ["low", "mid", "high"]
+SETTINGS = {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1, "inter_op_threads": 1}
+
+
+def _model(nodes, outputs, inits) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", len(FEATURES)])],
+        outputs,
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    return model
+
+
+def regressor() -> onnx.ModelProto:
+    return _model(
+        [helper.make_node("MatMul", ["input", "w"], ["prediction"])],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", 1])],
+        [numpy_helper.from_array(WEIGHTS, "w")],
+    )
+
+
+def classifier() -> onnx.ModelProto:
+    """probabilities = softmax(input @ I): the class of the largest feature wins."""
+    return _model(
+        [
+            helper.make_node("MatMul", ["input", "eye"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(CLASSES)]),
+        ],
+        [numpy_helper.from_array(np.eye(3, dtype=np.float32), "eye")],
+    )
+
+
+def write_version(folder: Path, model: onnx.ModelProto, task: str, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "model.onnx")
+    metadata = {
+        "model": folder.parent.name,
+        "variant": "base",
+        "task": task,
+        "features": FEATURES,
+        "classes": CLASSES if task == "classification" else None,
+        "inference_settings": SETTINGS,
+        "accepts_nan": False,
+        "gates": {"export": True, "parity": True, "benchmark": True},
+        "sha256": sha256_file(folder / "model.onnx"),
+        **extra,
+    }
+    (folder / "onnxship.json").write_text(json.dumps(metadata))
+    (folder / "benchmark.json").write_text(json.dumps({"runtimes": {"native": {}, "base": {}}}))
+    return folder
+
+
+FORECAST = toy_forecaster.metadata(
+    context_length=16, horizon=4, levels=[0.1, 0.5, 0.9], covariates=[{"name": "temperature", "future": True}]
+)
+
+
+def build_all(root: Path) -> dict[str, Path]:
+    """name -> version folder for each tiny model."""
+    forecaster = root / "toy_forecaster" / "v1"
+    toy_forecaster.export_version(forecaster, {**FORECAST, "inference_settings": SETTINGS})
+    return {
+        "tiny_reg": write_version(root / "tiny_reg" / "v1", regressor(), "regression"),
+        "tiny_clf": write_version(root / "tiny_clf" / "v1", classifier(), "classification"),
+        "toy_forecaster": forecaster,
+    }
