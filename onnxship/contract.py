@@ -54,6 +54,77 @@ OUTPUTS: dict[str, list[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, numpy dtype name, shape (int = fixed, str = symbolic axis
+    such as "batch", None = any length)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The typed inputs and outputs a graph of a task must have. Families export to it, export
+    checks the graph against it, serving reads the same names."""
+
+    task: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @classmethod
+    def tabular(cls, task: str, n_features: int, n_classes: int = 0) -> ModelIO:
+        features = (TensorSpec(INPUT, "float32", (BATCH, n_features)),)
+        if task == Task.REGRESSION:
+            return cls(task, features, (TensorSpec(PREDICTION, "float32", (BATCH, 1)),))
+        if task == Task.CLASSIFICATION:
+            outputs = (
+                TensorSpec(LABEL, "int64", (BATCH,)),
+                TensorSpec(PROBABILITIES, "float32", (BATCH, n_classes or None)),
+            )
+            return cls(task, features, outputs)
+        raise ValueError(f"not a tabular task: {task}")
+
+    @classmethod
+    def forecast(cls, spec: ForecastSpec) -> ModelIO:
+        H, C, Q = spec.prediction_length, len(spec.covariates), len(spec.quantile_levels)
+        inputs = [TensorSpec(CONTEXT, "float32", (BATCH, None))]  # the context length may stay dynamic
+        if spec.covariates:
+            inputs += [
+                TensorSpec(PAST, "float32", (BATCH, None, C)),
+                TensorSpec(FUTURE, "float32", (BATCH, H, C)),
+            ]
+        return cls(Task.FORECAST, tuple(inputs), (TensorSpec(QUANTILES, "float32", (BATCH, H, Q)),))
+
+    @property
+    def n_features(self) -> int:
+        """Width of the feature matrix of a tabular graph."""
+        width = self.inputs[0].shape[-1]
+        if not isinstance(width, int):
+            raise ValueError(f"{self.task} graphs have no fixed feature width")
+        return width
+
+    def mismatches(self, described: dict[str, list[dict]]) -> list[str]:
+        """How a graph's I/O (describe_io) differs from this contract; empty when it fits."""
+        problems = []
+        for side, wanted in (("inputs", self.inputs), ("outputs", self.outputs)):
+            got = described[side]
+            if [g["name"] for g in got] != [w.name for w in wanted]:
+                problems.append(f"{side} {[g['name'] for g in got]}, expected {[w.name for w in wanted]}")
+                continue
+            for g, w in zip(got, wanted, strict=True):
+                if g["dtype"] != w.dtype:
+                    problems.append(f"{w.name}: dtype {g['dtype']}, expected {w.dtype}")
+                elif len(g["shape"]) != len(w.shape) or any(
+                    # a graph may leave a dim open (0 or a name); a fixed one must agree
+                    isinstance(e, int) and isinstance(a, int) and a > 0 and a != e
+                    for a, e in zip(g["shape"], w.shape, strict=True)
+                ):
+                    problems.append(f"{w.name}: shape {g['shape']}, expected {list(w.shape)}")
+        return problems
+
+
 def describe_io(model: Any) -> dict[str, list[dict]]:
     """Names, dtypes and shapes of an onnx.ModelProto's inputs and outputs (symbolic dims by name)."""
     import onnx

@@ -16,7 +16,7 @@ import onnx
 from omegaconf import DictConfig
 
 from onnxship import families
-from onnxship.contract import EXPORT_REPORT, NATIVE_META, ONNX_FILE, describe_io
+from onnxship.contract import EXPORT_REPORT, NATIVE_META, ONNX_FILE, ModelIO, describe_io
 from onnxship.graph import opset_of, standardize
 from onnxship.io import atomic_dir, read_json, sha256_file, write_json
 from onnxship.pipeline.config import as_plain
@@ -26,9 +26,13 @@ from onnxship.pipeline.runner import Outcome, main, stage
 def convert(meta: dict, native_dir: Path, opset: int) -> onnx.ModelProto:
     family = families.get(meta["family"])
     est = family.load_checked(native_dir / meta["native_file"], meta["task"])
-    model = standardize(family.to_onnx(est, len(meta["features"]), meta["task"], opset), meta["task"], opset)
+    io = ModelIO.tabular(meta["task"], len(meta["features"]), len(meta["classes"] or []))
+    model = standardize(family.to_onnx(est, io, opset), meta["task"], opset)
     model.graph.name = meta["model"]  # onnxmltools names graphs with a random uuid: same input, other bytes
     onnx.checker.check_model(model, full_check=True)
+    problems = io.mismatches(describe_io(model))
+    if problems:
+        raise ValueError("graph does not fit the contract: " + "; ".join(problems))
     return model
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from onnxship import families
-from onnxship.contract import OUTPUTS
+from onnxship.contract import OUTPUTS, ModelIO
 from onnxship.errors import ModelLoadError, UnknownEntryError
 from onnxship.graph import standardize
 from onnxship.parity import compare, onnx_prediction
@@ -56,7 +56,7 @@ def test_family_roundtrip_and_parity(tmp_path: Path, family_name: str, task: str
     family.save(est, path)
     loaded = family.load_checked(path, task)
     native = family.predict(loaded, X, task)
-    model = standardize(family.to_onnx(loaded, X.shape[1], task, 15), task)
+    model = standardize(family.to_onnx(loaded, ModelIO.tabular(task, X.shape[1], classes), 15), task)
     assert [o.name for o in model.graph.output] == OUTPUTS[task]
     onnx_out = onnx_prediction(OnnxModel(model.SerializeToString()), X, task)
     parity = compare(native, onnx_out, atol=1e-4, rtol=1e-4)
@@ -94,7 +94,7 @@ def test_missing_native_file_is_a_clear_error(tmp_path: Path):
 def test_stacking_is_one_graph():
     X, y = data("regression")
     family, est = fitted("stacking", "regression", X, y)
-    model = standardize(family.to_onnx(est, X.shape[1], "regression", 15), "regression")
+    model = standardize(family.to_onnx(est, ModelIO.tabular("regression", X.shape[1]), 15), "regression")
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Concat") == 1
     assert sum(op.startswith("TreeEnsemble") for op in ops) == len(family.tiny_spec["base"])

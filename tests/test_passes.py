@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from onnxship import passes
+from onnxship.contract import ModelIO
 from onnxship.errors import ConfigError, UnknownEntryError
 from onnxship.runtime import OnnxModel
 from stages.optimize import plan
@@ -24,7 +25,9 @@ def tiny_graph(tmp_path_factory) -> tuple[Path, np.ndarray]:
     X, y = data("regression")
     family, est = fitted("xgboost", "regression", X, y)
     path = tmp_path_factory.mktemp("graph") / "model.onnx"
-    onnx.save(standardize(family.to_onnx(est, X.shape[1], "regression", 15), "regression"), path)
+    onnx.save(
+        standardize(family.to_onnx(est, ModelIO.tabular("regression", X.shape[1]), 15), "regression"), path
+    )
     return path, X
 
 

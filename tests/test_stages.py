@@ -8,7 +8,7 @@ import mlflow
 import onnx
 import pytest
 
-from onnxship.contract import INPUT, PREDICTION
+from onnxship.contract import INPUT, PREDICTION, ModelIO
 from onnxship.data import load_split
 from onnxship.io import read_json, sha256_file
 from onnxship.parity import compare, onnx_prediction
@@ -168,7 +168,7 @@ def test_unsnapped_lightgbm_thresholds_fail_the_gate(tiny_pipeline, tmp_path, na
         ),
         "regression",
     )
-    snapped = standardize(family.to_onnx(est, width, "regression", 15), "regression")
+    snapped = standardize(family.to_onnx(est, ModelIO.tabular("regression", width), 15), "regression")
     X, _, _ = load_split(cfg.paths.prepared, "test")
     rows = threshold_rows(X[:50], tree_thresholds(snapped), 1000, np.random.default_rng(0))
     native = family.predict(est, rows, "regression")

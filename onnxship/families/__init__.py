@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from onnxship.contract import NATIVE_META, Task
+from onnxship.contract import NATIVE_META, ModelIO, Task
 from onnxship.errors import ModelLoadError, UnknownEntryError
 from onnxship.plugins import Registry
 
@@ -74,7 +74,9 @@ class Family:
         proba = np.asarray(est.predict_proba(X), dtype=np.float64)
         return Prediction(np.asarray(est.predict(X)).reshape(-1).astype(np.int64), proba)
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
+        """The ONNX graph of a fitted estimator, for the I/O contract `io` (names may still be the
+        converter's: onnxship.graph.standardize renames them)."""
         raise NotImplementedError
 
     def load_checked(self, path: Path, task: str) -> Any:

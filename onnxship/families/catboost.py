@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import onnx
 
+from onnxship.contract import ModelIO
 from onnxship.families import Family, register
 
 
@@ -57,7 +58,7 @@ class CatBoostFamily(Family):
         proba = np.asarray(est.predict_proba(X), dtype=np.float64)
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         if est.get_cat_feature_indices():
             raise NotImplementedError("CatBoost's ONNX export does not support categorical features")
         with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +69,7 @@ class CatBoostFamily(Family):
                 export_parameters={"onnx_domain": "ai.catboost", "onnx_model_version": 1},
             )
             model = onnx.load(str(path))
-        if task == "regression":
+        if io.task == "regression":
             # CatBoost declares its regression output as [N] but returns [N, 1]
             dims = model.graph.output[0].type.tensor_type.shape.dim
             if len(dims) == 1:

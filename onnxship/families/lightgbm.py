@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
+from onnxship.contract import ModelIO
 from onnxship.families import Family, float_input, register
 from onnxship.graph import snap_thresholds
 
@@ -51,13 +52,13 @@ class LightGBMFamily(Family):
         proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import onnxmltools
 
         booster = est.booster_ if hasattr(est, "booster_") else est
         model = onnxmltools.convert_lightgbm(
             booster,
-            initial_types=float_input(n_features, "onnxmltools"),
+            initial_types=float_input(io.n_features, "onnxmltools"),
             target_opset=min(opset, 15),
             zipmap=False,
         )

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import onnx
 
+from onnxship.contract import ModelIO
 from onnxship.errors import ConfigError
 from onnxship.families import Family, float_input, register
 
@@ -36,12 +37,12 @@ class _SklearnBase(Family):
             raise TypeError(f"{type(est).__name__} has no predict()")
         return est
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         from skl2onnx import convert_sklearn
 
-        options = {id(est): {"zipmap": False}} if task == "classification" else None
+        options = {id(est): {"zipmap": False}} if io.task == "classification" else None
         return convert_sklearn(
-            est, initial_types=float_input(n_features), target_opset=opset, options=options
+            est, initial_types=float_input(io.n_features), target_opset=opset, options=options
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import onnx
 
+from onnxship.contract import ModelIO
 from onnxship.errors import ConfigError
 from onnxship.families import family_of, get, register
 from onnxship.families.sklearn import _SklearnBase
@@ -52,20 +53,22 @@ class StackingFamily(_SklearnBase):
         for part in [*est.estimators_, est.final_estimator_]:
             family_of(part).make_reproducible(part)
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         if getattr(est, "passthrough", False):
             raise NotImplementedError("stacking with passthrough=True is not supported by the ONNX merge")
         bases, take = [], []
+        task = io.task
         n_classes = len(getattr(est, "classes_", [])) if task == "classification" else 0
         for base in est.estimators_:
             family = family_of(base)
-            bases.append(standardize(family.to_onnx(base, n_features, task, opset), task, opset))
+            bases.append(standardize(family.to_onnx(base, io, opset), task, opset))
             take.append(
                 "prediction" if task == "regression" else "proba_pos" if n_classes == 2 else "probabilities"
             )
         meta_in = len(bases) * (1 if task == "regression" or n_classes == 2 else n_classes)
         meta_est = est.final_estimator_
-        meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_in, task, opset), task, opset)
+        meta_io = ModelIO.tabular(task, meta_in, n_classes)
+        meta = standardize(family_of(meta_est).to_onnx(meta_est, meta_io, opset), task, opset)
         return merge_stack(bases, meta, take, task, opset)
 
     def load(self, path: Path, task: str) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import onnx
 
+from onnxship.contract import ModelIO
 from onnxship.families import Family, float_input, register
 
 
@@ -32,10 +33,10 @@ class XGBoostFamily(Family):
         est.load_model(str(path))
         return est
 
-    def to_onnx(self, est: Any, n_features: int, task: str, opset: int) -> onnx.ModelProto:
+    def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import onnxmltools
 
         # onnxmltools reads feature indices from names f0..fN; models trained on numpy have them
         return onnxmltools.convert_xgboost(
-            est, initial_types=float_input(n_features, "onnxmltools"), target_opset=min(opset, 15)
+            est, initial_types=float_input(io.n_features, "onnxmltools"), target_opset=min(opset, 15)
         )
