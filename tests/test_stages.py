@@ -176,3 +176,19 @@ def test_unsnapped_lightgbm_thresholds_fail_the_gate(tiny_pipeline, tmp_path, na
         out = onnx_prediction(OnnxModel(graph.SerializeToString()), rows, "regression")
         within = compare(native, out, 1e-4, 1e-5)["within_tolerance"]
         assert (within == 1.0) is expect_all_within, within
+
+
+def test_registry_state_tells_a_fresh_store_from_a_filled_one(tiny_pipeline, tmp_path):
+    """`make run` forces every stage when the store lacks a zoo model (a fresh clone), since DVC
+    would otherwise skip the stages whose committed reports match every input."""
+    from tools.registry_state import missing_models
+
+    cfg, _ = tiny_pipeline
+    assert missing_models(cfg)[1] == []
+    from omegaconf import OmegaConf
+
+    empty = OmegaConf.merge(cfg, {"tracking": {"uri": f"sqlite:///{tmp_path}/empty.db"}})
+    try:
+        assert missing_models(empty)[1] == list(cfg.zoo.models)
+    finally:
+        configure(cfg)  # MLflow's URIs are process-wide: give them back to the shared store
