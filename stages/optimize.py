@@ -9,63 +9,16 @@ optimize.json (a cached output).
 from __future__ import annotations
 
 import shutil
-import tempfile
-import time
 import traceback
 from pathlib import Path
 
-import onnx
 from omegaconf import DictConfig
 
-from onnxship import passes
 from onnxship.contract import BASE_VARIANT, EXPORT_REPORT, ONNX_FILE, OPTIMIZE_REPORT
-from onnxship.errors import ConfigError
 from onnxship.io import atomic_dir, read_json, sha256_file, write_json
+from onnxship.passes import apply_chain, plan
 from onnxship.pipeline.config import as_plain
 from onnxship.pipeline.runner import Outcome, main, stage
-
-Chain = list[tuple[passes.Pass, object]]
-
-
-def plan(variants: DictConfig) -> dict[str, Chain]:
-    """Every variant's passes with their typed options, resolved before any work starts."""
-    out = {}
-    for variant, steps in variants.items():
-        if variant == BASE_VARIANT:
-            raise ConfigError(f"optimize.variants: '{BASE_VARIANT}' is reserved for the exported graph")
-        chain = []
-        for i, step in enumerate(steps):
-            step = dict(step)
-            name = step.pop("pass", None)
-            if not name:
-                raise ConfigError(f"optimize.variants.{variant}[{i}]: each step needs `pass: <name>`")
-            pass_ = passes.get(name)
-            chain.append((pass_, pass_.options(step, f"optimize.variants.{variant}[{i}]")))
-        out[variant] = chain
-    return out
-
-
-def apply_chain(src: Path, dst: Path, chain: Chain) -> tuple[list[dict], float]:
-    steps, current, started = [], src, time.perf_counter()
-    nodes = len(onnx.load(str(src)).graph.node)
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (pass_, options) in enumerate(chain):
-            target = Path(tmp) / f"step{i}.onnx"
-            did = pass_.run(current, target, options)
-            onnx.checker.check_model(str(target))
-            after = len(onnx.load(str(target)).graph.node)
-            steps.append(
-                {
-                    "pass": pass_.name,
-                    **options.model_dump(),
-                    **did,
-                    "nodes_before": nodes,
-                    "nodes_after": after,
-                }
-            )
-            current, nodes = target, after
-        shutil.copyfile(current, dst)
-    return steps, time.perf_counter() - started
 
 
 @stage("optimize", lambda cfg: {"optimize": as_plain(cfg.optimize)})

@@ -23,6 +23,7 @@ from onnxship.pipeline.packaging import (
     gates_for,
     register,
     version_metadata,
+    version_tags,
 )
 from onnxship.pipeline.runner import Outcome, main, stage
 from onnxship.pipeline.tracking import configure
@@ -66,19 +67,7 @@ def run(cfg: DictConfig, active) -> Outcome:
             write_json(version_dir / BENCHMARK_FILE, bench)
             write_json(version_dir / VALIDATION_FILE, validation)
             mlflow.log_artifacts(str(version_dir), "model")
-        cell = bench["runtimes"][variant]["batches"][str(batch)]
-        tags = {
-            "git_commit": active.data.tags.get("git_commit", ""),
-            "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
-            "params_sha256": active.data.tags.get("params_sha256", ""),
-            "source_model_sha256": native_meta["native_sha256"],
-            "onnx_sha256": metadata["sha256"],
-            "variant": variant,
-            "parity_verdict": "pass",
-            f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
-            f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
-            "package_run_id": active.info.run_id,  # the MLflow run holding the artifacts
-        }
+        tags = version_tags(active, native_meta, metadata, bench, variant, batch)
         client = configure(cfg)
         description = f"onnxship model '{name}' ({native_meta['family']})"
         source = f"{active.info.artifact_uri}/model"

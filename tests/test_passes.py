@@ -13,8 +13,8 @@ import pytest
 from onnxship import passes
 from onnxship.contract import ModelIO
 from onnxship.errors import ConfigError, UnknownEntryError
+from onnxship.passes import plan
 from onnxship.runtime import OnnxModel
-from stages.optimize import plan
 from tests.test_families import data, fitted
 
 

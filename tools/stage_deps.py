@@ -6,7 +6,7 @@ dvc.yaml must list each of these files (or a folder holding it) as a dependency 
 an edit to it would leave DVC's cache stale:
 
     python -m tools.stage_deps           # print each stage's closure
-    python -m tools.stage_deps --check   # exit 1 naming every file dvc.yaml misses
+    python -m tools.stage_deps --check   # exit 1 naming every file dvc.yaml misses (or lists needlessly)
 """
 
 from __future__ import annotations
@@ -90,12 +90,29 @@ def missing_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     return out
 
 
+def extra_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
+    """stage -> code deps in dvc.yaml that its closure no longer needs (needless re-runs)."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    out = {}
+    for name, files in stage_closures(dvc_yaml).items():
+        body = stages[name].get("do", stages[name])
+        code = [Path(d) for d in body.get("deps", []) if d.split("/")[0] in PACKAGES]
+        unused = [str(d) for d in code if not any(f == d or d in f.parents for f in files)]
+        if unused:
+            out[name] = unused
+    return out
+
+
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        gaps = missing_deps()
+        gaps, unused = missing_deps(), extra_deps()
         for stage, files in gaps.items():
             print(f"dvc.yaml: stage '{stage}' is missing deps: {', '.join(files)}", file=sys.stderr)
-        return 1 if gaps else 0
+        for stage, files in unused.items():
+            print(
+                f"dvc.yaml: stage '{stage}' lists deps it never imports: {', '.join(files)}", file=sys.stderr
+            )
+        return 1 if gaps or unused else 0
     for stage, files in stage_closures().items():
         print(f"{stage}:")
         for f in sorted(files):

@@ -120,6 +120,25 @@ def build_version_dir(
     return metadata
 
 
+def version_tags(
+    active: Any, native_meta: dict, metadata: dict, bench: dict, variant: str, batch: int
+) -> dict:
+    """Lineage on the registry version: what it was built from, what was registered, how fast."""
+    cell = bench["runtimes"][variant]["batches"][str(batch)]
+    return {
+        "git_commit": active.data.tags.get("git_commit", ""),
+        "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
+        "params_sha256": active.data.tags.get("params_sha256", ""),
+        "source_model_sha256": native_meta["native_sha256"],
+        "onnx_sha256": metadata["sha256"],
+        "variant": variant,
+        "parity_verdict": "pass",  # only a variant whose parity gate passed is registered
+        f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
+        f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
+        "package_run_id": active.info.run_id,  # the MLflow run holding the artifacts
+    }
+
+
 def register(client: Any, name: str, description: str, source: str, run_id: str, tags: dict) -> int:
     """A new version of `name` (the registered model is created on first use)."""
     from mlflow.exceptions import MlflowException
