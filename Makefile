@@ -23,7 +23,7 @@ system-packages: ## Debian's postgresql and wrk, when missing (tests and bench-s
 
 run: install ## install, then rebuild everything with `dvc repro` and say where the results are
 	python -m tools.params
-	if python -m tools.registry_state; then dvc repro; else dvc repro --force; fi
+	python -m tools.registry_state; if [ $$? -eq 3 ]; then dvc repro --force; else dvc repro; fi
 	@python -m tools.check_lock || echo "(outputs differ from the committed dvc.lock: see above)"
 	@echo
 	@echo "Results:"

@@ -72,7 +72,7 @@ def create_session(model: str | Path | bytes, settings: InferenceSettings) -> or
 
 
 class OnnxModel:
-    """A loaded graph of the project's contract (see stages/onnx_graph.py) with checked inputs."""
+    """A loaded graph of the project's contract (onnxship.contract) with checked inputs."""
 
     def __init__(
         self, model: str | Path | bytes, settings: InferenceSettings | None = None, allow_nan: bool = True

@@ -19,7 +19,7 @@ from onnxship import families
 from onnxship.contract import EXPORT_REPORT, NATIVE_META, ONNX_FILE, ModelIO, describe_io
 from onnxship.graph import opset_of, standardize
 from onnxship.io import atomic_dir, read_json, sha256_file, write_json
-from onnxship.pipeline.config import as_plain
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
 
 
@@ -36,7 +36,7 @@ def convert(meta: dict, native_dir: Path, opset: int) -> onnx.ModelProto:
     return model
 
 
-@stage("export", lambda cfg: {"export": as_plain(cfg.export)})
+@stage("export", lambda cfg: {"export": as_plain(cfg.export), "family": model_spec(cfg).family})
 def run(cfg: DictConfig, _run) -> Outcome:
     name = cfg.model
     native_dir = Path(cfg.paths.native) / name

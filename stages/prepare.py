@@ -60,7 +60,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
     return Outcome(
         schema,
         f"{len(features)} features, rows {schema['rows']} -> {cfg.paths.prepared}",
-        logged=counts,
+        logged=schema | counts,
         artifacts={Path(cfg.paths.prepared) / SCHEMA_FILE: ""},
     )
 

@@ -39,3 +39,14 @@ def test_command_line_overrides_apply():
     )
     assert cfg.zoo.models.xgboost.params.max_depth == 3
     assert cfg.data.source == "file"
+
+
+def test_stage_overrides_change_only_keys_params_yaml_has():
+    from onnxship.pipeline.config import load_params
+
+    cfg = load_params(["model=xgboost", "zoo.models.xgboost.params.max_depth=4"], ROOT / "params.yaml")
+    assert cfg.model == "xgboost" and cfg.zoo.models.xgboost.params.max_depth == 4
+    with pytest.raises(ConfigError, match=r"params\.yaml does not have: xgbost"):
+        load_params(["zoo.models.xgbost.params.max_depth=4"], ROOT / "params.yaml")
+    with pytest.raises(ConfigError, match=r"'data=file' picks a conf/ group option.*make params"):
+        load_params(["data=file", "data.path=x.csv"], ROOT / "params.yaml")

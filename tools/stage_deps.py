@@ -56,6 +56,8 @@ def closure(script: Path) -> set[Path]:
     """Every project file `script` can import, directly or not."""
     seen: set[Path] = set()
     todo = [script]
+    if (script.parent / "__init__.py").is_file():  # `python -m stages.x` imports stages/ first
+        todo.append(script.parent / "__init__.py")
     while todo:
         path = todo.pop()
         if path in seen:
@@ -64,7 +66,7 @@ def closure(script: Path) -> set[Path]:
         for module in imported_modules(path):
             todo.append(module_file(module))
             if module in PLUGIN_PACKAGES:
-                todo += sorted(module_file(module).parent.glob("*.py"))
+                todo += sorted(module_file(module).parent.rglob("*.py"))
     return {p.relative_to(ROOT) for p in seen}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from onnxship.errors import ConfigError
 
@@ -36,14 +37,28 @@ def compose_config(overrides: Sequence[str] = (), config_dir: Path | None = None
 
 
 def load_params(overrides: Sequence[str] = (), path: Path = Path(PARAMS_FILE)) -> DictConfig:
-    """params.yaml with `key.path=value` overrides on top (e.g. model=xgboost from dvc.yaml)."""
+    """params.yaml with `key.path=value` overrides on top (e.g. model=xgboost from dvc.yaml).
+
+    Overrides may only change values params.yaml has (a typo is an error, not a new key); choosing
+    another conf/ group option (data=file) is a change of conf/, made there or with `dvc exp run -S`."""
     if not path.is_file():
         raise ConfigError(f"{path} is missing: run `make params` (it composes conf/)")
     cfg = OmegaConf.load(path)
-    bad = [o for o in overrides if "=" not in o or o.startswith(("+", "~"))]
-    if bad:
-        raise ConfigError(f"overrides are key.path=value pairs, got: {', '.join(bad)}")
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" not in override or override.startswith(("+", "~")):
+            raise ConfigError(f"overrides are key.path=value pairs, got: {override}")
+        if key in groups:
+            raise ConfigError(
+                f"'{override}' picks a conf/ group option: set `{key}: ...` in conf/config.yaml's defaults "
+                f"and run `make params`, or use `dvc exp run -S {override}`"
+            )
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except ConfigKeyError as err:
+        raise ConfigError(f"override names a key params.yaml does not have: {err.key}") from None
 
 
 def as_plain(cfg: Any) -> Any:

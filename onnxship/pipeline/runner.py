@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from onnxship.errors import PipelineError
 from onnxship.io import write_json
-from onnxship.pipeline.config import load_params, model_spec
+from onnxship.pipeline.config import load_params, model_spec, params_drift
 
 log = logging.getLogger("onnxship.stage")
 
@@ -67,12 +67,34 @@ def stage(name: str, params: Callable[[DictConfig], Mapping[str, Any]], per_mode
     return wrap
 
 
+def _log_to_console() -> None:
+    """Progress to stdout, warnings and errors to stderr."""
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[out, err])
+    for noisy in ("alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def warn_on_drift() -> None:
+    """DVC decides from params.yaml; say so when conf/ says something else (an edit of conf/
+    without `make params`). Inside `dvc exp run -S` the overridden keys differ on purpose."""
+    drift = params_drift()
+    if drift:
+        log.warning(
+            "warning: params.yaml differs from conf/ at %s; this stage runs with params.yaml (what DVC "
+            "decided from): run `make params` if the conf/ edit is meant (expected inside `dvc exp run -S`)",
+            ", ".join(drift[:8]) + (" ..." if len(drift) > 8 else ""),
+        )
+
+
 def main(run: Callable[[DictConfig], Any], argv: Sequence[str] | None = None) -> None:
     """Entry point of every stage script (`if __name__ == "__main__": main(run)`)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    for noisy in ("alembic", "mlflow", "urllib3", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _log_to_console()
     try:
+        warn_on_drift()
         run(load_params(sys.argv[1:] if argv is None else argv))
     except PipelineError as err:
         log.error("error: %s: %s", type(err).__name__, err)

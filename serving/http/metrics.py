@@ -26,18 +26,24 @@ class RouteLabels:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._table: list[tuple[re.Pattern[str], str]] | None = None
+        self._static: dict[str, str] | None = None
+        self._templated: list[tuple[re.Pattern[str], str]] = []
 
-    def _build(self) -> list[tuple[re.Pattern[str], str]]:
-        templates = list(self.app.openapi()["paths"])
-        templates += [u for u in (self.app.openapi_url, self.app.docs_url, self.app.redoc_url) if u]
-        templates.sort(key=lambda t: ("{" in t, t))  # static paths before templated ones
-        return [(_pattern(t), t) for t in templates]
+    def _build(self) -> None:
+        app = self.app
+        templates = list(app.openapi()["paths"])
+        urls = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+        templates += [u for u in urls if u]
+        self._templated = [(_pattern(t), t) for t in templates if "{" in t]
+        self._static = {t: t for t in templates if "{" not in t}
 
     def __call__(self, path: str) -> str:
-        if self._table is None:  # built on first use, once every router is included
-            self._table = self._build()
-        for pattern, template in self._table:
+        if self._static is None:  # built on first use, once every router is included
+            self._build()
+        label = self._static.get(path)  # the hot routes (/predict, /forecast) are one dict lookup
+        if label is not None:
+            return label
+        for pattern, template in self._templated:
             if pattern.match(path):
                 return template
         return UNMATCHED

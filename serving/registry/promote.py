@@ -74,17 +74,16 @@ def promote(
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
-    parser.add_argument(
-        "--version", help=f"registry version (default: the one aliased '{settings.candidate_alias}')"
-    )
-    parser.add_argument("--alias", default=settings.alias)
-    parser.add_argument("--tracking-uri", default=settings.tracking_uri)
+    parser.add_argument("--version", help="registry version (default: the one the candidate alias points at)")
+    parser.add_argument("--alias", help="alias to move (default: serving's, conf/serving)")
+    parser.add_argument("--tracking-uri", help="registry (default: the pipeline's, conf/tracking)")
     args = parser.parse_args(argv)
+    settings = Settings()
+    alias, uri = args.alias or settings.alias, args.tracking_uri or settings.tracking_uri
     try:
-        print(promote(args.model, args.version, args.alias, args.tracking_uri, settings.candidate_alias))
+        print(promote(args.model, args.version, alias, uri, settings.candidate_alias))
     except PromotionRefused as err:
         print(f"refused: {args.model}: {err}", file=sys.stderr)
         return 2
