@@ -36,11 +36,17 @@ def strip_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def standardize(model: onnx.ModelProto, task: str, opset: int = 15) -> onnx.ModelProto:
-    """Rename I/O to the contract, drop extra outputs, make the batch axis symbolic, and import
-    the default domain (some converters emit ai.onnx.ml only, which trips graph tools)."""
+    """Rename I/O to the contract, drop extra outputs, make the batch axis symbolic, import the
+    default domain (some converters emit ai.onnx.ml only, which trips graph tools), and list the
+    opsets in one order."""
     model = strip_zipmap(model)
     if not opset_of(model):
         model.opset_import.append(helper.make_opsetid("", opset))
+    # converters fill opset_import from a set: its order follows Python's per-process string hash
+    # seed, so the same model gave other bytes from run to run. One order: by domain.
+    ordered = sorted(model.opset_import, key=lambda entry: entry.domain)
+    del model.opset_import[:]
+    model.opset_import.extend(ordered)
     graph = model.graph
     if len(graph.input) != 1:
         raise ValueError(f"expected one graph input, found {[i.name for i in graph.input]}")

@@ -122,3 +122,52 @@ def test_same_training_saves_the_same_bytes(tmp_path: Path, family_name: str):
         family.save(est, tmp_path / f"{i}_{family.native_file}")
         saved.append((tmp_path / f"{i}_{family.native_file}").read_bytes())
     assert saved[0] == saved[1]
+
+
+def test_export_bytes_do_not_depend_on_the_process(tmp_path: Path):
+    """The export stage's graph for a saved model is the same bytes in every process: converters
+    use random uuids (graph names) and Python's per-process string hashing (set order of
+    opset_import); DVC would otherwise see a new model.onnx on every run."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    X, y = data("classification", 3)
+    metas = {}
+    for name in families.names():
+        family, est = fitted(name, "classification", X, y)
+        folder = tmp_path / name
+        folder.mkdir()
+        family.save(est, folder / family.native_file)
+        metas[name] = {
+            "model": name,
+            "family": name,
+            "task": "classification",
+            "native_file": family.native_file,
+            "features": [f"f{i}" for i in range(X.shape[1])],
+            "classes": [0, 1, 2],
+        }
+    script = (
+        "import hashlib, json, sys\n"
+        "from pathlib import Path\n"
+        "from stages.export import convert\n"
+        "metas, root = json.loads(sys.argv[1]), Path(sys.argv[2])\n"
+        "print(json.dumps({n: hashlib.sha256(convert(m, root / n, 15).SerializeToString()).hexdigest()"
+        " for n, m in metas.items()}))\n"
+    )
+    digests = []
+    for seed in ("1", "20", "22"):  # 20 and 22 flip onnxmltools' opset order for LightGBM
+        done = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(metas), str(tmp_path)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert all(d == digests[0] for d in digests), [
+        hashlib.sha256(str(d).encode()).hexdigest() for d in digests
+    ]
