@@ -79,14 +79,24 @@ def stage_closures(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, set[Path]]:
     return out
 
 
+def _declared(dvc_yaml: Path) -> dict[str, tuple[set[Path], list[Path]]]:
+    """stage -> (its import closure, the deps dvc.yaml declares for it)."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {
+        name: (files, [Path(d) for d in stages[name].get("do", stages[name]).get("deps", [])])
+        for name, files in stage_closures(dvc_yaml).items()
+    }
+
+
+def _covered(path: Path, by: Path) -> bool:
+    return path == by or by in path.parents
+
+
 def missing_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     """stage -> project files it can import that dvc.yaml does not list as deps."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
-    for name, files in stage_closures(dvc_yaml).items():
-        body = stages[name].get("do", stages[name])
-        deps = [Path(d) for d in body.get("deps", [])]
-        gaps = sorted(str(f) for f in files if not any(f == d or d in f.parents for d in deps))
+    for name, (files, deps) in _declared(dvc_yaml).items():
+        gaps = sorted(str(f) for f in files if not any(_covered(f, d) for d in deps))
         if gaps:
             out[name] = gaps
     return out
@@ -94,12 +104,10 @@ def missing_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
 
 def extra_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     """stage -> code deps in dvc.yaml that its closure no longer needs (needless re-runs)."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
-    for name, files in stage_closures(dvc_yaml).items():
-        body = stages[name].get("do", stages[name])
-        code = [Path(d) for d in body.get("deps", []) if d.split("/")[0] in PACKAGES]
-        unused = [str(d) for d in code if not any(f == d or d in f.parents for f in files)]
+    for name, (files, deps) in _declared(dvc_yaml).items():
+        code = [d for d in deps if d.parts[0] in PACKAGES]
+        unused = [str(d) for d in code if not any(_covered(f, d) for f in files)]
         if unused:
             out[name] = unused
     return out
