@@ -10,25 +10,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from onnxship.io import sha256_file
 from serving.registry.fetch import RejectedModel, probe, verify
-
-
-def tiny_graph() -> onnx.ModelProto:
-    weight = numpy_helper.from_array(np.ones((3, 1), np.float32), "w")
-    node = helper.make_node("MatMul", ["input", "w"], ["prediction"])
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", 1])],
-        initializer=[weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
-    model.ir_version = 8  # what onnxruntime of this era reads
-    return model
+from tests.tiny_versions import regressor as tiny_graph
 
 
 def version_folder(tmp_path: Path, model: onnx.ModelProto | bytes) -> Path:

@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        route_labels.build()  # once every router is included, before the first request
         following.start()
         yield
         following.stop()
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
         return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ObserveMiddleware, metrics=metrics, labels=RouteLabels(app))
+    route_labels = RouteLabels(app)
+    app.add_middleware(ObserveMiddleware, metrics=metrics, labels=route_labels)
     for router in (predict.router, forecast.router, models.router, health.router, v2.router):
         app.include_router(router)
     log = logging.getLogger("onnxship")

@@ -29,7 +29,8 @@ class RouteLabels:
         self._static: dict[str, str] | None = None
         self._templated: list[tuple[re.Pattern[str], str]] = []
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Read the route table; the app calls this at start-up so no request pays for it."""
         app = self.app
         templates = list(app.openapi()["paths"])
         urls = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
@@ -38,8 +39,8 @@ class RouteLabels:
         self._static = {t: t for t in templates if "{" not in t}
 
     def __call__(self, path: str) -> str:
-        if self._static is None:  # built on first use, once every router is included
-            self._build()
+        if self._static is None:  # an app run without its lifespan builds on first use
+            self.build()
         label = self._static.get(path)  # the hot routes (/predict, /forecast) are one dict lookup
         if label is not None:
             return label
