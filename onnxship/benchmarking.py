@@ -8,6 +8,7 @@ only what that runtime needs.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -48,9 +49,14 @@ def measure_runtime(job: dict) -> dict:
     started = time.perf_counter()
     X = np.load(job["data"])
     if job["runtime"] == NATIVE:
+        if not job["runtime_settings"].get("allow_spinning", True):
+            # OpenMP (PyTorch, LightGBM) busy-waits between calls unless told not to; it reads
+            # this once, at load, so before any library is imported in this fresh process
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         from onnxship import families
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
+        family.set_threads(job["runtime_settings"]["intra_op_threads"])
         task = meta["task"]
 
         def call(batch):

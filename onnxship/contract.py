@@ -7,7 +7,8 @@ Graph I/O per task (float32 unless said; `batch` is a symbolic axis):
   regression      input "input" [batch, n_features]  -> "prediction" [batch, 1]
   classification  input "input" [batch, n_features]  -> "label" int64 [batch],
                                                          "probabilities" [batch, n_classes]
-  tensor          input "input" [batch, ...]         -> "output" [batch, ...]  (e.g. images)
+  (images: classification with input "input" [batch, channels, height, width])
+  tensor          input "input" [batch, ...]         -> "output" [batch, ...]
   forecast        "context" [batch, T] (+ "past_covariates" [batch, T, C], "future_covariates" [batch, H, C])
                   -> "quantiles" [batch, H, n_levels]   (see ForecastSpec)
 """
@@ -74,8 +75,12 @@ class ModelIO:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
-    def tabular(cls, task: str, n_features: int, n_classes: int = 0) -> ModelIO:
-        features = (TensorSpec(INPUT, "float32", (BATCH, n_features)),)
+    def tabular(
+        cls, task: str, n_features: int, n_classes: int = 0, input_shape: list[int] | None = None
+    ) -> ModelIO:
+        """Feature rows [batch, n_features], or tensors [batch, *input_shape] (e.g. images)."""
+        shape = tuple(input_shape or [n_features])
+        features = (TensorSpec(INPUT, "float32", (BATCH, *shape)),)
         if task == Task.REGRESSION:
             return cls(task, features, (TensorSpec(PREDICTION, "float32", (BATCH, 1)),))
         if task == Task.CLASSIFICATION:

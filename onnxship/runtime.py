@@ -83,8 +83,10 @@ class OnnxModel:
         self.load_seconds = time.perf_counter() - started
         first = self.session.get_inputs()[0]
         self.input_name = first.name
-        width = first.shape[1] if len(first.shape) == 2 else None
-        self.n_features = width if isinstance(width, int) else None
+        # one example's shape: [n_features] for rows, e.g. [1, 8, 8] for images (None = any size)
+        self.input_shape = [d if isinstance(d, int) else None for d in first.shape[1:]]
+        width = self.input_shape[0] if len(self.input_shape) == 1 else None
+        self.n_features = width
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.allow_nan = allow_nan
 
@@ -94,11 +96,17 @@ class OnnxModel:
             arr = np.asarray(X)
         except (TypeError, ValueError) as err:
             raise InputError(f"input is not a numeric array: {err}") from None
-        if arr.ndim == 1:
+        if arr.ndim == 1 and len(self.input_shape) == 1:
             arr = arr.reshape(1, -1)
-        if arr.ndim != 2:
+        if len(self.input_shape) != 1:  # tensors, e.g. images
+            expected = [d or "any" for d in self.input_shape]
+            if arr.ndim != 1 + len(self.input_shape) or any(
+                d is not None and a != d for a, d in zip(arr.shape[1:], self.input_shape, strict=False)
+            ):
+                raise InputError(f"input has shape {list(arr.shape)}, the model expects [rows, {expected}]")
+        elif arr.ndim != 2:
             raise InputError(f"input must be 2-D [rows, features], got {arr.ndim}-D")
-        if self.n_features is not None and arr.shape[1] != self.n_features:
+        elif self.n_features is not None and arr.shape[1] != self.n_features:
             raise InputError(f"input has {arr.shape[1]} features, the model expects {self.n_features}")
         if arr.shape[0] == 0:
             raise InputError("input has no rows")

@@ -25,7 +25,7 @@ from onnxship.benchmarking import (
 from onnxship.contract import OPTIMIZE_REPORT
 from onnxship.data import load_split
 from onnxship.io import read_json
-from onnxship.pipeline.config import as_plain
+from onnxship.pipeline.config import as_plain, prepared_dir
 from onnxship.pipeline.runner import Outcome, main, stage
 
 
@@ -42,7 +42,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
         "runtimes": {},
     }
     if opt["export_status"] == "ok":
-        X, _, _ = load_split(cfg.paths.prepared, "test")
+        X, _, _ = load_split(prepared_dir(cfg), "test")
         with tempfile.TemporaryDirectory(prefix="onnxship-bench-") as tmp:
             data = Path(tmp) / "inputs.npy"
             np.save(data, X[: max(cfg.benchmark.batch_sizes)])

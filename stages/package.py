@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from onnxship.contract import BENCHMARK_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
 from onnxship.data import load_split
 from onnxship.io import read_json, sha256_file, write_json
-from onnxship.pipeline.config import as_plain
+from onnxship.pipeline.config import as_plain, prepared_dir
 from onnxship.pipeline.packaging import (
     build_version_dir,
     choose_variant,
@@ -54,7 +54,7 @@ def run(cfg: DictConfig, active) -> Outcome:
         if not gates["parity"]:
             reasons = [f"{variant}: validated file and file to register differ (sha256)"]
     if variant is not None and gates["parity"]:
-        X, _, schema = load_split(cfg.paths.prepared, "test")
+        X, _, schema = load_split(prepared_dir(cfg), "test")
         graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
         settings = InferenceSettings.from_mapping(cfg.runtime)
         metadata = version_metadata(

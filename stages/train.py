@@ -14,8 +14,13 @@ import os
 # set before numpy loads OpenBLAS, hence here, above the other imports. Train-only: benchmark and
 # serving keep the fast native kernels.
 os.environ["OPENBLAS_CORETYPE"] = "Prescott"
+# The same for PyTorch: MKL's conditional numerical reproducibility mode, ATen's portable
+# (non-vectorised) CPU kernels and oneDNN's baseline instruction set give the same weights on
+# every x86-64 CPU, where AVX2 and AVX-512 kernels round differently.
+os.environ["MKL_CBWR"] = "COMPATIBLE"
+os.environ["ATEN_CPU_CAPABILITY"] = "default"
+os.environ["ONEDNN_MAX_CPU_ISA"] = "SSE41"
 
-import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +31,7 @@ from onnxship.contract import NATIVE_META
 from onnxship.data import load_split
 from onnxship.io import atomic_dir, sha256_file, write_json
 from onnxship.metrics import task_metrics
-from onnxship.pipeline.config import as_plain, model_spec
+from onnxship.pipeline.config import as_plain, model_spec, prepared_dir
 from onnxship.pipeline.runner import Outcome, main, stage
 
 
@@ -38,16 +43,16 @@ def params(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig, _run) -> Outcome:
     name, spec = cfg.model, model_spec(cfg)
     family = families.get(spec.family)
-    X_train, y_train, schema = load_split(cfg.paths.prepared, "train")
-    X_test, y_test, _ = load_split(cfg.paths.prepared, "test")
+    X_train, y_train, schema = load_split(prepared_dir(cfg), "train")
+    X_test, y_test, _ = load_split(prepared_dir(cfg), "test")
     task = schema["task"]
     started = time.perf_counter()
     with atomic_dir(Path(cfg.paths.native) / name) as out:
         native = out / family.native_file
         if spec.get("path"):
             source = Path(spec.path)
-            est = family.load_checked(source, task)
-            shutil.copyfile(source, native)
+            est = family.bring(source, spec, task)
+            family.store_brought(source, est, native)
             origin = f"file:{source}"
         else:
             est = family.fit(family.build(spec, cfg.zoo.models, task, cfg.seed), X_train, y_train)
@@ -66,6 +71,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
             "native_sha256": sha256_file(native),
             "native_bytes": native.stat().st_size,
             "features": schema["features"],
+            "input_shape": schema.get("input_shape", [len(schema["features"])]),
             "classes": schema["classes"],
             "test_metrics": metrics,
         }

@@ -19,17 +19,20 @@ from onnxship.hostile import build_sets
 from onnxship.io import read_json
 from onnxship.metrics import task_metrics
 from onnxship.parity import ParityCase, check_variant, compact_metrics
-from onnxship.pipeline.config import as_plain
+from onnxship.pipeline.config import as_plain, prepared_dir
 from onnxship.pipeline.runner import Outcome, main, stage
 from onnxship.runtime import InferenceSettings
 
 
 def parity_case(cfg: DictConfig, family, est, tolerance: dict, optimized: Path) -> ParityCase:
-    X_test, y_test, schema = load_split(cfg.paths.prepared, "test")
+    X_test, y_test, schema = load_split(prepared_dir(cfg), "test")
     task = schema["task"]
     templates = X_test[: int(cfg.validate.hostile.rows)]
     base = onnx.load(str(optimized / f"{BASE_VARIANT}.onnx"))
-    hostile = build_sets(templates, base, family.takes_missing_values(est), cfg.validate.hostile, cfg.seed)
+    # hostile sets are built on flat rows; tensor inputs (images) go back to their shape after
+    flat = templates.reshape(len(templates), -1)
+    hostile = build_sets(flat, base, family.takes_missing_values(est), cfg.validate.hostile, cfg.seed)
+    hostile = {k: rows.reshape(len(rows), *X_test.shape[1:]) for k, rows in hostile.items()}
     native_test = family.predict(est, X_test, task)
     return ParityCase(
         task=task,

@@ -27,7 +27,7 @@ from tests.conftest import ROOT
 from tests.services import eventually, free_port
 
 pytestmark = pytest.mark.e2e
-MODELS = ["xgboost", "catboost", "stack_ridge", "toy_forecaster"]
+MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster"]
 FORECASTER = toy_forecaster.metadata(
     context_length=32,
     horizon=6,
@@ -380,6 +380,41 @@ def test_kserve_v2_protocol(server, row):
         in httpx.post(f"{url}/v2/models/stack_ridge/infer", json=wrong_name).text
     )
     assert httpx.post(f"{url}/v2/models/nope/infer", json=body).status_code == 404
+
+
+def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
+    """The MLP answers /predict with feature rows, the CNN answers V2 infer with image tensors;
+    both as the native PyTorch module does (the server itself has no torch: see above)."""
+    from onnxship import families
+    from onnxship.data import load_split
+    from onnxship.pipeline.config import prepared_dir
+
+    cfg, _ = tiny_pipeline
+    url = server["url"]
+    family, mlp, meta = families.load_native(Path(cfg.paths.native) / "mlp")
+    r = httpx.post(f"{url}/predict", json={"model": "mlp", "features": row})
+    assert r.status_code == 200, r.text
+    native = family.predict(mlp, [[row[f] for f in meta["features"]]], "regression").values[0]
+    assert r.json()["prediction"] == pytest.approx(native, rel=1e-5)
+
+    images, _, _ = load_split(prepared_dir(cfg, "cnn"), "test")
+    assert images.shape[1:] == (1, 8, 8)
+    _, cnn, _ = families.load_native(Path(cfg.paths.native) / "cnn")
+    native = family.predict(cnn, images[:3], "classification")
+    tensor = {"name": "input", "shape": [3, 1, 8, 8], "datatype": "FP32", "data": images[:3].tolist()}
+    body = {"inputs": [tensor]}
+    r = httpx.post(f"{url}/v2/models/cnn/infer", json=body)
+    assert r.status_code == 200, r.text
+    label, proba = r.json()["outputs"]
+    assert label["name"] == "label" and label["data"] == native.values.tolist()
+    assert proba["shape"] == [3, 10]
+    assert proba["data"] == pytest.approx(native.proba.reshape(-1).tolist(), abs=1e-5)
+    assert httpx.get(f"{url}/v2/models/cnn").json()["inputs"][0]["shape"] == [-1, 1, 8, 8]
+    flat = {"inputs": [tensor | {"shape": [3, 64], "data": images[:3].ravel().tolist()}]}
+    r = httpx.post(f"{url}/v2/models/cnn/infer", json=flat)
+    assert r.status_code == 422 and "[rows, [1, 8, 8]]" in r.json()["error"], r.text
+    r = httpx.post(f"{url}/predict", json={"model": "cnn", "features": {"pixel_0_0": 0.0}})
+    assert r.status_code == 422 and "/v2/models/cnn/infer" in r.json()["error"]
 
 
 def test_forecast_answers_like_the_exported_forecaster(server):

@@ -8,10 +8,13 @@ import mlflow
 import onnx
 import pytest
 
-from onnxship.contract import INPUT, PREDICTION, ModelIO
+from onnxship import families
+from onnxship.contract import INPUT, OUTPUTS, ModelIO
 from onnxship.data import load_split
+from onnxship.graph import tree_thresholds
 from onnxship.io import read_json, sha256_file
 from onnxship.parity import compare, onnx_prediction
+from onnxship.pipeline.config import prepared_dir
 from onnxship.pipeline.tracking import configure
 from stages import export, summarize, validate
 from tests.conftest import with_model
@@ -19,12 +22,12 @@ from tests.conftest import with_model
 
 def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
     cfg, results = tiny_pipeline
-    _, _, schema = load_split(cfg.paths.prepared, "test")
     for name in cfg.zoo.models:
+        _, _, schema = load_split(prepared_dir(cfg, name), "test")
         rep = results[name]["export"]
         assert rep["status"] == "ok", rep
-        width = len(schema["features"])
-        assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": ["batch", width]}
+        shape = ["batch", *schema["input_shape"]]
+        assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": shape}
         assert "seconds" not in rep, "timings belong in MLflow, not in a cached output"
         model = onnx.load(str(Path(cfg.paths.onnx) / name / "model.onnx"))
         assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -33,12 +36,16 @@ def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
 
 def test_validate_reports_parity_on_test_and_hostile_sets(tiny_pipeline):
     cfg, _results = tiny_pipeline
-    _, y_test, _ = load_split(cfg.paths.prepared, "test")
     for name in cfg.zoo.models:
+        _, y_test, _ = load_split(prepared_dir(cfg, name), "test")
         rep = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
         assert rep["passed"], rep
         base = rep["variants"]["base"]
-        assert set(base["sets"]) >= {"test", "nan", "thresholds", "extreme", "float64", "batch_consistency"}
+        assert set(base["sets"]) >= {"test", "extreme", "float64", "batch_consistency"}
+        # missing values where the model takes them; split thresholds where it has trees
+        assert ("nan" in base["sets"]) == families.load_native(Path(cfg.paths.native) / name)[0].accepts_nan
+        trees = tree_thresholds(onnx.load(str(Path(cfg.paths.optimized) / name / "base.onnx")))
+        assert ("thresholds" in base["sets"]) == bool(trees)
         test = base["sets"]["test"]
         assert test["rows"] == len(y_test) and test["within_tolerance"] >= cfg.validate.min_within_test
         assert test["metric_rel_change"] < 0.01
@@ -63,11 +70,11 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
     assert {r["runtime"] for r in rows} == set(rep["runtimes"])
 
 
-def test_registry_holds_five_candidates_with_lineage(tiny_pipeline):
+def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipeline):
     cfg, _results = tiny_pipeline
     client = configure(cfg)  # models:/ URIs resolve through the process-wide registry URI
-    _, _, schema = load_split(cfg.paths.prepared, "test")
     for name in cfg.zoo.models:
+        _, _, schema = load_split(prepared_dir(cfg, name), "test")
         version = client.get_model_version_by_alias(name, cfg.package.alias)
         tags = version.tags
         assert tags["parity_verdict"] == "pass"
@@ -87,7 +94,9 @@ def test_registry_holds_five_candidates_with_lineage(tiny_pipeline):
         meta = read_json(local / "onnxship.json")
         assert sha256_file(local / "model.onnx") == meta["sha256"] == tags["onnx_sha256"]
         assert meta["features"] == schema["features"]
-        assert meta["inputs"][0]["name"] == INPUT and meta["outputs"][0]["name"] == PREDICTION
+        assert meta["inputs"][0]["name"] == INPUT
+        assert meta["inputs"][0]["shape"] == ["batch", *schema["input_shape"]]
+        assert meta["outputs"][0]["name"] == OUTPUTS[schema["task"]][0]
         assert meta["inference_settings"]["intra_op_threads"] == cfg.runtime.intra_op_threads
         assert (local / "MLmodel").exists()
 

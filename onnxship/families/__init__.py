@@ -8,6 +8,7 @@ onnxship.contract).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,19 @@ class Family:
 
     def save(self, est: Any, path: Path) -> None:
         est.save_model(str(path))
+
+    def bring(self, source: Path, spec: Mapping[str, Any], task: str) -> Any:
+        """A model file a user brings (`path:`), loaded and so proven sound."""
+        return self.load_checked(source, task)
+
+    def store_brought(self, source: Path, est: Any, native: Path) -> None:
+        """Put a brought model into the model folder: its own bytes, unless the family must add
+        what later stages need to load it."""
+        shutil.copyfile(source, native)
+
+    def set_threads(self, threads: int) -> None:
+        """Make native prediction use this many threads, where the library has one global setting
+        (the benchmark gives native the threads ONNX Runtime gets)."""
 
     def load(self, path: Path, task: str) -> Any:
         raise NotImplementedError

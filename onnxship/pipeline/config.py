@@ -97,3 +97,15 @@ def model_spec(cfg: DictConfig, name: str | None = None) -> DictConfig:
     if name not in cfg.zoo.models:
         raise ConfigError(f"model '{name}' is not in the zoo (zoo.models has: {', '.join(cfg.zoo.models)})")
     return cfg.zoo.models[name]
+
+
+def prepared_dir(cfg: DictConfig, name: str | None = None) -> Path:
+    """Where a zoo entry's prepared data is: the main table (data/prepared), or the folder of the
+    dataset it names with `dataset:` (data/prepared/<dataset>, from conf/datasets/)."""
+    dataset = model_spec(cfg, name).get("dataset")
+    if not dataset:
+        return Path(cfg.paths.prepared)
+    if dataset not in cfg.datasets:
+        known = ", ".join(cfg.datasets) or "none"
+        raise ConfigError(f"dataset '{dataset}' is not in conf/datasets (known: {known})")
+    return Path(cfg.paths.prepared) / dataset

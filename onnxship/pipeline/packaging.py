@@ -71,6 +71,7 @@ def version_metadata(
         "family": native_meta["family"],
         "task": schema["task"],
         "features": schema["features"],
+        "input_shape": schema.get("input_shape", [len(schema["features"])]),
         "classes": schema["classes"],
         "target": schema["target"],
         **describe_io(graph),

@@ -21,6 +21,9 @@ def _answer(loaded: LoadedModel, rows: list) -> dict:
     """Run rows through the model; any input problem becomes a 422 naming the field."""
     if loaded.forecast is not None:
         raise HTTPException(422, f"model: '{loaded.name}' is a forecaster; use POST /forecast")
+    if len(loaded.input_shape) != 1:
+        infer = f"/v2/models/{loaded.name}/infer"
+        raise HTTPException(422, f"model: '{loaded.name}' takes tensors, not feature rows; use POST {infer}")
     try:
         out = answers(loaded, to_matrix(loaded, rows))
     except InvalidInput as err:

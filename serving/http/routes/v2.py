@@ -1,7 +1,8 @@
 """KServe V2 / Open Inference Protocol: /v2/health/*, /v2/models/{m}[/ready], /v2/models/{m}/infer.
 
 Tensors go in as {"name": "input", "shape": [rows, features], "datatype": "FP32", "data": [...]}
-(flat or nested, features in the model's order: GET /v2/models/{m} lists them); errors are
+(flat or nested, features in the model's order: GET /v2/models/{m} lists them), or for a model
+of images as [rows, channels, height, width]; errors are
 {"error": "..."} like every other route, and the request id is echoed.
 """
 
@@ -30,7 +31,7 @@ NUMPY_TO_V2 = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": 
 
 class InferTensor(BaseModel):
     name: str
-    shape: list[int] = Field(min_length=1, max_length=3)
+    shape: list[int] = Field(min_length=1, max_length=5)  # rows and features, or images [N, C, H, W]
     datatype: str
     data: list[Any]
 
@@ -107,7 +108,7 @@ def _rows(tensor: InferTensor, i: int, max_rows: int) -> int:
 
 
 def tabular_input(loaded: LoadedModel, inputs: list[InferTensor], max_rows: int) -> np.ndarray:
-    """One [rows, features] tensor named like the graph's input."""
+    """One [rows, features] (or [rows, *input_shape]) tensor named like the graph's input."""
     name = loaded.model.input_name
     if len(inputs) != 1 or inputs[0].name != name:
         raise HTTPException(422, f"inputs: expected one tensor named '{name}'")
