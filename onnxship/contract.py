@@ -73,6 +73,7 @@ class ModelIO:
     task: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    forecast_spec: ForecastSpec | None = None  # forecasters: horizon, levels, covariates
 
     @classmethod
     def tabular(
@@ -100,7 +101,8 @@ class ModelIO:
                 TensorSpec(PAST, "float32", (BATCH, None, C)),
                 TensorSpec(FUTURE, "float32", (BATCH, H, C)),
             ]
-        return cls(Task.FORECAST, tuple(inputs), (TensorSpec(QUANTILES, "float32", (BATCH, H, Q)),))
+        outputs = (TensorSpec(QUANTILES, "float32", (BATCH, H, Q)),)
+        return cls(Task.FORECAST, tuple(inputs), outputs, forecast_spec=spec)
 
     @property
     def n_features(self) -> int:

@@ -84,11 +84,12 @@ def test_user_classification_target_is_encoded(tmp_path: Path):
 def test_bad_data_is_named_and_nothing_is_half_written(tmp_path: Path, mutate, message: str):
     good = file_config(tmp_path, user_table())
     prepare.run(good)
-    before = {p.name: p.read_bytes() for p in Path(good.paths.prepared).iterdir()}
+    files = sorted(p for p in Path(good.paths.prepared).rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
     bad = file_config(tmp_path, mutate(user_table()))
     with pytest.raises(DataError, match=message):
         prepare.run(bad)
-    after = {p.name: p.read_bytes() for p in Path(good.paths.prepared).iterdir()}
+    after = {p: p.read_bytes() for p in sorted(Path(good.paths.prepared).rglob("*")) if p.is_file()}
     assert after == before  # earlier output intact
     assert not [p for p in Path(good.paths.prepared).parent.iterdir() if p.name.startswith(".")]
 

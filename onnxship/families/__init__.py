@@ -95,7 +95,7 @@ class Family:
 
     def load_checked(self, path: Path, task: str) -> Any:
         """load(), turning library errors on a missing or corrupt file into ModelLoadError."""
-        if not path.is_file():
+        if not path.exists():  # a file, or a folder (checkpoints saved with save_pretrained)
             raise ModelLoadError(f"{self.name}: model file not found: {path}")
         try:
             return self.load(path, task)

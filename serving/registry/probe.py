@@ -21,14 +21,17 @@ def main(folder: Path) -> dict:
     model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
     if metadata["task"] == Task.FORECAST:
         return probe_forecaster(model, metadata)
-    if model.n_features != len(metadata["features"]):
+    # one example's shape: [n_features] for rows, e.g. [1, 8, 8] for images
+    shape = metadata.get("input_shape") or [len(metadata["features"])]
+    if model.input_shape != shape or int(np.prod(shape)) != len(metadata["features"]):
         raise ValueError(
-            f"graph takes {model.n_features} features, metadata lists {len(metadata['features'])}"
+            f"graph takes examples of shape {model.input_shape}, metadata says {shape} "
+            f"({len(metadata['features'])} features)"
         )
     expected = OUTPUTS[metadata["task"]]
     if model.output_names != expected:
         raise ValueError(f"graph outputs {model.output_names}, expected {expected}")
-    outputs = model.run(np.zeros((2, model.n_features), dtype=np.float32))
+    outputs = model.run(np.zeros((2, *shape), dtype=np.float32))
     shapes = {name: list(value.shape) for name, value in outputs.items()}
     if any(shape[0] != 2 for shape in shapes.values()):
         raise ValueError(f"batch of 2 gave output shapes {shapes}")

@@ -1,0 +1,155 @@
+"""Chronos-2 and Chronos-Bolt through the export-time patches and the forecast graph, on tiny
+checkpoints built with the library's own classes (random weights, seeded).
+
+Proven here: the patches change no PyTorch output (bit for bit) and are undone after; the graph
+answers like the library's own `predict` at other batch sizes and context lengths than it was
+exported at, with NaN holes, for each covariate pattern; save_pretrained / from_pretrained
+round-trips; and exporting twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxship import families
+from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec, ModelIO
+from onnxship.runtime import OnnxModel
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("chronos")
+
+FAMILIES = ["chronos2", "chronos_bolt"]
+# covariate patterns: none; past-only ("load"); known future ("temperature") beside a past-only one
+PATTERNS = {
+    "none": (),
+    "past_only": (("load", False),),
+    "known_future": (("temperature", True), ("load", False)),
+}
+
+
+def pipeline(name: str):
+    family = families.get(name)
+    return family, family.build(family.tiny_spec, {}, "forecast", seed=0)
+
+
+def spec_of(est, horizon: int, covariates=()) -> ForecastSpec:
+    return ForecastSpec.from_metadata(
+        {
+            "task": "forecast",
+            "forecast": {
+                "context_length": 96,
+                "prediction_length": horizon,
+                "quantile_levels": [float(q) for q in est.quantiles],
+                "covariates": [{"name": n, "future": f} for n, f in covariates],
+            },
+        }
+    )
+
+
+def feed(spec: ForecastSpec, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Demand-like series: level, daily cycle, noise; a NaN hole and a short (NaN-padded) row."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length + spec.prediction_length)
+    series = 5 + np.sin(2 * np.pi * t / 48)[None] + rng.normal(0, 0.2, (batch, len(t)))
+    out = {CONTEXT: series[:, :length].astype(np.float32)}
+    out[CONTEXT][0, length // 3 : length // 3 + 5] = np.nan
+    if batch > 1:
+        out[CONTEXT][1, : length // 2] = np.nan  # a short context, left-padded
+    if spec.covariates:
+        cov = rng.normal(20, 3, (batch, len(t), len(spec.covariates))).astype(np.float32)
+        out[PAST] = cov[:, :length].copy()
+        out[FUTURE] = cov[:, length:].copy()
+        for i, name in enumerate(spec.covariates):
+            if name not in spec.future_covariates:
+                out[FUTURE][:, :, i] = np.nan
+    return out
+
+
+def export(family, est, spec: ForecastSpec) -> OnnxModel:
+    model = family.to_onnx(est, ModelIO.forecast(spec), 17)
+    return OnnxModel(model.SerializeToString())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_patches_change_no_pytorch_output_and_are_undone(name):
+    from chronos.chronos_bolt import InstanceNorm, Patch
+
+    from onnxship.chronos.patches import export_patches
+
+    family, est = pipeline(name)
+    covariates = PATTERNS["known_future"] if name == "chronos2" else ()
+    spec = spec_of(est, 20, covariates)
+    inputs = {k: torch.from_numpy(v) for k, v in feed(spec, 3, 70).items()}
+    graph = family.graph(est, spec).eval()
+    originals = (InstanceNorm.forward, Patch.forward, type(est.model.shared).forward)
+    with torch.no_grad():
+        before = graph(*inputs.values())
+        with export_patches(est.model):
+            assert InstanceNorm.forward is not originals[0]
+            patched = graph(*inputs.values())
+        after = graph(*inputs.values())
+    assert torch.equal(before, patched) and torch.equal(before, after)
+    assert (InstanceNorm.forward, Patch.forward) == originals[:2]
+    assert "forward" not in vars(est.model.shared)  # the instance patch is gone too
+    # the graph is the library's predict: same quantiles as the native pipeline call
+    native = family.forecast(est, {k: v.numpy() for k, v in inputs.items()}, spec)
+    np.testing.assert_allclose(before.numpy(), native, rtol=1e-5, atol=1e-4)
+
+
+CASES = [("chronos_bolt", "none")] + [("chronos2", p) for p in PATTERNS]
+
+
+@pytest.mark.parametrize(("name", "pattern"), CASES)
+def test_graph_answers_like_the_library_at_other_batches_and_lengths(name, pattern):
+    family, est = pipeline(name)
+    spec = spec_of(est, 24, PATTERNS[pattern])
+    model = export(family, est, spec)
+    assert model.input_shape == [None]  # the context length stays dynamic
+    for batch, length in ((1, 17), (4, 70), (3, 300)):  # 300 > the checkpoint's context (256)
+        inputs = feed(spec, batch, length, seed=length)
+        (got,) = model.run_feed(inputs)
+        native = family.forecast(est, inputs, spec)
+        assert got.shape == (batch, 24, len(spec.quantile_levels))
+        scale = np.nanstd(inputs[CONTEXT])
+        assert np.abs(got - native).max() <= 1e-4 * scale + 1e-5, (batch, length)
+
+
+def test_known_future_covariates_change_the_forecast():
+    """The covariate rows reach the model: a different known future moves the target's forecast."""
+    family, est = pipeline("chronos2")
+    spec = spec_of(est, 16, PATTERNS["known_future"])
+    model = export(family, est, spec)
+    inputs = feed(spec, 2, 64)
+    (base,) = model.run_feed(inputs)
+    inputs[FUTURE][:, :, 0] += 10.0
+    (moved,) = model.run_feed(inputs)
+    assert np.abs(moved - base).max() > 1e-3
+    np.testing.assert_allclose(moved, family.forecast(est, inputs, spec), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_checkpoint_round_trip_and_export_bytes(name, tmp_path: Path):
+    family, est = pipeline(name)
+    family.save(est, tmp_path / family.native_file)
+    loaded = family.load_checked(tmp_path / family.native_file, "forecast")
+    spec = spec_of(est, 16)
+    inputs = feed(spec, 2, 50)
+    np.testing.assert_array_equal(family.forecast(est, inputs, spec), family.forecast(loaded, inputs, spec))
+    first = family.to_onnx(loaded, ModelIO.forecast(spec), 17).SerializeToString()
+    assert first == family.to_onnx(loaded, ModelIO.forecast(spec), 17).SerializeToString()
+    # DVC compares outputs by content: building the same checkpoint again saves the same bytes
+    family.save(pipeline(name)[1], tmp_path / "again")
+    for path in sorted((tmp_path / family.native_file).iterdir()):
+        assert path.read_bytes() == (tmp_path / "again" / path.name).read_bytes(), path.name
+
+
+def test_a_checkpoint_of_the_other_kind_is_refused(tmp_path: Path):
+    from onnxship.errors import ModelLoadError
+
+    bolt, est = pipeline("chronos_bolt")
+    bolt.save(est, tmp_path / "ckpt")
+    with pytest.raises(ModelLoadError, match="not a Chronos2Pipeline"):
+        families.get("chronos2").load_checked(tmp_path / "ckpt", "forecast")
