@@ -18,16 +18,19 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from onnxship.contract import ForecastSpec, ModelIO
 from serving.registry.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
 from tests.services import eventually, free_port
 
 pytestmark = pytest.mark.e2e
-MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster"]
+MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", "chronos2"]
+CHRONOS_COVARIATES = [{"name": "temperature", "future": True}, {"name": "workday", "future": False}]
 FORECASTER = toy_forecaster.metadata(
     context_length=32,
     horizon=6,
@@ -44,9 +47,29 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     shutil.copy(cfg.tracking.uri.removeprefix("sqlite:///"), db)
     uri = f"sqlite:///{db}"
     toy_forecaster.register(uri, "toy_forecaster", FORECASTER)
+    family, est, spec = tiny_chronos2()
+    meta = chronos_metadata(est)
+    graph = family.to_onnx(est, ModelIO.forecast(spec), 17)
+    toy_forecaster.register(uri, "chronos2", meta, graph, lambda s, feed: family.forecast(est, feed, s))
     for name in MODELS:
         promote(name, None, "champion", uri)
     return uri
+
+
+def tiny_chronos2():
+    """A real Chronos-2 (tiny, random weights, the library's own classes) and its forecast spec."""
+    from onnxship import families
+
+    family = families.get("chronos2")
+    est = family.build(family.tiny_spec, {}, "forecast", seed=0)
+    return family, est, ForecastSpec.from_metadata(chronos_metadata(est))
+
+
+def chronos_metadata(est) -> dict:
+    meta = toy_forecaster.metadata(
+        context_length=64, horizon=24, levels=[float(q) for q in est.quantiles], covariates=CHRONOS_COVARIATES
+    )
+    return meta | {"model": "chronos2", "family": "chronos2"}
 
 
 def start_server(
@@ -280,7 +303,7 @@ def test_promote_refuses_a_version_that_failed_a_gate(registry):
 def test_server_process_imports_no_training_framework_or_pickle_loader(registry, tmp_path):
     script = f"""
 import json, os, sys, time
-os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r}, ONNXSHIP_SERVING_MODELS='["stack_ridge"]',
+os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r}, ONNXSHIP_SERVING_MODELS='["stack_ridge", "cnn", "chronos2"]',
                   ONNXSHIP_SERVING_CACHE_DIR={str(tmp_path)!r}, ONNXSHIP_SERVING_POLL_INTERVAL_S="0.5")
 from fastapi.testclient import TestClient
 from serving.http.app import create_app
@@ -301,6 +324,9 @@ print(json.dumps({{"ready": ready, "modules": top}}))
     assert result["ready"] == 200
     heavy = {
         "torch",
+        "chronos",
+        "transformers",
+        "safetensors",
         "xgboost",
         "lightgbm",
         "catboost",
@@ -462,6 +488,34 @@ def test_forecast_answers_like_the_exported_forecaster(server):
     )
     assert r.status_code == 200, r.text
     assert r.json()["horizon"] == 6 and r.json()["quantile_levels"] == [0.1, 0.5, 0.9]
+
+
+def test_forecast_answers_like_chronos2_itself(server):
+    """/forecast on a real Chronos-2 export (covariates: a known-future temperature, a past-only
+    workday flag) answers like the library's own predict on the same inputs."""
+    from serving.http.forecasting import build_feed
+
+    family, est, spec = tiny_chronos2()
+    rng = np.random.default_rng(3)
+    n = 50
+    context = (5 + np.sin(np.arange(n) / 4) + rng.normal(0, 0.1, n)).round(3).tolist()
+    context[7] = None
+    past = {"temperature": rng.normal(20, 3, n).round(2).tolist(), "workday": [1.0, 0.0] * (n // 2)}
+    future = {"temperature": rng.normal(20, 3, 10).round(2).tolist()}
+    request = {"model": "chronos2", "context": context, "horizon": 10, "quantile_levels": [0.1, 0.5, 0.9]}
+    request |= {"past_covariates": past, "future_covariates": future}
+    r = httpx.post(f"{server['url']}/forecast", json=request)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    feed, _, _ = build_feed(spec, context, 10, None, past, future)
+    native = family.forecast(est, feed, spec)[0]  # [24 steps, 13 levels]
+    for level in ("0.1", "0.5", "0.9"):
+        column = [float(q) for q in est.quantiles].index(float(level))
+        assert body["quantiles"][level] == pytest.approx(native[:10, column], rel=1e-4, abs=1e-4)
+    # the known future moves the forecast: the covariate reached the model
+    hotter = {"temperature": [t + 15 for t in future["temperature"]]}
+    moved = httpx.post(f"{server['url']}/forecast", json=request | {"future_covariates": hotter}).json()
+    assert moved["quantiles"]["0.5"] != pytest.approx(body["quantiles"]["0.5"], abs=1e-4)
 
 
 @pytest.mark.parametrize(
