@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxship.io import size_bytes
+
 NATIVE = "native"
 
 
-def time_calls(call, batch: np.ndarray, bench: dict) -> dict:
+def time_calls(call, batch: dict[str, np.ndarray], bench: dict) -> dict:
     for _ in range(bench["warmup_iterations"]):
         call(batch)
     samples: list[int] = []
@@ -36,7 +38,7 @@ def time_calls(call, batch: np.ndarray, bench: dict) -> dict:
         "p95_ms": p95,
         "p99_ms": p99,
         "mean_ms": ms.mean(),
-        "throughput_rows_s": len(batch) / (ms.mean() / 1e3),
+        "throughput_rows_s": len(next(iter(batch.values()))) / (ms.mean() / 1e3),
     }
 
 
@@ -47,7 +49,8 @@ def measure_runtime(job: dict) -> dict:
     proc = psutil.Process()
     rss_start = proc.memory_info().rss
     started = time.perf_counter()
-    X = np.load(job["data"])
+    with np.load(job["data"]) as saved:  # the inputs by name: one "input", or a forecaster's feed
+        feeds = {k: saved[k] for k in saved.files}
     if job["runtime"] == NATIVE:
         if not job["runtime_settings"].get("allow_spinning", True):
             # OpenMP (PyTorch, LightGBM) busy-waits between calls unless told not to; it reads
@@ -57,27 +60,30 @@ def measure_runtime(job: dict) -> dict:
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        task = meta["task"]
-
-        def call(batch):
-            return family.predict(est, batch, task)
-
-        file_bytes = (Path(job["native_dir"]) / meta["native_file"]).stat().st_size
+        call = family.native_call(est, meta)
+        file_bytes = size_bytes(Path(job["native_dir"]) / meta["native_file"])
     else:
         from onnxship.runtime import InferenceSettings, OnnxModel
 
         model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
-        call = model.run
+        if len(feeds) == 1:  # feature rows / tensors: through the checked path serving uses
+            (name,) = feeds
+
+            def call(feed):
+                return model.run(feed[name])
+        else:
+            call = model.run_feed
         file_bytes = Path(job["path"]).stat().st_size
     load_s = time.perf_counter() - started
     first = time.perf_counter()
-    call(X[:1])
+    rows = len(next(iter(feeds.values())))
+    call({k: v[:1] for k, v in feeds.items()})
     first_call_ms = (time.perf_counter() - first) * 1e3
     rss_loaded = proc.memory_info().rss
     batches = {}
     for size in job["bench"]["batch_sizes"]:
-        batch = X[np.arange(size) % len(X)]
-        batches[str(size)] = time_calls(call, batch, job["bench"])
+        pick = np.arange(size) % rows
+        batches[str(size)] = time_calls(call, {k: v[pick] for k, v in feeds.items()}, job["bench"])
     rss_end = proc.memory_info().rss
     return {
         "load_seconds": load_s,

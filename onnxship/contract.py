@@ -104,6 +104,14 @@ class ModelIO:
         outputs = (TensorSpec(QUANTILES, "float32", (BATCH, H, Q)),)
         return cls(Task.FORECAST, tuple(inputs), outputs, forecast_spec=spec)
 
+    @classmethod
+    def of_model(cls, meta: dict[str, Any]) -> ModelIO:
+        """The contract of a trained model, from its meta.json (or a version's onnxship.json)."""
+        if meta["task"] == Task.FORECAST:
+            return cls.forecast(ForecastSpec.from_metadata(meta))
+        classes = len(meta.get("classes") or [])
+        return cls.tabular(meta["task"], len(meta["features"]), classes, meta.get("input_shape"))
+
     @property
     def n_features(self) -> int:
         """Width of the feature matrix of a tabular graph."""

@@ -137,8 +137,14 @@ def split_bounds(n: int, split: DictConfig) -> dict[str, tuple[int, int]]:
 
 
 def prepare(data: DictConfig) -> tuple[dict[str, pd.DataFrame], dict]:
-    """One dataset's splits (features + target columns) and its schema."""
+    """One dataset's tables and its schema: the splits (features + target columns), or for a
+    series dataset (`kind: series`, forecasters) the whole series with its split bounds."""
     raw, origin = load_raw(data)
+    if data.get("kind") == "series":
+        from onnxship.series import SERIES_FILE, prepare_series
+
+        table, schema = prepare_series(raw, data, origin)
+        return {SERIES_FILE.removesuffix(".parquet"): table}, schema
     table = build_table(raw, data)
     features = feature_columns(table, data)
     X = check_features(table, features, data.feature_dtype)

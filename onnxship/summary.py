@@ -15,6 +15,10 @@ def _read(path: Path) -> dict:
     return read_json(path) if path.exists() else {}
 
 
+def is_forecaster(cfg: DictConfig, name: str) -> bool:
+    return _read(Path(cfg.paths.reports) / "validate" / f"{name}.json").get("task") == "forecast"
+
+
 def model_row(cfg: DictConfig, name: str, small: int, large: int) -> dict:
     reports = Path(cfg.paths.reports)
     export = _read(Path(cfg.paths.onnx) / name / EXPORT_REPORT)
@@ -72,6 +76,44 @@ def markdown(rows: list[dict], small: int, large: int) -> str:
         "Latency in milliseconds per call; speedup = native p50 / ONNX p50 (> 1: ONNX faster).",
         "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
         '"Reading the reports".',
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    lines += ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+FORECAST_SIZES = (1, 32)
+
+
+def forecast_row(cfg: DictConfig, name: str) -> dict:
+    """A forecaster's row: parity, accuracy native vs ONNX (none for speed-only models), and
+    PyTorch eager vs ONNX Runtime latency at batch 1 and 32."""
+    reports = Path(cfg.paths.reports)
+    row = {k: v for k, v in model_row(cfg, name, *FORECAST_SIZES).items() if "p99" not in k}
+    validation = _read(reports / "validate" / f"{name}.json")
+    test = validation.get("variants", {}).get(row["variant"], {}).get("sets", {}).get("test", {})
+    row["kind"] = "speed only" if validation.get("speed_only") else "accuracy"
+    for key in ("wql", "mase"):
+        row[f"{key}_native"], row[f"{key}_onnx"] = test.get(f"{key}_native"), test.get(f"{key}_onnx")
+    return row
+
+
+def forecast_markdown(rows: list[dict]) -> str:
+    head = ["model", "family", "export", "kind", "variant", "parity", "max_abs_diff", "registered"]
+    head += ["wql_native", "wql_onnx", "mase_native", "mase_onnx"]
+    for size in FORECAST_SIZES:
+        head += [f"native_p50_ms_b{size}", f"onnx_p50_ms_b{size}", f"speedup_b{size}"]
+    lines = [
+        "",
+        "## Forecasters",
+        "",
+        "Rolling test windows of the elecdemand series; wql = weighted quantile loss, mase = mean",
+        "absolute scaled error of the median (both: lower is better), from the library's own predict",
+        "(native) and from the registered ONNX variant. Latency: PyTorch eager on the same wrapper",
+        "the graph was exported from vs ONNX Runtime, per call of `batch` windows. Speed-only models",
+        "have random weights at the release size: no accuracy figure.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

@@ -22,11 +22,11 @@ from onnxship.benchmarking import (
     latency_rows,
     measure_each,
 )
-from onnxship.contract import OPTIMIZE_REPORT
-from onnxship.data import load_split
+from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
-from onnxship.pipeline.config import as_plain, prepared_dir
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
+from onnxship.workloads import workload
 
 
 @stage("benchmark", lambda cfg: {"benchmark": as_plain(cfg.benchmark), "runtime": as_plain(cfg.runtime)})
@@ -34,21 +34,23 @@ def run(cfg: DictConfig, _run) -> Outcome:
     name = cfg.model
     optimized = Path(cfg.paths.optimized) / name
     opt = read_json(optimized / OPTIMIZE_REPORT)
+    # a zoo entry may set its own batch sizes and timing budget (forecasters: 1, 8, 32 windows)
+    bench = as_plain(cfg.benchmark) | as_plain(model_spec(cfg).get("benchmark") or {})
     report: dict = {
         "model": name,
         "machine": {"cpus": os.cpu_count()},
         "settings": as_plain(cfg.runtime),
-        "bench": as_plain(cfg.benchmark),
+        "bench": bench,
         "runtimes": {},
     }
     if opt["export_status"] == "ok":
-        X, _, _ = load_split(prepared_dir(cfg), "test")
+        meta = read_json(Path(cfg.paths.native) / name / NATIVE_META)
         with tempfile.TemporaryDirectory(prefix="onnxship-bench-") as tmp:
-            data = Path(tmp) / "inputs.npy"
-            np.save(data, X[: max(cfg.benchmark.batch_sizes)])
+            data = Path(tmp) / "inputs.npz"
+            np.savez(data, **workload(cfg).bench_feeds(model_spec(cfg), meta, max(bench["batch_sizes"])))
             common = {
                 "data": str(data),
-                "bench": as_plain(cfg.benchmark),
+                "bench": bench,
                 "runtime_settings": as_plain(cfg.runtime),
                 "native_dir": str(Path(cfg.paths.native) / name),
             }

@@ -26,9 +26,7 @@ from onnxship.pipeline.runner import Outcome, main, stage
 def convert(meta: dict, native_dir: Path, opset: int) -> onnx.ModelProto:
     family = families.get(meta["family"])
     est = family.load_checked(native_dir / meta["native_file"], meta["task"])
-    io = ModelIO.tabular(
-        meta["task"], len(meta["features"]), len(meta["classes"] or []), meta.get("input_shape")
-    )
+    io = ModelIO.of_model(meta)
     model = standardize(family.to_onnx(est, io, opset), meta["task"], opset)
     model.graph.name = meta["model"]  # onnxmltools names graphs with a random uuid: same input, other bytes
     onnx.checker.check_model(model, full_check=True)

@@ -15,16 +15,29 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from onnxship.contract import BASE_VARIANT, EXPORT_REPORT, ONNX_FILE, OPTIMIZE_REPORT
+from onnxship.errors import ConfigError
 from onnxship.io import atomic_dir, read_json, sha256_file, write_json
 from onnxship.passes import apply_chain, plan
-from onnxship.pipeline.config import as_plain
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
 
 
-@stage("optimize", lambda cfg: {"optimize": as_plain(cfg.optimize)})
+def variants(cfg: DictConfig) -> dict:
+    """conf/optimize's variants, or the subset a zoo entry names (`variants:`; e.g. a release-size
+    forecaster, where each variant costs minutes to write, check and time)."""
+    chosen = model_spec(cfg).get("variants")
+    if chosen is None:
+        return as_plain(cfg.optimize.variants)
+    unknown = sorted(set(chosen) - set(cfg.optimize.variants))
+    if unknown:
+        raise ConfigError(f"zoo.models.{cfg.model}.variants: not in optimize.variants: {unknown}")
+    return {v: as_plain(cfg.optimize.variants[v]) for v in chosen}
+
+
+@stage("optimize", lambda cfg: {"optimize": variants(cfg)})
 def run(cfg: DictConfig, _run) -> Outcome:
     name = cfg.model
-    chains = plan(cfg.optimize.variants)
+    chains = plan(variants(cfg))
     export = read_json(Path(cfg.paths.onnx) / name / EXPORT_REPORT)
     report: dict = {"model": name, "export_status": export["status"], "variants": {}}
     logged: dict = {}

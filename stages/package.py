@@ -14,9 +14,8 @@ import onnx
 from omegaconf import DictConfig
 
 from onnxship.contract import BENCHMARK_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
-from onnxship.data import load_split
 from onnxship.io import read_json, sha256_file, write_json
-from onnxship.pipeline.config import as_plain, prepared_dir
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.packaging import (
     build_version_dir,
     choose_variant,
@@ -28,6 +27,7 @@ from onnxship.pipeline.packaging import (
 from onnxship.pipeline.runner import Outcome, main, stage
 from onnxship.pipeline.tracking import configure
 from onnxship.runtime import InferenceSettings
+from onnxship.workloads import workload
 
 
 @stage("package", lambda cfg: {"package": as_plain(cfg.package)})
@@ -54,15 +54,15 @@ def run(cfg: DictConfig, active) -> Outcome:
         if not gates["parity"]:
             reasons = [f"{variant}: validated file and file to register differ (sha256)"]
     if variant is not None and gates["parity"]:
-        X, _, schema = load_split(prepared_dir(cfg), "test")
+        feeds = workload(cfg).bench_feeds(model_spec(cfg), native_meta, 5)  # real inputs for the signature
         graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
         settings = InferenceSettings.from_mapping(cfg.runtime)
         metadata = version_metadata(
-            name, variant, graph, native_meta, schema, validation, bench, gates, settings, batch
+            name, variant, graph, native_meta, validation, bench, gates, settings, batch
         )
         with tempfile.TemporaryDirectory() as tmp:
             version_dir = Path(tmp) / "model"
-            metadata = build_version_dir(version_dir, graph, metadata, settings, X)
+            metadata = build_version_dir(version_dir, graph, metadata, settings, feeds)
             # the evidence travels with the version (serving's GET /benchmark reads it)
             write_json(version_dir / BENCHMARK_FILE, bench)
             write_json(version_dir / VALIDATION_FILE, validation)

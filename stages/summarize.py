@@ -12,15 +12,18 @@ from omegaconf import DictConfig
 
 from onnxship.io import write_text
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.summary import markdown, model_row
+from onnxship.summary import forecast_markdown, forecast_row, is_forecaster, markdown, model_row
 
 
 @stage("summarize", lambda cfg: {"models": list(cfg.zoo.models)}, per_model=False)
 def run(cfg: DictConfig, _run) -> Outcome:
     sizes = sorted(int(b) for b in cfg.benchmark.batch_sizes)
     small, large = sizes[0], sizes[-1]
-    rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models]
-    table = markdown(rows, small, large)
+    forecasters = [n for n in cfg.zoo.models if is_forecaster(cfg, n)]
+    rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models if name not in forecasters]
+    forecast_rows = [forecast_row(cfg, name) for name in forecasters]
+    table = markdown(rows, small, large) + (forecast_markdown(forecast_rows) if forecast_rows else "")
+    rows += forecast_rows
     write_text(Path(cfg.paths.reports) / "summary.md", table)
     return Outcome(
         {"models": rows},

@@ -26,13 +26,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship import families
+from onnxship import families, fitting
 from onnxship.contract import NATIVE_META
-from onnxship.data import load_split
-from onnxship.io import atomic_dir, sha256_file, write_json
-from onnxship.metrics import task_metrics
-from onnxship.pipeline.config import as_plain, model_spec, prepared_dir
+from onnxship.io import atomic_dir, sha256_path, size_bytes, write_json
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
+from onnxship.workloads import workload
 
 
 def params(cfg: DictConfig) -> dict:
@@ -43,36 +42,32 @@ def params(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig, _run) -> Outcome:
     name, spec = cfg.model, model_spec(cfg)
     family = families.get(spec.family)
-    X_train, y_train, schema = load_split(prepared_dir(cfg), "train")
-    X_test, y_test, _ = load_split(prepared_dir(cfg), "test")
-    task = schema["task"]
+    data = workload(cfg)  # feature rows / tensors, or a series (forecasters)
     started = time.perf_counter()
     with atomic_dir(Path(cfg.paths.native) / name) as out:
         native = out / family.native_file
         if spec.get("path"):
             source = Path(spec.path)
-            est = family.bring(source, spec, task)
+            est = family.bring(source, spec, data.task)
             family.store_brought(source, est, native)
             origin = f"file:{source}"
         else:
-            est = family.fit(family.build(spec, cfg.zoo.models, task, cfg.seed), X_train, y_train)
+            est = fitting.fit(data, family, spec, cfg.zoo.models, cfg.seed)
             family.make_reproducible(est)
             family.save(est, native)
-            est = family.load_checked(native, task)  # later stages use exactly the saved model
+            est = family.load_checked(native, data.task)  # later stages use exactly the saved model
             origin = "trained"
         seconds = time.perf_counter() - started
-        metrics = task_metrics(task, y_test, family.predict(est, X_test, task))
+        metrics = fitting.test_metrics(data, family, est, spec)
         meta = {
             "model": name,
             "family": spec.family,
-            "task": task,
+            "task": data.task,
             "origin": origin,
             "native_file": family.native_file,
-            "native_sha256": sha256_file(native),
-            "native_bytes": native.stat().st_size,
-            "features": schema["features"],
-            "input_shape": schema.get("input_shape", [len(schema["features"])]),
-            "classes": schema["classes"],
+            "native_sha256": sha256_path(native),
+            "native_bytes": size_bytes(native),
+            **data.meta_fields(spec, est, family),
             "test_metrics": metrics,
         }
         write_json(out / NATIVE_META, meta)

@@ -9,44 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 from omegaconf import DictConfig
 
-from onnxship import families
-from onnxship.contract import BASE_VARIANT, OPTIMIZE_REPORT
-from onnxship.data import load_split
-from onnxship.hostile import build_sets
+from onnxship import families, validation
+from onnxship.contract import OPTIMIZE_REPORT
 from onnxship.io import read_json
-from onnxship.metrics import task_metrics
-from onnxship.parity import ParityCase, check_variant, compact_metrics
-from onnxship.pipeline.config import as_plain, prepared_dir
+from onnxship.parity import compact_metrics
+from onnxship.pipeline.config import as_plain
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.runtime import InferenceSettings
-
-
-def parity_case(cfg: DictConfig, family, est, tolerance: dict, optimized: Path) -> ParityCase:
-    X_test, y_test, schema = load_split(prepared_dir(cfg), "test")
-    task = schema["task"]
-    templates = X_test[: int(cfg.validate.hostile.rows)]
-    base = onnx.load(str(optimized / f"{BASE_VARIANT}.onnx"))
-    # hostile sets are built on flat rows; tensor inputs (images) go back to their shape after
-    flat = templates.reshape(len(templates), -1)
-    hostile = build_sets(flat, base, family.takes_missing_values(est), cfg.validate.hostile, cfg.seed)
-    hostile = {k: rows.reshape(len(rows), *X_test.shape[1:]) for k, rows in hostile.items()}
-    native_test = family.predict(est, X_test, task)
-    return ParityCase(
-        task=task,
-        tolerance=tolerance,
-        gates=cfg.validate,
-        settings=InferenceSettings.from_mapping(cfg.runtime),
-        X_test=X_test,
-        y_test=y_test,
-        templates=templates,
-        hostile=hostile,
-        native_test=native_test,
-        native_metrics=task_metrics(task, y_test, native_test),
-        native_hostile={k: family.predict(est, X, task) for k, X in hostile.items()},
-    )
+from onnxship.workloads import workload
 
 
 @stage("validate", lambda cfg: {"validate": as_plain(cfg.validate), "runtime": as_plain(cfg.runtime)})
@@ -56,11 +27,13 @@ def run(cfg: DictConfig, _run) -> Outcome:
     opt = read_json(optimized / OPTIMIZE_REPORT)
     family, est, meta = families.load_native(Path(cfg.paths.native) / name)
     tol = dict(cfg.validate.tolerance.get(meta["family"], cfg.validate.tolerance.default))
-    report: dict = {"model": name, "family": meta["family"], "tolerance": tol, "variants": {}}
+    report: dict = {"model": name, "family": meta["family"], "task": meta["task"], "tolerance": tol}
+    report |= {"speed_only": bool(meta.get("speed_only")), "variants": {}}
     if opt["export_status"] == "ok":
-        case = parity_case(cfg, family, est, tol, optimized)
+        # feature rows / tensors, or forecast windows (onnxship/validation.py)
+        case = validation.parity_case(workload(cfg), cfg, family, est, meta, tol)
         report["native_metrics"] = case.native_metrics
-        report["hostile_rows"] = {k: len(v) for k, v in case.hostile.items()}
+        report["hostile_rows"] = validation.set_sizes(case)
         for variant, entry in opt["variants"].items():
             if entry["status"] != "ok":
                 report["variants"][variant] = {
@@ -69,9 +42,8 @@ def run(cfg: DictConfig, _run) -> Outcome:
                 }
                 continue
             try:
-                report["variants"][variant] = check_variant(
-                    optimized / f"{variant}.onnx", entry["lossy"], case
-                )
+                path = optimized / f"{variant}.onnx"
+                report["variants"][variant] = validation.check_variant(case, path, entry["lossy"])
             except Exception as err:  # a graph ONNX Runtime cannot load or run fails alone
                 report["variants"][variant] = {"verdict": "fail", "reasons": [f"{type(err).__name__}: {err}"]}
             # which file was judged: package registers only this exact file

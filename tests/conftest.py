@@ -22,6 +22,7 @@ def tiny_config(tmp_path: Path, extra: list[str] = ()) -> DictConfig:
         f"paths.native={tmp_path}/models/native",
         f"paths.onnx={tmp_path}/models/onnx",
         f"paths.optimized={tmp_path}/models/optimized",
+        f"paths.checkpoints={tmp_path}/models/checkpoints",
         f"paths.reports={tmp_path}/reports",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_root={tmp_path}/mlartifacts",
@@ -62,11 +63,16 @@ def pipeline_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(pipeline_dir: Path):
-    """prepare + train + export + optimize + validate + benchmark + package for the whole zoo, once."""
-    from stages import benchmark, export, optimize, package, prepare, train, validate
+    """prepare + checkpoint + train + export + optimize + validate + benchmark + package for the
+    whole zoo, once."""
+    from stages import benchmark, checkpoint, export, optimize, package, prepare, train, validate
 
     cfg = tiny_config(pipeline_dir)
     prepare.run(cfg)
+    for name in cfg.checkpoints.builds:
+        built = cfg.copy()
+        OmegaConf.update(built, "checkpoint", name)
+        checkpoint.run(built)
     results = {}
     for name in cfg.zoo.models:
         m = with_model(cfg, name)

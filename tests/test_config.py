@@ -19,7 +19,7 @@ def test_params_yaml_matches_conf():
 def test_drift_is_detected(tmp_path: Path):
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    zoo = tmp_path / "conf" / "zoo" / "tabular.yaml"
+    zoo = tmp_path / "conf" / "zoo" / "default.yaml"
     zoo.write_text(zoo.read_text().replace("max_depth: 6", "max_depth: 4"))
     assert params_drift(tmp_path / "params.yaml", tmp_path / "conf") == [
         "zoo.models.xgboost.params.max_depth"

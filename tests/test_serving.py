@@ -303,7 +303,8 @@ def test_promote_refuses_a_version_that_failed_a_gate(registry):
 def test_server_process_imports_no_training_framework_or_pickle_loader(registry, tmp_path):
     script = f"""
 import json, os, sys, time
-os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r}, ONNXSHIP_SERVING_MODELS='["stack_ridge", "cnn", "chronos2"]',
+os.environ.update(ONNXSHIP_SERVING_TRACKING_URI={registry!r},
+                  ONNXSHIP_SERVING_MODELS='["stack_ridge", "cnn", "chronos2"]',
                   ONNXSHIP_SERVING_CACHE_DIR={str(tmp_path)!r}, ONNXSHIP_SERVING_POLL_INTERVAL_S="0.5")
 from fastapi.testclient import TestClient
 from serving.http.app import create_app

@@ -20,14 +20,25 @@ from stages import export, summarize, validate
 from tests.conftest import with_model
 
 
+def native_meta(cfg, name: str) -> dict:
+    return read_json(Path(cfg.paths.native) / name / "meta.json")
+
+
 def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
     cfg, results = tiny_pipeline
     for name in cfg.zoo.models:
-        _, _, schema = load_split(prepared_dir(cfg, name), "test")
+        meta = native_meta(cfg, name)
         rep = results[name]["export"]
         assert rep["status"] == "ok", rep
-        shape = ["batch", *schema["input_shape"]]
-        assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": shape}
+        io = ModelIO.of_model(meta)
+        assert [i["name"] for i in rep["inputs"]] == [i.name for i in io.inputs]
+        assert [o["name"] for o in rep["outputs"]] == OUTPUTS[meta["task"]]
+        if meta["task"] == "forecast":  # batch and context length stay dynamic, the horizon does not
+            assert rep["inputs"][0]["shape"] == ["batch", "context_length"]
+            assert rep["outputs"][0]["shape"][1:] == list(io.outputs[0].shape[1:])
+        else:
+            shape = ["batch", *meta["input_shape"]]
+            assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": shape}
         assert "seconds" not in rep, "timings belong in MLflow, not in a cached output"
         model = onnx.load(str(Path(cfg.paths.onnx) / name / "model.onnx"))
         assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -37,9 +48,11 @@ def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
 def test_validate_reports_parity_on_test_and_hostile_sets(tiny_pipeline):
     cfg, _results = tiny_pipeline
     for name in cfg.zoo.models:
-        _, y_test, _ = load_split(prepared_dir(cfg, name), "test")
         rep = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
         assert rep["passed"], rep
+        if rep["task"] == "forecast":
+            continue  # test_forecasters_are_judged_on_windows_and_their_variants
+        _, y_test, _ = load_split(prepared_dir(cfg, name), "test")
         base = rep["variants"]["base"]
         assert set(base["sets"]) >= {"test", "extreme", "float64", "batch_consistency"}
         # missing values where the model takes them; split thresholds where it has trees
@@ -70,11 +83,36 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
     assert {r["runtime"] for r in rows} == set(rep["runtimes"])
 
 
+def test_forecasters_are_judged_on_windows_and_their_variants(tiny_pipeline):
+    cfg, _results = tiny_pipeline
+    forecasters = [n for n in cfg.zoo.models if native_meta(cfg, n)["task"] == "forecast"]
+    assert len(forecasters) == 6
+    for name in forecasters:
+        meta, entry = native_meta(cfg, name), cfg.zoo.models[name]
+        rep = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
+        base = rep["variants"]["base"]["sets"]
+        expected = {"test", "nan_holes", "short_context", "batch_consistency"}
+        if meta["forecast"]["covariates"]:
+            expected |= {"covariates_past_only", "covariates_none"}
+        assert set(base) == expected, name
+        assert base["test"]["windows"] == entry.max_windows
+        assert base["test"]["within_tolerance"] == 1.0 and base["test"]["max_abs_diff"] < 1e-3
+        if entry.get("speed_only"):  # random weights: no accuracy figure anywhere
+            assert meta["test_metrics"] == {} and rep["native_metrics"] == {}
+            assert "wql_native" not in base["test"]
+        else:
+            assert set(meta["test_metrics"]) == {"wql", "mase"}
+            assert base["test"]["metric_rel_change"] < 0.01
+    summarize.run(cfg)
+    summary = (Path(cfg.paths.reports) / "summary.md").read_text()
+    assert "## Forecasters" in summary and "speed only" in summary
+
+
 def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipeline):
     cfg, _results = tiny_pipeline
     client = configure(cfg)  # models:/ URIs resolve through the process-wide registry URI
     for name in cfg.zoo.models:
-        _, _, schema = load_split(prepared_dir(cfg, name), "test")
+        schema = native_meta(cfg, name)
         version = client.get_model_version_by_alias(name, cfg.package.alias)
         tags = version.tags
         assert tags["parity_verdict"] == "pass"
@@ -94,9 +132,12 @@ def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipelin
         meta = read_json(local / "onnxship.json")
         assert sha256_file(local / "model.onnx") == meta["sha256"] == tags["onnx_sha256"]
         assert meta["features"] == schema["features"]
+        assert meta["outputs"][0]["name"] == OUTPUTS[schema["task"]][0]
+        if schema["task"] == "forecast":  # what serving reads to build a forecaster's inputs
+            assert meta["forecast"] == schema["forecast"]
+            continue
         assert meta["inputs"][0]["name"] == INPUT
         assert meta["inputs"][0]["shape"] == ["batch", *schema["input_shape"]]
-        assert meta["outputs"][0]["name"] == OUTPUTS[schema["task"]][0]
         assert meta["inference_settings"]["intra_op_threads"] == cfg.runtime.intra_op_threads
         assert (local / "MLmodel").exists()
 

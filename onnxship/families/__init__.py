@@ -75,6 +75,11 @@ class Family:
         what later stages need to load it."""
         shutil.copyfile(source, native)
 
+    def native_call(self, est: Any, meta: dict) -> Any:
+        """What the benchmark times natively: feed (the graph's inputs by name) -> answer."""
+        task = meta["task"]
+        return lambda feed: self.predict(est, feed["input"], task)
+
     def set_threads(self, threads: int) -> None:
         """Make native prediction use this many threads, where the library has one global setting
         (the benchmark gives native the threads ONNX Runtime gets)."""

@@ -49,7 +49,10 @@ class ChronosFamily(Family):
         return getattr(checkpoints, self.name)(checkpoint["size"], seed=seed, **options)
 
     def fit(self, est: Any, X: Any, y: Any) -> Any:
-        return est  # zero-shot: the checkpoint as it is
+        return est  # zero-shot: the checkpoint as it is (fine-tuning: finetune())
+
+    def finetune(self, est: Any, inputs: list[dict], spec: ForecastSpec, options: Any, seed: int) -> Any:
+        raise ConfigError(f"{self.name} cannot be fine-tuned here (Chronos-2 can: family chronos2)")
 
     def save(self, est: Any, path: Path) -> None:
         # the model's own save_pretrained (ChronosBoltPipeline has none); with the config written
@@ -75,6 +78,26 @@ class ChronosFamily(Family):
 
     def graph(self, est: Any, spec: ForecastSpec) -> Any:
         raise NotImplementedError
+
+    def native_call(self, est: Any, meta: dict) -> Any:
+        """PyTorch eager on exactly what the graph computes (the same wrapper module), under
+        torch.inference_mode: the library's predict adds Python preprocessing the graph has not."""
+        import torch
+
+        module = self.graph(est, ForecastSpec.from_metadata(meta)).eval()
+        names = ForecastSpec.from_metadata(meta).input_names
+
+        def call(feed: dict[str, np.ndarray]) -> np.ndarray:
+            with torch.inference_mode():
+                return module(*(torch.from_numpy(feed[n]) for n in names)).numpy()
+
+        return call
+
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
 
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import torch
@@ -110,6 +133,16 @@ class Chronos2Family(ChronosFamily):
     name = "chronos2"
     pipeline_class = "Chronos2Pipeline"
     tiny_spec: ClassVar[dict[str, Any]] = {"checkpoint": {"size": "tiny", "context_length": 256}}
+
+    def finetune(self, est: Any, inputs: list[dict], spec: ForecastSpec, options: Any, seed: int) -> Any:
+        """The library's own Chronos2Pipeline.fit on the series (covariates included)."""
+        import tempfile
+
+        from onnxship.chronos.training import finetune_chronos2
+
+        options = dict(options) | {"context_length": spec.context_length}
+        with tempfile.TemporaryDirectory(prefix="chronos2-finetune-") as workdir:
+            return finetune_chronos2(est, inputs, spec.prediction_length, options, seed, workdir)
 
     def graph(self, est: Any, spec: ForecastSpec) -> Any:
         from onnxship.chronos.graphs import Chronos2Graph

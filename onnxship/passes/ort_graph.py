@@ -20,6 +20,7 @@ class OrtGraphOptions(BaseModel):
 class OrtGraphPass(Pass):
     name = "ort_graph"
     Options = OrtGraphOptions
+    runtime_ops = True
 
     def run(self, src: Path, dst: Path, options: OrtGraphOptions) -> dict[str, Any]:
         import onnxruntime as ort

@@ -54,7 +54,6 @@ def version_metadata(
     variant: str,
     graph: onnx.ModelProto,
     native_meta: dict,
-    schema: dict,
     validation: dict,
     bench: dict,
     gates: dict[str, bool],
@@ -69,11 +68,12 @@ def version_metadata(
         "model": name,
         "variant": variant,
         "family": native_meta["family"],
-        "task": schema["task"],
-        "features": schema["features"],
-        "input_shape": schema.get("input_shape", [len(schema["features"])]),
-        "classes": schema["classes"],
-        "target": schema["target"],
+        "task": native_meta["task"],
+        "features": native_meta["features"],
+        "input_shape": native_meta.get("input_shape", [len(native_meta["features"])]),
+        "classes": native_meta["classes"],
+        "target": native_meta.get("target"),
+        **{k: native_meta[k] for k in ("forecast", "speed_only") if k in native_meta},
         **describe_io(graph),
         "inference_settings": settings.as_dict(),
         "accepts_nan": "nan" in validation.get("hostile_rows", {}),
@@ -93,17 +93,23 @@ def version_metadata(
 
 
 def build_version_dir(
-    out: Path, graph: onnx.ModelProto, metadata: dict, settings: InferenceSettings, X: np.ndarray
+    out: Path,
+    graph: onnx.ModelProto,
+    metadata: dict,
+    settings: InferenceSettings,
+    feeds: dict[str, np.ndarray],
 ) -> dict:
     """The MLflow onnx-flavor folder plus onnxship.json; returns the metadata with the file's sha256."""
     import mlflow.onnx
     from mlflow.models import infer_signature
 
-    sample = OnnxModel(graph.SerializeToString(), settings).run(X[:5])
+    model = OnnxModel(graph.SerializeToString(), settings)
+    inputs = {k: v.astype(np.float32) for k, v in feeds.items()}
+    sample = dict(zip(model.output_names, model.run_feed(inputs), strict=True))
     mlflow.onnx.save_model(
         graph,
         str(out),
-        signature=infer_signature(X[:5].astype(np.float32), sample),
+        signature=infer_signature(inputs if len(inputs) > 1 else next(iter(inputs.values())), sample),
         save_as_external_data=False,
         pip_requirements=["onnxruntime", "onnx"],
         onnx_execution_providers=list(settings.providers),

@@ -1,0 +1,126 @@
+"""Parity for forecasters: does an ONNX forecast graph answer like the library's own predict?
+
+Judged on rolling held-out windows of the test split, as one batch and one window at a time, and
+on harder sets built from them: NaN holes in the context, short contexts (NaN-padded), and, for
+a model with covariates, each covariate pattern (known future; past-only, i.e. the future
+unknown; none at all). Each window is its own group, so batch 1 vs batch N also proves that
+series in one batch do not mix; target and covariates share a group inside the graph. Per
+output: max abs / rel difference and the share of windows within atol + rtol * |native|; task
+metrics (weighted quantile loss, MASE) native vs ONNX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec
+from onnxship.parity import row_diff
+from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.series import forecast_metrics
+
+
+@dataclass
+class ForecastCase:
+    spec: ForecastSpec
+    tolerance: dict[str, float]
+    gates: Any
+    settings: InferenceSettings
+    season: int
+    truth: np.ndarray  # [n, H] of the test windows
+    sets: dict[str, dict[str, np.ndarray]]  # name -> feed; "test" first
+    native: dict[str, np.ndarray]  # name -> quantiles [n, H, Q]
+    native_metrics: dict[str, float]
+
+
+def hostile_feeds(feed: dict[str, np.ndarray], spec: ForecastSpec, rng: np.random.Generator) -> dict:
+    """Harder variants of the test windows."""
+    out = {}
+    holes = {k: v.copy() for k, v in feed.items()}
+    holes[CONTEXT][rng.random(holes[CONTEXT].shape) < 0.1] = np.nan
+    out["nan_holes"] = holes
+    short = {k: v.copy() for k, v in feed.items()}
+    lengths = rng.integers(8, max(9, spec.context_length // 4), size=len(short[CONTEXT]))
+    for row, n in enumerate(lengths):
+        short[CONTEXT][row, : spec.context_length - n] = np.nan
+        if PAST in short:
+            short[PAST][row, : spec.context_length - n] = np.nan
+    out["short_context"] = short
+    if spec.covariates:
+        past_only = {k: v.copy() for k, v in feed.items()}
+        past_only[FUTURE][:] = np.nan
+        out["covariates_past_only"] = past_only
+        none = {k: v.copy() for k, v in feed.items()}
+        none[PAST][:] = np.nan
+        none[FUTURE][:] = np.nan
+        out["covariates_none"] = none
+    return out
+
+
+def compare_quantiles(native: np.ndarray, onnx: np.ndarray, atol: float, rtol: float) -> dict:
+    diff = row_diff(native.astype(np.float64), onnx.astype(np.float64))
+    scale = np.abs(native.astype(np.float64))
+    rel = np.where(diff == 0, 0.0, diff / np.maximum(scale, 1e-12))
+    within = (diff <= atol + rtol * scale).reshape(len(native), -1).all(axis=1)
+    return {
+        "windows": len(native),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "max_rel_diff": float(rel.max()),
+        "within_tolerance": float(within.mean()),
+    }
+
+
+def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
+    model = OnnxModel(path, case.settings)
+    tol, gates, reasons = case.tolerance, case.gates, []
+    sets: dict[str, dict] = {}
+    onnx_test = None
+    for name, feed in case.sets.items():
+        try:
+            (out,) = model.run_feed(feed)
+        except Exception as err:  # a graph that cannot run this input fails on it alone
+            sets[name] = {"windows": len(feed[CONTEXT]), "error": f"{type(err).__name__}: {err}"}
+            reasons.append(f"{name}: ONNX Runtime failed ({sets[name]['error'][:200]})")
+            continue
+        sets[name] = compare_quantiles(case.native[name], out, tol["atol"], tol["rtol"])
+        threshold = gates.min_within_test if name == "test" else gates.min_within_hostile
+        if not lossy and sets[name]["within_tolerance"] < threshold:
+            reasons.append(
+                f"{name} windows within tolerance {sets[name]['within_tolerance']:.2%} < {threshold:.0%}"
+            )
+        if name == "test":
+            onnx_test = out
+    metrics: dict[str, float] = {}
+    if onnx_test is not None and case.native_metrics:  # none for speed-only (random-weight) models
+        metrics = forecast_metrics(onnx_test, case.truth, case.sets["test"], case.spec, case.season)
+        for key in ("wql", "mase"):
+            change = abs(metrics[key] - case.native_metrics[key]) / max(abs(case.native_metrics[key]), 1e-12)
+            sets["test"] |= {f"{key}_native": case.native_metrics[key], f"{key}_onnx": metrics[key]}
+            sets["test"][f"{key}_rel_change"] = change
+            if change > gates.max_metric_rel_change:
+                reasons.append(f"test {key} moved {change:.2%} (> {gates.max_metric_rel_change:.0%})")
+        sets["test"]["metric_rel_change"] = max(
+            sets["test"]["wql_rel_change"], sets["test"]["mase_rel_change"]
+        )
+    if onnx_test is not None:
+        # batch 1 vs batch N on the first windows: each window alone must answer as in the batch
+        test = case.sets["test"]
+        rows = min(8, len(test[CONTEXT]))
+        one_by_one = np.concatenate(
+            [model.run_feed({k: v[i : i + 1] for k, v in test.items()})[0] for i in range(rows)]
+        )
+        batch_diff = float(row_diff(one_by_one.astype(np.float64), onnx_test[:rows].astype(np.float64)).max())
+        sets["batch_consistency"] = {"windows": rows, "max_abs_diff": batch_diff}
+        if batch_diff > tol["atol"] + tol["rtol"] * float(np.abs(onnx_test[:rows]).max()):
+            reasons.append(f"batch 1 vs batch {len(test[CONTEXT])} differ by {batch_diff:.3g}")
+    return {
+        "verdict": "pass" if not reasons else "fail",
+        "reasons": reasons,
+        "lossy": lossy,
+        "onnx_metrics": metrics,
+        "sets": sets,
+    }

@@ -1,0 +1,117 @@
+"""What a per-model stage needs from a model's data, for each kind of data: feature rows or
+tensors (regression, classification) and series (forecasters). The stages call these and never
+branch on the task themselves.
+
+    rows    data/prepared[/<dataset>]/{train,val,test}.parquet: X, y
+    series  data/prepared/<dataset>/series.parquet: target + covariates, windows per split
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from onnxship.contract import INPUT, ForecastSpec, Task
+from onnxship.io import read_json
+
+
+class Rows:
+    """Feature rows [n, n_features] or tensors [n, *input_shape], with a label or value each."""
+
+    def __init__(self, prepared: Path) -> None:
+        self.prepared = prepared
+        self.schema = read_json(prepared / "schema.json")
+        self.task = self.schema["task"]
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        from onnxship.data import load_split
+
+        X, y, _ = load_split(self.prepared, name)
+        return X, y
+
+    def meta_fields(self, spec: Any, est: Any, family: Any) -> dict[str, Any]:
+        return {
+            "features": self.schema["features"],
+            "input_shape": self.schema.get("input_shape", [len(self.schema["features"])]),
+            "classes": self.schema["classes"],
+            "target": self.schema["target"],
+        }
+
+    def bench_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        """Real test inputs for timing (dummy rows can all follow one tree path)."""
+        return {INPUT: self.split("test")[0][:limit]}
+
+
+class Series:
+    """A series with covariates, cut into rolling windows; the model's ForecastSpec comes from
+    its zoo entry (`forecast:`) and its checkpoint (quantile levels)."""
+
+    def __init__(self, prepared: Path) -> None:
+        from onnxship.series import load_series
+
+        self.prepared = prepared
+        self.table, self.schema = load_series(prepared)
+        self.task = Task.FORECAST
+
+    def spec(self, entry: Any, levels: list[float]) -> ForecastSpec:
+        block = dict(entry.get("forecast") or {})
+        known = set(block.get("future_covariates", block.get("covariates", [])) or [])
+        covariates = [{"name": c, "future": c in known} for c in block.get("covariates", []) or []]
+        return ForecastSpec.from_metadata(
+            {
+                "task": Task.FORECAST,
+                "forecast": {
+                    "context_length": block.get("context_length", 512),
+                    "prediction_length": block.get("prediction_length", 48),
+                    "quantile_levels": levels,
+                    "covariates": covariates,
+                },
+            }
+        )
+
+    @staticmethod
+    def stride(entry: Any, spec: ForecastSpec) -> int:
+        """Forecast origins this many steps apart (default: the horizon, windows side by side)."""
+        return int(entry.get("window_stride") or spec.prediction_length)
+
+    @staticmethod
+    def limit(entry: Any) -> int | None:
+        """At most this many (the last) test windows: speed-only models are judged on parity, and
+        a release-size model forecasts slowly."""
+        return entry.get("max_windows")
+
+    def windows(self, spec: ForecastSpec, split: str, stride: int, limit: int | None = None) -> tuple:
+        from onnxship.series import window_origins, windows
+
+        return windows(self.table, self.schema, spec, window_origins(self.schema, split, spec, stride, limit))
+
+    def bench_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        spec = ForecastSpec.from_metadata(meta)
+        feed, _ = self.windows(spec, "test", self.stride(entry, spec))
+        return {k: v[-limit:] for k, v in feed.items()}
+
+    def meta_fields(self, entry: Any, est: Any, family: Any) -> dict[str, Any]:
+        spec = self.spec(entry, family.quantile_levels(est))
+        return {
+            "features": list(spec.covariates),
+            "input_shape": [spec.context_length],
+            "classes": None,
+            "target": self.schema["target"],
+            "speed_only": bool(entry.get("speed_only", False)),
+            "forecast": {
+                "context_length": spec.context_length,
+                "prediction_length": spec.prediction_length,
+                "quantile_levels": list(spec.quantile_levels),
+                "covariates": [{"name": c, "future": c in spec.future_covariates} for c in spec.covariates],
+            },
+        }
+
+
+def workload(cfg: DictConfig, name: str | None = None) -> Rows | Series:
+    from onnxship.pipeline.config import prepared_dir
+
+    folder = prepared_dir(cfg, name)
+    return Series(folder) if (folder / "series.parquet").exists() else Rows(folder)
