@@ -120,6 +120,11 @@ def check_variant(path: Path, lossy: bool, case: ParityCase) -> dict:
     sets["batch_consistency"] = {"rows": len(case.templates), "max_abs_diff": batch_diff}
     if batch_diff > tol["atol"]:
         reasons.append(f"batch 1 vs batch N differ by {batch_diff:.3g} (> atol {tol['atol']})")
+    return verdict(reasons, lossy, metrics, sets)
+
+
+def verdict(reasons: list[str], lossy: bool, metrics: dict, sets: dict) -> dict:
+    """One variant's entry in reports/validate/<model>.json: it passes when nothing failed."""
     return {
         "verdict": "pass" if not reasons else "fail",
         "reasons": reasons,

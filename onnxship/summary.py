@@ -60,6 +60,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def table(head: list[str], rows: list[dict]) -> list[str]:
+    """A markdown table's lines: the columns `head`, one line per row."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
+
+
 def markdown(rows: list[dict], small: int, large: int) -> str:
     head = ["model", "family", "export", "variant", "parity", "max_abs_diff", "registered"]
     for size in (small, large):
@@ -77,10 +83,8 @@ def markdown(rows: list[dict], small: int, large: int) -> str:
         "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
         '"Reading the reports".',
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
+        *table(head, rows),
     ]
-    lines += ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +119,6 @@ def forecast_markdown(rows: list[dict]) -> str:
         "the graph was exported from vs ONNX Runtime, per call of `batch` windows. Speed-only models",
         "have random weights at the release size: no accuracy figure.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
+        *table(head, rows),
     ]
-    lines += ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from tests.services import eventually, free_port
 
 pytestmark = pytest.mark.e2e
 MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", "chronos2"]
+MODELS += ["chronos2_covariates"]  # registered by the pipeline itself
 CHRONOS_COVARIATES = [{"name": "temperature", "future": True}, {"name": "workday", "future": False}]
 FORECASTER = toy_forecaster.metadata(
     context_length=32,
@@ -517,6 +518,46 @@ def test_forecast_answers_like_chronos2_itself(server):
     hotter = {"temperature": [t + 15 for t in future["temperature"]]}
     moved = httpx.post(f"{server['url']}/forecast", json=request | {"future_covariates": hotter}).json()
     assert moved["quantiles"]["0.5"] != pytest.approx(body["quantiles"]["0.5"], abs=1e-4)
+
+
+def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, tiny_pipeline):
+    """The version the pipeline itself registered (fine-tuned with known-future Temperature and
+    WorkDay) answers /forecast and V2 infer like the library's predict on its native checkpoint."""
+    from onnxship import families
+    from serving.http.forecasting import build_feed
+
+    cfg, _ = tiny_pipeline
+    family, est, meta = families.load_native(Path(cfg.paths.native) / "chronos2_covariates")
+    spec = ForecastSpec.from_metadata(meta)
+    assert spec.future_covariates == ("Temperature", "WorkDay")
+    rng = np.random.default_rng(5)
+    n, h = 120, spec.prediction_length
+    context = (5 + np.sin(np.arange(n) / 8) + rng.normal(0, 0.1, n)).round(3).tolist()
+    temperature = rng.normal(20, 3, n + h).round(2).tolist()
+    workday = ([1.0] * 40 + [0.0] * 8) * 4
+    past = {"Temperature": temperature[:n], "WorkDay": workday[:n]}
+    future = {"Temperature": temperature[n:], "WorkDay": workday[n : n + h]}
+    request = {"model": "chronos2_covariates", "context": context, "past_covariates": past}
+    r = httpx.post(f"{server['url']}/forecast", json=request | {"future_covariates": future})
+    assert r.status_code == 200, r.text
+    feed, _, _ = build_feed(spec, context, h, None, past, future)
+    native = family.forecast(est, feed, spec)[0]
+    levels = list(spec.quantile_levels)
+    assert r.json()["quantiles"]["0.5"] == pytest.approx(native[:, levels.index(0.5)], rel=1e-4, abs=1e-4)
+    inputs = [  # NaN (missing, unknown) travels as null
+        {
+            "name": k,
+            "shape": list(v.shape),
+            "datatype": "FP32",
+            "data": [None if np.isnan(x) else float(x) for x in v.ravel()],
+        }
+        for k, v in feed.items()
+    ]
+    r = httpx.post(f"{server['url']}/v2/models/chronos2_covariates/infer", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    (out,) = r.json()["outputs"]
+    assert out["name"] == "quantiles" and out["shape"] == [1, h, len(levels)]
+    np.testing.assert_allclose(np.asarray(out["data"]).reshape(1, h, -1)[0], native, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(
