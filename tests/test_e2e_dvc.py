@@ -115,6 +115,7 @@ def test_editing_core_code_marks_the_stages_that_use_it(project: Path, edited: s
     assert stale_stages(project) == set()
 
 
+@pytest.mark.slow  # ~4 min: every train stage re-runs (zoo.models is train's param); make test-all
 def test_dvc_exp_run_takes_a_parameter_and_exp_show_lists_it(project: Path):
     sh(
         ["dvc", "exp", "run", "--temp", "-n", "depth4", "-S", "zoo.models.xgboost.params.max_depth=4"],
