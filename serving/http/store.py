@@ -34,11 +34,6 @@ class LoadedModel:
         return self.metadata.get("features", [])
 
     @property
-    def input_shape(self) -> list[int]:
-        """One example's shape: [n_features] for feature rows, e.g. [1, 8, 8] for images."""
-        return self.metadata.get("input_shape") or [len(self.features)]
-
-    @property
     def task(self) -> str:
         return self.metadata["task"]
 
@@ -62,7 +57,8 @@ def load_verified(name: str, version: str, folder: Path, warmup_calls: int) -> L
     if loaded.forecast is not None:
         feed = loaded.forecast.example_feed()
     else:
-        feed = {model.input_name: np.zeros((1, *loaded.input_shape), dtype=np.float32)}
+        # the graph's own example shape (the probe checked it against the metadata)
+        feed = {model.input_name: np.zeros((1, *model.input_shape), dtype=np.float32)}
     for _ in range(warmup_calls):
         model.run_feed(feed)
     return loaded

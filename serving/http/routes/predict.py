@@ -21,7 +21,7 @@ def _answer(loaded: LoadedModel, rows: list) -> dict:
     """Run rows through the model; any input problem becomes a 422 naming the field."""
     if loaded.forecast is not None:
         raise HTTPException(422, f"model: '{loaded.name}' is a forecaster; use POST /forecast")
-    if len(loaded.input_shape) != 1:
+    if len(loaded.model.input_shape) != 1:  # tensors (e.g. images), not feature rows
         infer = f"/v2/models/{loaded.name}/infer"
         raise HTTPException(422, f"model: '{loaded.name}' takes tensors, not feature rows; use POST {infer}")
     try:
