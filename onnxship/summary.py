@@ -100,7 +100,8 @@ def forecast_row(cfg: DictConfig, name: str) -> dict:
     test = validation.get("variants", {}).get(row["variant"], {}).get("sets", {}).get("test", {})
     row["kind"] = "speed only" if validation.get("speed_only") else "accuracy"
     for key in ("wql", "mase"):
-        row[f"{key}_native"], row[f"{key}_onnx"] = test.get(f"{key}_native"), test.get(f"{key}_onnx")
+        if not validation.get("speed_only"):  # random weights: a gate figure, not an accuracy
+            row[f"{key}_native"], row[f"{key}_onnx"] = test.get(f"{key}_native"), test.get(f"{key}_onnx")
     return row
 
 

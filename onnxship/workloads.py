@@ -17,6 +17,16 @@ from omegaconf import DictConfig
 from onnxship.contract import INPUT, ForecastSpec, Task
 from onnxship.io import read_json
 
+CALIBRATION_BATCH = 32  # rows (windows) per calibration call
+
+
+def in_batches(feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Equal-sized batches (histogram calibrators stack them; a short last one is dropped unless
+    it is the only one)."""
+    rows = len(next(iter(feed.values())))
+    size = min(CALIBRATION_BATCH, rows)
+    return [{k: v[i : i + size] for k, v in feed.items()} for i in range(0, rows - size + 1, size)]
+
 
 class Rows:
     """Feature rows [n, n_features] or tensors [n, *input_shape], with a label or value each."""
@@ -43,6 +53,10 @@ class Rows:
     def bench_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
         """Real test inputs for timing (dummy rows can all follow one tree path)."""
         return {INPUT: self.split("test")[0][:limit]}
+
+    def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
+        """Validation rows for INT8 calibration, in batches (never the test rows the gates use)."""
+        return in_batches({INPUT: self.split("val")[0][:limit].astype(np.float32)})
 
 
 class Series:
@@ -92,6 +106,12 @@ class Series:
         spec = ForecastSpec.from_metadata(meta)
         feed, _ = self.windows(spec, "test", self.stride(entry, spec))
         return {k: v[-limit:] for k, v in feed.items()}
+
+    def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
+        """The last `limit` validation windows, in batches."""
+        spec = ForecastSpec.from_metadata(meta)
+        feed, _ = self.windows(spec, "val", self.stride(entry, spec), limit)
+        return in_batches(feed)
 
     def meta_fields(self, entry: Any, est: Any, family: Any) -> dict[str, Any]:
         spec = self.spec(entry, family.quantile_levels(est))

@@ -69,7 +69,7 @@ def test_a_small_numeric_change_fails_parity_but_passes_as_lossy(case, tmp_path)
     assert any("within tolerance" in r for r in strict["reasons"]), strict["reasons"]
     lossy = check_variant(path, True, case)
     assert lossy["verdict"] == "pass", lossy["reasons"]
-    assert lossy["lossy"] and lossy["sets"]["test"]["metric_rel_change"] < 0.01
+    assert lossy["lossy"] and lossy["sets"]["test"]["metric_rel_worse"] < 0.01
 
 
 def test_a_lossy_variant_that_moves_the_task_metric_is_refused(case, tmp_path):

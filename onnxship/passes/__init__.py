@@ -1,8 +1,10 @@
 """Optimization passes, registered by decorator: adding one = one module with one @register class.
 
-A pass reads an ONNX file and writes a new one: run(src, dst, options) -> dict of what it did.
-Its options are a pydantic model (`Options`, unknown keys refused), validated for every variant
-before any pass runs; variants (conf/optimize) chain passes by name.
+A pass reads an ONNX file and writes a new one: run(src, dst, options, context) -> dict of what it
+did. Its options are a pydantic model (`Options`, unknown keys refused), validated for every variant
+before any pass runs; variants (conf/optimize) chain passes by name, optionally only for some
+families. The context brings what a pass may need beyond the graph: calibration inputs from the
+validation split (static INT8) and the model's family.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +24,16 @@ from onnxship.contract import BASE_VARIANT
 from onnxship.errors import ConfigError
 from onnxship.plugins import Registry
 
-__all__ = ["NoOptions", "Pass", "apply_chain", "get", "names", "plan", "register"]
+__all__ = ["NoOptions", "Pass", "PassContext", "apply_chain", "get", "names", "plan", "register"]
+
+Feeds = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PassContext:
+    family: str = ""
+    # real inputs for calibration (the validation split, never test): n -> feeds, one per batch
+    calibration: Callable[[int], Feeds] | None = None
 
 
 class NoOptions(BaseModel):
@@ -46,7 +58,7 @@ class Pass:
             )
             raise ConfigError(f"{where or 'pass'} '{self.name}': {problems}") from None
 
-    def run(self, src: Path, dst: Path, options: Any) -> dict[str, Any]:
+    def run(self, src: Path, dst: Path, options: Any, context: PassContext) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -57,12 +69,45 @@ register, get, names = PASSES.register, PASSES.get, PASSES.names
 Chain = list[tuple[Pass, object]]
 
 
+def load_without_shapes(src: Path) -> onnx.ModelProto:
+    """The graph without its recorded intermediate shapes (value_info). Exporters record shapes
+    of initializers too; a pass that rewrites a weight (a Gemm's transposed weight quantized) then
+    contradicts them and shape inference fails. Shapes are inferred again from the graph itself."""
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    return model
+
+
+def steps_of(variant: str, spec: Any) -> tuple[list, list[str] | None]:
+    """A variant is a list of steps (every family), or {passes: [...], families: [...]}."""
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - {"passes", "families"})
+        if unknown or "passes" not in spec:
+            raise ConfigError(
+                f"optimize.variants.{variant}: expected keys passes (and families), got {unknown}"
+            )
+        families = spec.get("families")
+        return list(spec["passes"]), (list(families) if families is not None else None)
+    return list(spec), None
+
+
+def for_family(variants: Mapping[str, Any], family: str) -> dict[str, Any]:
+    """The variants that apply to a family (e.g. calibration-based INT8 only where it pays)."""
+    out = {}
+    for variant, spec in variants.items():
+        families = steps_of(variant, spec)[1]
+        if families is None or family in families:
+            out[variant] = spec
+    return out
+
+
 def plan(variants: Mapping[str, Any]) -> dict[str, Chain]:
     """Every variant's passes with their typed options, resolved before any work starts."""
     out = {}
-    for variant, steps in variants.items():
+    for variant, spec in variants.items():
         if variant == BASE_VARIANT:
             raise ConfigError(f"optimize.variants: '{BASE_VARIANT}' is reserved for the exported graph")
+        steps, _families = steps_of(variant, spec)
         chain = []
         for i, step in enumerate(steps):
             step = dict(step)
@@ -75,13 +120,16 @@ def plan(variants: Mapping[str, Any]) -> dict[str, Chain]:
     return out
 
 
-def apply_chain(src: Path, dst: Path, chain: Chain) -> tuple[list[dict], float]:
+def apply_chain(
+    src: Path, dst: Path, chain: Chain, context: PassContext | None = None
+) -> tuple[list[dict], float]:
+    context = context or PassContext()
     steps, current, started = [], src, time.perf_counter()
     nodes = len(onnx.load(str(src)).graph.node)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (pass_, options) in enumerate(chain):
             target = Path(tmp) / f"step{i}.onnx"
-            did = pass_.run(current, target, options)
+            did = pass_.run(current, target, options, context)
             if pass_.runtime_ops:
                 import onnxruntime as ort
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from onnxship.passes import Pass, register
+from onnxship.passes import Pass, PassContext, register
 
 
 @register
 class OnnxSlimPass(Pass):
     name = "onnxslim"
 
-    def run(self, src: Path, dst: Path, options: Any) -> dict[str, Any]:
+    def run(self, src: Path, dst: Path, options: Any, context: PassContext) -> dict[str, Any]:
         import onnx
         import onnxslim
 

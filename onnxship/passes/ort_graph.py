@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from onnxship.passes import Pass, register
+from onnxship.passes import Pass, PassContext, register
 
 
 class OrtGraphOptions(BaseModel):
@@ -22,7 +22,7 @@ class OrtGraphPass(Pass):
     Options = OrtGraphOptions
     runtime_ops = True
 
-    def run(self, src: Path, dst: Path, options: OrtGraphOptions) -> dict[str, Any]:
+    def run(self, src: Path, dst: Path, options: OrtGraphOptions, context: PassContext) -> dict[str, Any]:
         import onnxruntime as ort
 
         from onnxship.runtime import LEVELS
