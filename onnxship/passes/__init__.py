@@ -126,11 +126,13 @@ def apply_chain(
     context = context or PassContext()
     steps, current, started = [], src, time.perf_counter()
     nodes = len(onnx.load(str(src)).graph.node)
+    runtime_ops = False
     with tempfile.TemporaryDirectory() as tmp:
         for i, (pass_, options) in enumerate(chain):
             target = Path(tmp) / f"step{i}.onnx"
             did = pass_.run(current, target, options, context)
-            if pass_.runtime_ops:
+            runtime_ops = runtime_ops or pass_.runtime_ops  # fused ops stay in the graph
+            if runtime_ops:
                 import onnxruntime as ort
 
                 ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])

@@ -36,6 +36,11 @@ def quant_type(name: str) -> Any:
     return {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[name]
 
 
+# ONNX shape inference cannot type the outputs of ORT's fused ops (after transformer_fusion):
+# they are float32, which the quantizer is told instead of giving up on the weight
+FUSED_OP_TYPES = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
+
+
 @contextmanager
 def quiet_quantizer() -> Iterator[None]:
     """The quantizer warns on the root logger for every tensor it skips (non-float, unknown
@@ -77,6 +82,7 @@ class Int8DynamicPass(Pass):
                 per_channel=options.per_channel,
                 reduce_range=options.reduce_range,
                 weight_type=quant_type(options.weight_type),
+                extra_options=FUSED_OP_TYPES,
             )
         counts = quantized_nodes(dst)
         if not counts:

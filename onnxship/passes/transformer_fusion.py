@@ -16,6 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onnxship.passes import Pass, PassContext, register
 
+FUSIONS = Literal[
+    "gelu",
+    "layer_norm",
+    "attention",
+    "rotary_embeddings",
+    "skip_layer_norm",
+    "bias_skip_layer_norm",
+    "bias_gelu",
+    "embed_layer_norm",
+]
+
 
 class TransformerFusionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -24,6 +35,9 @@ class TransformerFusionOptions(BaseModel):
     )
     num_heads: int = Field(0, ge=0, description="0: read from the graph")
     hidden_size: int = Field(0, ge=0, description="0: read from the graph")
+    disable: list[FUSIONS] = Field(
+        [], description="fusions not to try, by FusionOptions name without 'enable_'"
+    )
 
 
 @register
@@ -37,7 +51,12 @@ class TransformerFusionPass(Pass):
     ) -> dict[str, Any]:
         import logging
 
+        from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
+
+        fusion = FusionOptions(options.model_type)
+        for name in options.disable:
+            setattr(fusion, f"enable_{name}", False)
 
         # the optimizer logs every pattern it tried and did not find at WARNING
         logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
@@ -46,6 +65,7 @@ class TransformerFusionPass(Pass):
             model_type=options.model_type,
             num_heads=options.num_heads,
             hidden_size=options.hidden_size,
+            optimization_options=fusion,
             opt_level=0,
             use_gpu=False,
         )
