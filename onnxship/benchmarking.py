@@ -97,11 +97,13 @@ def measure_runtime(job: dict) -> dict:
 
 
 def add_speedups(report: dict) -> None:
-    """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native)."""
+    """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native), both
+    at their fastest settings; every tuning combination gets its ratio to that native figure too."""
     native = report["runtimes"].get(NATIVE)
     if not native:
         return
-    for _name, r in report["runtimes"].items():
+    tuned = [m for measured in report.get("tuning", {}).values() for m in measured]
+    for r in [*report["runtimes"].values(), *tuned]:
         for size, cell in r["batches"].items():
             cell["speedup_vs_native_p50"] = native["batches"][size]["p50_ms"] / cell["p50_ms"]
 
@@ -149,17 +151,18 @@ def flat_metrics(report: dict) -> dict:
     return out
 
 
-def measure_each(jobs: list[dict]) -> dict[str, dict]:
-    """Each job (one runtime) in its own fresh spawned process, one after the other, so runtimes
-    never compete for the cores; the sha256 of the file timed is kept with its figures."""
+def measure_each(jobs: list[dict]) -> list[dict]:
+    """Each job (one runtime under one set of session settings) in its own fresh spawned process,
+    one after the other, so runtimes never compete for the cores; the sha256 of the file timed is
+    kept with its figures. Results in the order of the jobs."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     spawn = multiprocessing.get_context("spawn")
-    results = {}
+    results = []
     for job in jobs:
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             result = pool.submit(measure_runtime, job).result()
         # which file was timed: package registers a variant only if it is this exact file
-        results[job["runtime"]] = {**result, "sha256": job.get("sha256")}
+        results.append({**result, "sha256": job.get("sha256")})
     return results

@@ -40,6 +40,7 @@ MODEL_FILE = ONNX_FILE
 METADATA_FILE = "onnxship.json"
 BENCHMARK_FILE = "benchmark.json"
 VALIDATION_FILE = "validation.json"
+CANDIDATES_FILE = "candidates.json"  # every variant: verdict, gate figures, latency at its best settings
 
 # tensor names
 INPUT = "input"

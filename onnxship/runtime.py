@@ -18,6 +18,11 @@ LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+EXECUTION_MODES = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    # independent branches (e.g. a stacking ensemble's base models) run side by side
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -32,17 +37,26 @@ class InferenceSettings:
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"
     allow_spinning: bool = False
+    execution_mode: str = "sequential"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> InferenceSettings:
         known = {
             k: data[k]
-            for k in ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "allow_spinning")
+            for k in (
+                "intra_op_threads",
+                "inter_op_threads",
+                "graph_optimization_level",
+                "allow_spinning",
+                "execution_mode",
+            )
             if k in data
         }
         if known.get("graph_optimization_level", "all") not in LEVELS:
             raise ValueError(f"graph_optimization_level must be one of {list(LEVELS)}")
+        if known.get("execution_mode", "sequential") not in EXECUTION_MODES:
+            raise ValueError(f"execution_mode must be one of {list(EXECUTION_MODES)}")
         return cls(providers=tuple(data.get("providers", cls.providers)), **known)
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,6 +70,7 @@ def create_session(model: str | Path | bytes, settings: InferenceSettings) -> or
     so.intra_op_num_threads = settings.intra_op_threads
     so.inter_op_num_threads = settings.inter_op_threads
     so.graph_optimization_level = LEVELS[settings.graph_optimization_level]
+    so.execution_mode = EXECUTION_MODES[settings.execution_mode]
     so.log_severity_level = 3  # errors only: shape-declaration warnings are noise at serve time
     if not settings.allow_spinning:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")

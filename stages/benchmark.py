@@ -26,6 +26,7 @@ from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
+from onnxship.tuning import best_per_batch, settings_grid, tuned_knobs
 from onnxship.workloads import workload
 
 
@@ -39,7 +40,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
     report: dict = {
         "model": name,
         "machine": {"cpus": os.cpu_count()},
-        "settings": as_plain(cfg.runtime),
+        "settings": as_plain(cfg.runtime),  # the base each tuning combination changes
         "bench": bench,
         "runtimes": {},
     }
@@ -48,18 +49,30 @@ def run(cfg: DictConfig, _run) -> Outcome:
         with tempfile.TemporaryDirectory(prefix="onnxship-bench-") as tmp:
             data = Path(tmp) / "inputs.npz"
             np.savez(data, **workload(cfg).bench_feeds(model_spec(cfg), meta, max(bench["batch_sizes"])))
-            common = {
-                "data": str(data),
-                "bench": bench,
-                "runtime_settings": as_plain(cfg.runtime),
-                "native_dir": str(Path(cfg.paths.native) / name),
-            }
-            jobs = [{**common, "runtime": NATIVE}] + [
-                {**common, "runtime": v, "path": str(optimized / f"{v}.onnx"), "sha256": e["sha256"]}
+            common = {"data": str(data), "bench": bench, "native_dir": str(Path(cfg.paths.native) / name)}
+            tuning = bench.get("tuning") or {}
+            jobs = [
+                {**common, "runtime": NATIVE, "runtime_settings": settings}
+                for settings in settings_grid(as_plain(cfg.runtime), tuning, native=True)
+            ]
+            jobs += [
+                {
+                    **common,
+                    "runtime": v,
+                    "runtime_settings": settings,
+                    "path": str(optimized / f"{v}.onnx"),
+                    "sha256": e["sha256"],
+                }
                 for v, e in opt["variants"].items()
                 if e["status"] == "ok"
+                for settings in settings_grid(as_plain(cfg.runtime), tuning)
             ]
-            report["runtimes"] = measure_each(jobs)
+            measured: dict[str, list] = {}
+            for job, result in zip(jobs, measure_each(jobs), strict=True):
+                knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == NATIVE)
+                measured.setdefault(job["runtime"], []).append(result | {"settings": knobs})
+            report["runtimes"] = {runtime: best_per_batch(m) for runtime, m in measured.items()}
+            report["tuning"] = measured
     else:
         report["skipped"] = "export failed"
     add_speedups(report)

@@ -13,12 +13,12 @@ from pathlib import Path
 import onnx
 from omegaconf import DictConfig
 
-from onnxship.contract import BENCHMARK_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
+from onnxship.contract import BENCHMARK_FILE, CANDIDATES_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
 from onnxship.io import read_json, sha256_file, write_json
+from onnxship.pipeline.choice import candidate_table, choose_variant, tuned_settings
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.packaging import (
     build_version_dir,
-    choose_variant,
     gates_for,
     register,
     version_metadata,
@@ -42,11 +42,14 @@ def run(cfg: DictConfig, active) -> Outcome:
     registered_name = f"{cfg.package.registered_model_prefix}{name}"
     batch = int(cfg.package.select_batch_size)
     variant, reasons = choose_variant(validation, bench, batch, float(cfg.package.min_gain_over_base))
+    candidates = candidate_table(validation, bench)
     result: dict = {
         "model": name,
         "registered_model": registered_name,
         "registered": False,
         "variant": variant,
+        "target_batch_size": batch,
+        "candidates": candidates,
     }
     if variant is not None:
         onnx_path = Path(cfg.paths.optimized) / name / f"{variant}.onnx"
@@ -56,7 +59,10 @@ def run(cfg: DictConfig, active) -> Outcome:
     if variant is not None and gates["parity"]:
         feeds = workload(cfg).bench_feeds(model_spec(cfg), native_meta, 5)  # real inputs for the signature
         graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
-        settings = InferenceSettings.from_mapping(cfg.runtime)
+        # the session settings that made this variant fastest at the target batch size
+        settings = InferenceSettings.from_mapping(
+            as_plain(cfg.runtime) | tuned_settings(bench, variant, batch)
+        )
         metadata = version_metadata(
             name, variant, graph, native_meta, validation, bench, gates, settings, batch
         )
@@ -66,6 +72,7 @@ def run(cfg: DictConfig, active) -> Outcome:
             # the evidence travels with the version (serving's GET /benchmark reads it)
             write_json(version_dir / BENCHMARK_FILE, bench)
             write_json(version_dir / VALIDATION_FILE, validation)
+            write_json(version_dir / CANDIDATES_FILE, candidates)
             mlflow.log_artifacts(str(version_dir), "model")
         tags = version_tags(active, native_meta, metadata, bench, variant, batch)
         client = configure(cfg)

@@ -75,4 +75,4 @@ def test_a_small_numeric_change_fails_parity_but_passes_as_lossy(case, tmp_path)
 def test_a_lossy_variant_that_moves_the_task_metric_is_refused(case, tmp_path):
     verdict = check_variant(scaled(tmp_path, 1.5), True, case)
     assert verdict["verdict"] == "fail"
-    assert any(r.startswith("test rmse moved") for r in verdict["reasons"]), verdict["reasons"]
+    assert any(r.startswith("test rmse") and "worse" in r for r in verdict["reasons"]), verdict["reasons"]

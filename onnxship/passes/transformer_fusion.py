@@ -35,8 +35,10 @@ class TransformerFusionOptions(BaseModel):
     )
     num_heads: int = Field(0, ge=0, description="0: read from the graph")
     hidden_size: int = Field(0, ge=0, description="0: read from the graph")
+    # Rotary-embedding fusion is off by default: on Chronos-2 (ORT 1.31) it wrote a
+    # RotaryEmbedding node whose position_ids do not fit the batch, and every input then failed.
     disable: list[FUSIONS] = Field(
-        [], description="fusions not to try, by FusionOptions name without 'enable_'"
+        ["rotary_embeddings"], description="fusions not to try, by FusionOptions name without 'enable_'"
     )
 
 

@@ -14,29 +14,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxship.contract import BASE_VARIANT, METADATA_FILE, MODEL_FILE, describe_io
+from onnxship.contract import METADATA_FILE, MODEL_FILE, describe_io
 from onnxship.io import sha256_file, write_json
+from onnxship.pipeline.choice import regime_table
 from onnxship.runtime import InferenceSettings, OnnxModel
-
-
-def choose_variant(
-    validation: dict, bench: dict, batch_size: int, min_gain: float
-) -> tuple[str | None, list[str]]:
-    """The fastest variant (p50 at `batch_size`) among those that passed validation, but the plain
-    export unless a variant beats it by `min_gain` (so timing noise does not pick the graph);
-    reasons when none passed."""
-    passed = [v for v in validation.get("passed", []) if v in bench.get("runtimes", {})]
-    if not passed:
-        failed = {v: e.get("reasons") for v, e in validation.get("variants", {}).items()}
-        return None, [validation.get("skipped") or f"no variant passed validation: {failed}"]
-
-    def p50(variant: str) -> float:
-        return bench["runtimes"][variant]["batches"][str(batch_size)]["p50_ms"]
-
-    fastest = min(passed, key=p50)
-    if BASE_VARIANT in passed and p50(BASE_VARIANT) < p50(fastest) * min_gain:
-        return BASE_VARIANT, []
-    return fastest, []
 
 
 def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sha256: str) -> dict[str, bool]:
@@ -60,7 +41,8 @@ def version_metadata(
     settings: InferenceSettings,
     batch: int,
 ) -> dict[str, Any]:
-    """onnxship.json of a version (sha256 and bytes are added once model.onnx is written)."""
+    """onnxship.json of a version (sha256 and bytes are added once model.onnx is written).
+    `settings` are the tuned session settings serving applies; `regimes` the speed per batch size."""
     sets = validation["variants"][variant]["sets"]
     cell = bench["runtimes"][variant]["batches"][str(batch)]
     native_cell = bench["runtimes"]["native"]["batches"][str(batch)]
@@ -89,6 +71,8 @@ def version_metadata(
             f"native_b{batch}_p50": native_cell["p50_ms"],
         },
         "source_model_sha256": native_meta["native_sha256"],
+        "target_batch_size": batch,
+        "regimes": regime_table(validation, bench, variant),
     }
 
 

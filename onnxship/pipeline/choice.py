@@ -1,0 +1,98 @@
+"""Which variant a version registers, with which session settings, and the evidence behind it:
+the candidate table (every variant with its verdict, its gate figures and its best latency per
+batch size) and the regime table (per batch size: the registered variant at its best settings,
+the fastest proven variant, and whether anything beat native at all).
+
+Rule: among variants that passed every gate and were timed as the very file validated, the lowest
+p50 at the target batch size (conf/package), with its fastest settings at that size; the plain
+export (`base`) is kept unless the winner beats it by `min_gain_over_base` (timing noise alone
+must not pick a graph).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onnxship.contract import BASE_VARIANT
+
+
+def proven(validation: dict, bench: dict) -> list[str]:
+    return [v for v in validation.get("passed", []) if v in bench.get("runtimes", {})]
+
+
+def cell(bench: dict, variant: str, batch: int) -> dict:
+    return bench["runtimes"][variant]["batches"][str(batch)]
+
+
+def choose_variant(
+    validation: dict, bench: dict, batch_size: int, min_gain: float
+) -> tuple[str | None, list[str]]:
+    """The variant to register, or None with the reasons none can be."""
+    passed = proven(validation, bench)
+    if not passed:
+        failed = {v: e.get("reasons") for v, e in validation.get("variants", {}).items()}
+        return None, [validation.get("skipped") or f"no variant passed validation: {failed}"]
+
+    def p50(variant: str) -> float:
+        return cell(bench, variant, batch_size)["p50_ms"]
+
+    fastest = min(passed, key=p50)
+    if BASE_VARIANT in passed and p50(BASE_VARIANT) < p50(fastest) * min_gain:
+        return BASE_VARIANT, []
+    return fastest, []
+
+
+def tuned_settings(bench: dict, variant: str, batch: int) -> dict[str, Any]:
+    """The session settings that made `variant` fastest at `batch` (empty if not tuned)."""
+    return dict(cell(bench, variant, batch).get("settings") or {})
+
+
+def candidate_table(validation: dict, bench: dict) -> list[dict]:
+    """One row per variant: gates and, per batch size, p50 at its best settings and the speedup."""
+    rows = []
+    for variant, entry in validation.get("variants", {}).items():
+        test = entry.get("sets", {}).get("test", {})
+        row: dict[str, Any] = {
+            "variant": variant,
+            "lossy": entry.get("lossy", False),
+            "verdict": entry["verdict"],
+            "reasons": entry.get("reasons", []),
+            "test_max_abs_diff": test.get("max_abs_diff"),
+            "metric_rel_worse": test.get("metric_rel_worse"),
+        }
+        timed = bench.get("runtimes", {}).get(variant)
+        if timed:
+            row["file_bytes"] = timed.get("file_bytes")
+            row["batches"] = {
+                size: {
+                    "p50_ms": c["p50_ms"],
+                    "p99_ms": c["p99_ms"],
+                    "speedup_vs_native_p50": c.get("speedup_vs_native_p50"),
+                    "settings": c.get("settings"),
+                }
+                for size, c in timed["batches"].items()
+            }
+        rows.append(row)
+    return rows
+
+
+def regime_table(validation: dict, bench: dict, variant: str) -> dict[str, dict]:
+    """Per batch size: the registered variant at its best settings vs native at its best, and the
+    fastest proven variant there (which may be another file). `native_faster` says where no
+    proven variant beats native, with the ratio: the version records it rather than hide it."""
+    passed = proven(validation, bench)
+    out = {}
+    for size in bench.get("runtimes", {}).get(variant, {}).get("batches", {}):
+        ours = cell(bench, variant, int(size))
+        best = max(passed, key=lambda v: cell(bench, v, int(size)).get("speedup_vs_native_p50", 0))
+        best_speedup = cell(bench, best, int(size)).get("speedup_vs_native_p50")
+        out[size] = {
+            "p50_ms": ours["p50_ms"],
+            "native_p50_ms": bench["runtimes"]["native"]["batches"][size]["p50_ms"],
+            "speedup_vs_native_p50": ours.get("speedup_vs_native_p50"),
+            "settings": ours.get("settings"),
+            "fastest_proven_variant": best,
+            "fastest_proven_speedup": best_speedup,
+            "native_faster": best_speedup is not None and best_speedup < 1.0,
+        }
+    return out

@@ -1,0 +1,65 @@
+"""Session tuning: every runtime is timed under each combination of session settings in the
+tuning grid (threads, execution mode, spinning), each in its own process; per batch size the
+fastest settings win, and the report keeps the whole grid.
+
+    report["runtimes"][runtime]   the best settings per batch size (cell["settings"] says which)
+    report["tuning"][runtime]     every settings combination with its own figures
+
+Native is tuned too (its thread count), so a speedup is native at its best vs ONNX at its best.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+NATIVE_KNOBS = ("intra_op_threads",)  # what a native library lets us set
+ORT_KNOBS = ("intra_op_threads", "inter_op_threads", "execution_mode", "allow_spinning")
+
+
+def thread_counts(values: list[Any]) -> list[int]:
+    """`cores` means every core of this machine; counts above it are dropped (they only queue)."""
+    cores = os.cpu_count() or 1
+    counts = {cores if v == "cores" else int(v) for v in values}
+    return sorted(c for c in counts if 1 <= c <= cores) or [1]
+
+
+def settings_grid(base: dict[str, Any], tuning: dict[str, Any], native: bool = False) -> list[dict]:
+    """Every settings combination to time, as full runtime-settings mappings. Sequential
+    execution ignores inter-op threads, so those combinations are not repeated."""
+    axes = {"intra_op_threads": thread_counts(tuning.get("intra_op_threads", [base["intra_op_threads"]]))}
+    if not native:
+        axes["execution_mode"] = list(
+            tuning.get("execution_mode", [base.get("execution_mode", "sequential")])
+        )
+        axes["inter_op_threads"] = thread_counts(tuning.get("inter_op_threads", [base["inter_op_threads"]]))
+        axes["allow_spinning"] = [bool(v) for v in tuning.get("allow_spinning", [base["allow_spinning"]])]
+    grid = []
+    for values in itertools.product(*axes.values()):
+        combo = dict(zip(axes, values, strict=True))
+        if combo.get("execution_mode") == "sequential" and combo.get("inter_op_threads", 1) != 1:
+            continue
+        grid.append(base | combo)
+    return grid
+
+
+def tuned_knobs(settings: dict[str, Any], native: bool = False) -> dict[str, Any]:
+    keys = (
+        NATIVE_KNOBS
+        if native
+        else ("intra_op_threads", "inter_op_threads", "execution_mode", "allow_spinning")
+    )
+    return {k: settings[k] for k in keys if k in settings}
+
+
+def best_per_batch(measured: list[dict]) -> dict:
+    """One runtime's figures with, per batch size, the cell of its fastest settings (p50); load
+    time and memory come from the first (default) settings' process."""
+    first = measured[0]
+    out = {k: v for k, v in first.items() if k not in ("batches", "settings")}
+    out["batches"] = {}
+    for size in first["batches"]:
+        best = min(measured, key=lambda m: m["batches"][size]["p50_ms"])
+        out["batches"][size] = best["batches"][size] | {"settings": best["settings"]}
+    return out
