@@ -85,7 +85,16 @@ def measure_runtime(job: dict) -> dict:
         pick = np.arange(size) % rows
         batches[str(size)] = time_calls(call, {k: v[pick] for k, v in feeds.items()}, job["bench"])
     rss_end = proc.memory_info().rss
-    return {
+    placement = {}
+    if job.get("placement"):  # which provider ran each node (GPU sessions: CPU fallbacks)
+        from onnxship.placement import node_placement
+
+        placement = {
+            "placement": node_placement(
+                job["path"], list(job["runtime_settings"]["providers"]), {k: v[:1] for k, v in feeds.items()}
+            )
+        }
+    return placement | {
         "load_seconds": load_s,
         "first_call_ms": first_call_ms,
         "file_bytes": file_bytes,
@@ -166,3 +175,20 @@ def measure_each(jobs: list[dict]) -> list[dict]:
         # which file was timed: package registers a variant only if it is this exact file
         results.append({**result, "sha256": job.get("sha256")})
     return results
+
+
+def gpu_runs(base_settings: dict, wanted: list[str], jobs: list[dict]) -> dict:
+    """Every variant job on each GPU provider that can run here (CPU as the fallback for nodes the
+    GPU cannot take, with the placement audited), or the line saying why it was skipped. Native
+    stays on the CPU: the PyTorch here is a CPU build, and tree libraries are timed as served."""
+    from onnxship.providers import usable_gpu_providers
+
+    usable, skipped = usable_gpu_providers(list(wanted))
+    out: dict = {p: {"skipped": why} for p, why in skipped.items()}
+    for provider in usable:
+        settings = base_settings | {"providers": [provider, "CPUExecutionProvider"]}
+        on_gpu = [job | {"runtime_settings": settings, "placement": True} for job in jobs]
+        out[provider] = {
+            "runtimes": dict(zip([j["runtime"] for j in on_gpu], measure_each(on_gpu), strict=True))
+        }
+    return out

@@ -63,3 +63,17 @@ def best_per_batch(measured: list[dict]) -> dict:
         best = min(measured, key=lambda m: m["batches"][size]["p50_ms"])
         out["batches"][size] = best["batches"][size] | {"settings": best["settings"]}
     return out
+
+
+def measure_tuned(native: dict, variants: list[dict], base: dict, tuning: dict) -> dict[str, list[dict]]:
+    """Native under each thread count and every variant under every settings combination, each
+    job in its own process (onnxship.benchmarking); {runtime: [figures with their settings]}."""
+    from onnxship.benchmarking import measure_each
+
+    jobs = [native | {"runtime_settings": s} for s in settings_grid(base, tuning, native=True)]
+    jobs += [job | {"runtime_settings": s} for job in variants for s in settings_grid(base, tuning)]
+    measured: dict[str, list] = {}
+    for job, result in zip(jobs, measure_each(jobs), strict=True):
+        knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == native["runtime"])
+        measured.setdefault(job["runtime"], []).append(result | {"settings": knobs})
+    return measured

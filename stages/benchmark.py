@@ -19,14 +19,14 @@ from onnxship.benchmarking import (
     add_speedups,
     compact_metrics,
     flat_metrics,
+    gpu_runs,
     latency_rows,
-    measure_each,
 )
 from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.tuning import best_per_batch, settings_grid, tuned_knobs
+from onnxship.tuning import best_per_batch, measure_tuned
 from onnxship.workloads import workload
 
 
@@ -50,29 +50,16 @@ def run(cfg: DictConfig, _run) -> Outcome:
             data = Path(tmp) / "inputs.npz"
             np.savez(data, **workload(cfg).bench_feeds(model_spec(cfg), meta, max(bench["batch_sizes"])))
             common = {"data": str(data), "bench": bench, "native_dir": str(Path(cfg.paths.native) / name)}
-            tuning = bench.get("tuning") or {}
-            jobs = [
-                {**common, "runtime": NATIVE, "runtime_settings": settings}
-                for settings in settings_grid(as_plain(cfg.runtime), tuning, native=True)
-            ]
-            jobs += [
-                {
-                    **common,
-                    "runtime": v,
-                    "runtime_settings": settings,
-                    "path": str(optimized / f"{v}.onnx"),
-                    "sha256": e["sha256"],
-                }
+            variants = [
+                {**common, "runtime": v, "path": str(optimized / f"{v}.onnx"), "sha256": e["sha256"]}
                 for v, e in opt["variants"].items()
                 if e["status"] == "ok"
-                for settings in settings_grid(as_plain(cfg.runtime), tuning)
             ]
-            measured: dict[str, list] = {}
-            for job, result in zip(jobs, measure_each(jobs), strict=True):
-                knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == NATIVE)
-                measured.setdefault(job["runtime"], []).append(result | {"settings": knobs})
+            base = as_plain(cfg.runtime)
+            measured = measure_tuned({**common, "runtime": NATIVE}, variants, base, bench.get("tuning") or {})
             report["runtimes"] = {runtime: best_per_batch(m) for runtime, m in measured.items()}
             report["tuning"] = measured
+            report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
     else:
         report["skipped"] = "export failed"
     add_speedups(report)

@@ -7,19 +7,18 @@ says what a version holds). A variant that failed validation is never registered
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import onnx
 from omegaconf import DictConfig
 
 from onnxship.contract import BENCHMARK_FILE, CANDIDATES_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
-from onnxship.io import read_json, sha256_file, write_json
+from onnxship.io import read_json, sha256_file
 from onnxship.pipeline.choice import candidate_table, choose_variant, tuned_settings
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.packaging import (
-    build_version_dir,
     gates_for,
+    log_version,
     register,
     version_metadata,
     version_tags,
@@ -32,8 +31,6 @@ from onnxship.workloads import workload
 
 @stage("package", lambda cfg: {"package": as_plain(cfg.package)})
 def run(cfg: DictConfig, active) -> Outcome:
-    import mlflow
-
     name, reports = cfg.model, Path(cfg.paths.reports)
     native_meta = read_json(Path(cfg.paths.native) / name / NATIVE_META)
     export = read_json(Path(cfg.paths.onnx) / name / EXPORT_REPORT)
@@ -66,14 +63,9 @@ def run(cfg: DictConfig, active) -> Outcome:
         metadata = version_metadata(
             name, variant, graph, native_meta, validation, bench, gates, settings, batch
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            version_dir = Path(tmp) / "model"
-            metadata = build_version_dir(version_dir, graph, metadata, settings, feeds)
-            # the evidence travels with the version (serving's GET /benchmark reads it)
-            write_json(version_dir / BENCHMARK_FILE, bench)
-            write_json(version_dir / VALIDATION_FILE, validation)
-            write_json(version_dir / CANDIDATES_FILE, candidates)
-            mlflow.log_artifacts(str(version_dir), "model")
+        # the evidence travels with the version (serving's GET /benchmark reads it)
+        evidence = {BENCHMARK_FILE: bench, VALIDATION_FILE: validation, CANDIDATES_FILE: candidates}
+        metadata = log_version(graph, metadata, settings, feeds, evidence)
         tags = version_tags(active, native_meta, metadata, bench, variant, batch)
         client = configure(cfg)
         description = f"onnxship model '{name}' ({native_meta['family']})"

@@ -111,6 +111,28 @@ def build_version_dir(
     return metadata
 
 
+def log_version(
+    graph: onnx.ModelProto,
+    metadata: dict,
+    settings: InferenceSettings,
+    feeds: dict[str, np.ndarray],
+    evidence: dict[str, Any],
+) -> dict:
+    """The version folder, with the evidence files beside the model, logged to the active run's
+    `model` artifact path; returns the metadata with the model file's sha256."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        metadata = build_version_dir(folder, graph, metadata, settings, feeds)
+        for file_name, content in evidence.items():
+            write_json(folder / file_name, content)
+        mlflow.log_artifacts(str(folder), "model")
+    return metadata
+
+
 def version_tags(
     active: Any, native_meta: dict, metadata: dict, bench: dict, variant: str, batch: int
 ) -> dict:
