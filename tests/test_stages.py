@@ -138,7 +138,16 @@ def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipelin
             continue
         assert meta["inputs"][0]["name"] == INPUT
         assert meta["inputs"][0]["shape"] == ["batch", *schema["input_shape"]]
-        assert meta["inference_settings"]["intra_op_threads"] == cfg.runtime.intra_op_threads
+        # served with the session settings that made this variant fastest at the target batch size
+        bench = read_json(Path(cfg.paths.reports) / "benchmark" / f"{name}.json")
+        batch = str(cfg.package.select_batch_size)
+        tuned = bench["runtimes"][meta["variant"]]["batches"][batch]["settings"]
+        assert tuned and all(meta["inference_settings"][k] == v for k, v in tuned.items())
+        assert meta["regimes"][batch]["speedup_vs_native_p50"] > 0
+        candidates = read_json(local / "candidates.json")
+        assert {c["variant"] for c in candidates} == set(
+            read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")["variants"]
+        )
         assert (local / "MLmodel").exists()
 
 
