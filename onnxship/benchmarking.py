@@ -105,6 +105,37 @@ def measure_runtime(job: dict) -> dict:
     }
 
 
+FLOOR = "ort_floor"  # an identity graph: ONNX Runtime's own cost per call, no model work
+
+
+def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
+    """A graph that returns its inputs unchanged, with the model's input names and shapes: what a
+    call costs in ONNX Runtime before any model work (binding, checks, copies)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def value(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *arr.shape[1:]])
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [k], [f"{k}_out"]) for k in feeds],
+        "ort_floor",
+        [value(k, v) for k, v in feeds.items()],
+        [value(f"{k}_out", v) for k, v in feeds.items()],
+    )
+    # IR version 9: what the exporters here write and every ONNX Runtime in use loads
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return path
+
+
+def measure_floor(common: dict, settings: dict, folder: Path) -> dict:
+    """The identity graph on the benchmark's own inputs, timed like a variant."""
+    with np.load(common["data"]) as saved:
+        path = identity_graph(folder / "identity.onnx", {k: saved[k] for k in saved.files})
+    (result,) = measure_each([{**common, "runtime": FLOOR, "path": str(path), "runtime_settings": settings}])
+    return result
+
+
 def add_speedups(report: dict) -> None:
     """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native), both
     at their fastest settings; every tuning combination gets its ratio to that native figure too."""

@@ -127,6 +127,10 @@ class OnnxModel:
             raise InputError("input has no rows")
         if arr.dtype.kind not in "fiub":
             raise InputError(f"input dtype {arr.dtype} is not numeric")
+        if arr.dtype == np.float32 and np.isfinite(arr.sum(dtype=np.float64)):
+            # the common case in one pass: float32 and all finite (a float64 sum of float32 values
+            # cannot overflow) needs no range check; anything else takes the detailed path below
+            return np.ascontiguousarray(arr)
         arr64 = arr.astype(np.float64, copy=False)
         finite = np.isfinite(arr64)
         if not finite.all():

@@ -15,12 +15,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from onnxship.benchmarking import (
+    FLOOR,
     NATIVE,
     add_speedups,
     compact_metrics,
     flat_metrics,
     gpu_runs,
     latency_rows,
+    measure_floor,
 )
 from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
@@ -59,6 +61,8 @@ def run(cfg: DictConfig, _run) -> Outcome:
             measured = measure_tuned({**common, "runtime": NATIVE}, variants, base, bench.get("tuning") or {})
             report["runtimes"] = {runtime: best_per_batch(m) for runtime, m in measured.items()}
             report["tuning"] = measured
+            # ONNX Runtime's per-call floor: the same inputs through an identity graph
+            report[FLOOR] = measure_floor(common, base, Path(tmp))
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
     else:
         report["skipped"] = "export failed"
