@@ -5,7 +5,7 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving lint format clean
+.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ serve: install ## serve every model's `champion` version on http://127.0.0.1:800
 
 promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
 	python -m serving.registry.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
+
+peer-olive: install ## Olive's automatic routes vs our registered variant on the same graph -> reports/peers/olive.json (MODEL=chronos2_release_speed)
+	tools/peer_olive.sh models/onnx/$(or $(MODEL),chronos2_release_speed)/model.onnx .peer-olive/$(or $(MODEL),chronos2_release_speed)
+	python -m tools.peer_compare $(or $(MODEL),chronos2_release_speed) .peer-olive/$(or $(MODEL),chronos2_release_speed)
 
 bench-serving: install system-packages ## our server vs `mlflow models serve` under wrk load -> reports/serving.json
 	python -m tools.bench_serving
