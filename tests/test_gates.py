@@ -142,3 +142,28 @@ def test_settings_grid_and_the_best_settings_per_batch(monkeypatch):
     best = best_per_batch(measured)
     assert best["batches"]["1"]["settings"] == {"t": 1} and best["batches"]["100"]["settings"] == {"t": 2}
     assert best["load_seconds"] == 1.0
+
+
+def test_tuned_settings_reach_the_session(classifier):
+    """What the version records is what the session runs with (serving builds it the same way)."""
+    import onnxruntime as ort
+
+    from onnxship.runtime import OnnxModel
+
+    path, _, _ = classifier
+    tuned = {"intra_op_threads": 2, "inter_op_threads": 2, "execution_mode": "parallel"}
+    options = OnnxModel(path, InferenceSettings.from_mapping(tuned)).session.get_session_options()
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 2
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    with pytest.raises(ValueError, match="execution_mode must be one of"):
+        InferenceSettings.from_mapping({"execution_mode": "fastest"})
+
+
+def test_the_runtime_floor_graph_returns_its_inputs(tmp_path: Path):
+    from onnxship.benchmarking import identity_graph
+    from onnxship.runtime import OnnxModel
+
+    feeds = {"context": np.arange(12, dtype=np.float32).reshape(2, 6), "past": np.ones((2, 6, 2), np.float32)}
+    model = OnnxModel(identity_graph(tmp_path / "id.onnx", feeds))
+    for (name, value), out in zip(feeds.items(), model.run_feed(feeds), strict=True):
+        np.testing.assert_array_equal(out, value, err_msg=name)

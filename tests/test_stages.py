@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -79,6 +80,11 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
             assert bench.min_iterations <= cell["iterations"] <= bench.max_iterations
             assert cell["throughput_rows_s"] == pytest.approx(int(size) / (cell["mean_ms"] / 1e3))
             assert cell["speedup_vs_native_p50"] == pytest.approx(native[size]["p50_ms"] / cell["p50_ms"])
+    # every session setting of the grid was timed, the best per batch size kept with its settings
+    assert {m["settings"]["intra_op_threads"] for m in rep["tuning"]["base"]} == {1, os.cpu_count()}
+    assert all("settings" in c for c in rep["runtimes"]["base"]["batches"].values())
+    assert set(rep["ort_floor"]["batches"]) == {str(b) for b in bench.batch_sizes}
+    assert all(g.get("skipped") or g.get("runtimes") for g in rep["gpu"].values())
     rows = read_json(Path(cfg.paths.reports) / "benchmark" / "xgboost" / "latency.json")
     assert {r["runtime"] for r in rows} == set(rep["runtimes"])
 
