@@ -123,3 +123,50 @@ def forecast_markdown(rows: list[dict]) -> str:
         *table(head, rows),
     ]
     return "\n".join(lines) + "\n"
+
+
+def candidates_markdown(cfg: DictConfig, names: list[str]) -> str:
+    """Per model, every variant: its gates and its speed at the smallest and largest batch, at its
+    best session settings; and the batch sizes where no proven variant beats native."""
+    reports = Path(cfg.paths.reports)
+    lines = [
+        "",
+        "## Variants: gates and speed",
+        "",
+        "Every variant of every model (reports/package/<model>.json `candidates`). `worse` = the",
+        "largest relative worsening of a task metric (lossy variants must stay within 1 %); speed is",
+        "native p50 / variant p50 at each at its fastest session settings (`threads`).",
+    ]
+    for name in names:
+        package = _read(reports / "package" / f"{name}.json")
+        if not package.get("candidates"):
+            continue
+        sizes = sorted({int(b) for c in package["candidates"] for b in c.get("batches", {})})
+        small, large = sizes[0], sizes[-1]
+        rows = []
+        for c in package["candidates"]:
+            cells = c.get("batches", {})
+            rows.append(
+                {
+                    "variant": c["variant"] + (" ◀" if c["variant"] == package.get("variant") else ""),
+                    "lossy": "yes" if c["lossy"] else "",
+                    "verdict": c["verdict"],
+                    "worse": c.get("metric_rel_worse"),
+                    f"speedup_b{small}": cells.get(str(small), {}).get("speedup_vs_native_p50"),
+                    f"threads_b{small}": (cells.get(str(small), {}).get("settings") or {}).get(
+                        "intra_op_threads"
+                    ),
+                    f"speedup_b{large}": cells.get(str(large), {}).get("speedup_vs_native_p50"),
+                    "reason": (c["reasons"][0][:90] if c["reasons"] else ""),
+                }
+            )
+        head = ["variant", "lossy", "verdict", "worse", f"speedup_b{small}", f"threads_b{small}"]
+        head += [f"speedup_b{large}", "reason"]
+        lines += ["", f"### {name}", "", *table(head, rows)]
+        regimes = package.get("regimes") or {}
+        slower = [
+            f"{b} rows ({r['fastest_proven_speedup']:.2f}×)" for b, r in regimes.items() if r["native_faster"]
+        ]
+        if slower:
+            lines += ["", "Native is faster than every proven variant at " + ", ".join(slower) + "."]
+    return "\n".join(lines) + "\n"

@@ -72,7 +72,7 @@ def run(cfg: DictConfig, active) -> Outcome:
         source = f"{active.info.artifact_uri}/model"
         version = register(client, registered_name, description, source, active.info.run_id, tags)
         result |= {"registered": True, "version": version, "run_id": active.info.run_id}
-        result |= {"sha256": metadata["sha256"], "gates": gates, "tags": tags}
+        result |= {"sha256": metadata["sha256"], "gates": gates, "tags": tags, "regimes": metadata["regimes"]}
         if all(gates.values()):
             client.set_registered_model_alias(registered_name, cfg.package.alias, str(version))
             result["alias"] = cfg.package.alias

@@ -12,7 +12,14 @@ from omegaconf import DictConfig
 
 from onnxship.io import write_text
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.summary import forecast_markdown, forecast_row, is_forecaster, markdown, model_row
+from onnxship.summary import (
+    candidates_markdown,
+    forecast_markdown,
+    forecast_row,
+    is_forecaster,
+    markdown,
+    model_row,
+)
 
 
 @stage("summarize", lambda cfg: {"models": list(cfg.zoo.models)}, per_model=False)
@@ -23,6 +30,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
     rows = [model_row(cfg, name, small, large) for name in cfg.zoo.models if name not in forecasters]
     forecast_rows = [forecast_row(cfg, name) for name in forecasters]
     table = markdown(rows, small, large) + (forecast_markdown(forecast_rows) if forecast_rows else "")
+    table += candidates_markdown(cfg, list(cfg.zoo.models))
     rows += forecast_rows
     write_text(Path(cfg.paths.reports) / "summary.md", table)
     return Outcome(
