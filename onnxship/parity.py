@@ -157,7 +157,7 @@ def compact_metrics(report: dict) -> dict:
             "passed": entry["verdict"] == "pass",
             "test_max_abs_diff": test.get("max_abs_diff"),
             "test_within_tolerance": test.get("within_tolerance"),
-            "test_metric_rel_change": test.get("metric_rel_change"),
+            "test_metric_rel_worse": test.get("metric_rel_worse"),
             "hostile_min_within_tolerance": min(hostile) if hostile else None,
         }
     return out
