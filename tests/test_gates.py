@@ -167,3 +167,37 @@ def test_the_runtime_floor_graph_returns_its_inputs(tmp_path: Path):
     model = OnnxModel(identity_graph(tmp_path / "id.onnx", feeds))
     for (name, value), out in zip(feeds.items(), model.run_feed(feeds), strict=True):
         np.testing.assert_array_equal(out, value, err_msg=name)
+
+
+@pytest.mark.parametrize(("window", "verdict"), [(8, "pass"), (2, "fail")])
+def test_a_forecaster_variant_that_forecasts_worse_is_refused(tmp_path: Path, window: int, verdict: str):
+    """The forecast gates: native is the toy forecaster averaging the last 8 values; a "lossy"
+    variant averaging 2 forecasts noisier series worse, and WQL and MASE refuse it, in the batch
+    and window by window."""
+    from onnxship.contract import ForecastSpec
+    from onnxship.forecast_parity import ForecastCase, check_forecast_variant
+    from onnxship.series import forecast_metrics
+    from tests import toy_forecaster
+
+    spec = ForecastSpec.from_metadata(toy_forecaster.metadata(32, 8, [0.1, 0.5, 0.9], []))
+    rng = np.random.default_rng(5)
+    series = (100 + rng.normal(0, 5, (20, 40))).astype(np.float32)
+    test, truth = {"context": series[:, :32]}, series[:, 32:]
+    native = toy_forecaster.reference(spec, test, window=8)
+    onnx.save(toy_forecaster.build(spec, window=window), tmp_path / "variant.onnx")
+    case = ForecastCase(
+        spec=spec,
+        tolerance={"atol": 1e-4, "rtol": 1e-5},
+        gates=GATES,
+        settings=InferenceSettings(),
+        season=1,
+        truth=truth,
+        sets={"test": test},
+        native={"test": native},
+        native_metrics=forecast_metrics(native, truth, test, spec, 1),
+    )
+    result = check_forecast_variant(tmp_path / "variant.onnx", True, case)
+    assert result["verdict"] == verdict, result["reasons"]
+    if verdict == "fail":
+        assert any(r.startswith("test wql") for r in result["reasons"]), result["reasons"]
+        assert any(r.startswith("one window at a time: test mase") for r in result["reasons"])
