@@ -15,7 +15,13 @@ import os
 from typing import Any
 
 NATIVE_KNOBS = ("intra_op_threads",)  # what a native library lets us set
-ORT_KNOBS = ("intra_op_threads", "inter_op_threads", "execution_mode", "allow_spinning")
+ORT_KNOBS = (
+    "intra_op_threads",
+    "inter_op_threads",
+    "execution_mode",
+    "allow_spinning",
+    "graph_optimization_level",
+)
 
 
 def thread_counts(values: list[Any]) -> list[int]:
@@ -26,15 +32,19 @@ def thread_counts(values: list[Any]) -> list[int]:
 
 
 def settings_grid(base: dict[str, Any], tuning: dict[str, Any], native: bool = False) -> list[dict]:
-    """Every settings combination to time, as full runtime-settings mappings. Sequential
-    execution ignores inter-op threads, so those combinations are not repeated."""
-    axes = {"intra_op_threads": thread_counts(tuning.get("intra_op_threads", [base["intra_op_threads"]]))}
+    """Every settings combination to time, as full runtime-settings mappings (an axis the grid
+    does not list stays at the base setting). Sequential execution ignores inter-op threads, so
+    those combinations are not repeated."""
+
+    def axis(key: str, default: Any) -> list:
+        return list(tuning.get(key, [base.get(key, default)]))
+
+    axes: dict[str, list] = {"intra_op_threads": thread_counts(axis("intra_op_threads", 1))}
     if not native:
-        axes["execution_mode"] = list(
-            tuning.get("execution_mode", [base.get("execution_mode", "sequential")])
-        )
-        axes["inter_op_threads"] = thread_counts(tuning.get("inter_op_threads", [base["inter_op_threads"]]))
-        axes["allow_spinning"] = [bool(v) for v in tuning.get("allow_spinning", [base["allow_spinning"]])]
+        axes["execution_mode"] = axis("execution_mode", "sequential")
+        axes["inter_op_threads"] = thread_counts(axis("inter_op_threads", 1))
+        axes["allow_spinning"] = [bool(v) for v in axis("allow_spinning", False)]
+        axes["graph_optimization_level"] = axis("graph_optimization_level", "all")
     grid = []
     for values in itertools.product(*axes.values()):
         combo = dict(zip(axes, values, strict=True))
@@ -45,12 +55,8 @@ def settings_grid(base: dict[str, Any], tuning: dict[str, Any], native: bool = F
 
 
 def tuned_knobs(settings: dict[str, Any], native: bool = False) -> dict[str, Any]:
-    keys = (
-        NATIVE_KNOBS
-        if native
-        else ("intra_op_threads", "inter_op_threads", "execution_mode", "allow_spinning")
-    )
-    return {k: settings[k] for k in keys if k in settings}
+    """The settings the grid varies, as recorded beside each figure."""
+    return {k: settings[k] for k in (NATIVE_KNOBS if native else ORT_KNOBS) if k in settings}
 
 
 def best_per_batch(measured: list[dict]) -> dict:
