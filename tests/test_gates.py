@@ -98,9 +98,18 @@ def test_choice_registers_only_a_proven_variant_with_its_tuned_settings():
             "fused": {"1": cell(0.05, 2), "1000": cell(15.0, 1)},
         }
     )
-    validation = {"passed": ["base", "fused"], "variants": {}}
+    validation = {"passed": ["base", "fused"], "variants": {"fused": {"lossy": True}}}
     variant, reasons = choose_variant(validation, bench, 1, 1.05)
     assert (variant, reasons) == ("fused", [])
+    # a lossy variant only 4 % faster than the best lossless one is not worth its accuracy
+    slightly = bench_of(
+        {
+            **{k: v["batches"] for k, v in bench["runtimes"].items()},
+            "fused": {"1": cell(0.096, 2), "1000": cell(15.0, 1)},
+        }
+    )
+    assert choose_variant(validation, slightly, 1, 1.05)[0] == "base"
+    assert choose_variant({**validation, "variants": {}}, slightly, 1, 1.05)[0] == "base"  # 4 %: noise
     assert tuned_settings(bench, variant, 1) == {"intra_op_threads": 2}
     regimes = regime_table(validation, bench, variant)
     assert regimes["1"]["native_faster"] is False and regimes["1"]["fastest_proven_variant"] == "fused"

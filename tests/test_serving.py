@@ -23,6 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from onnxship.contract import ForecastSpec, ModelIO
+from onnxship.io import read_json
 from serving.registry.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
@@ -434,9 +435,14 @@ def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
     r = httpx.post(f"{url}/v2/models/cnn/infer", json=body)
     assert r.status_code == 200, r.text
     label, proba = r.json()["outputs"]
-    assert label["name"] == "label" and label["data"] == native.values.tolist()
-    assert proba["shape"] == [3, 10]
-    assert proba["data"] == pytest.approx(native.proba.reshape(-1).tolist(), abs=1e-5)
+    assert label["name"] == "label" and proba["shape"] == [3, 10]
+    # the registered variant may be a proven lossy one (INT8, fp16): held to its gates, not to 1e-5
+    reports = Path(cfg.paths.reports)
+    variant = read_json(reports / "package" / "cnn.json")["variant"]
+    lossy = read_json(reports / "validate" / "cnn.json")["variants"][variant]["lossy"]
+    assert proba["data"] == pytest.approx(native.proba.reshape(-1).tolist(), abs=5e-2 if lossy else 1e-5)
+    served = np.asarray(proba["data"]).reshape(3, 10).argmax(axis=1).tolist()
+    assert label["data"] == (served if lossy else native.values.tolist())
     assert httpx.get(f"{url}/v2/models/cnn").json()["inputs"][0]["shape"] == [-1, 1, 8, 8]
     flat = {"inputs": [tensor | {"shape": [3, 64], "data": images[:3].ravel().tolist()}]}
     r = httpx.post(f"{url}/v2/models/cnn/infer", json=flat)

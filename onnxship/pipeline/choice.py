@@ -5,8 +5,9 @@ the fastest proven variant, and whether anything beat native at all).
 
 Rule: among variants that passed every gate and were timed as the very file validated, the lowest
 p50 at the target batch size (conf/package), with its fastest settings at that size; the plain
-export (`base`) is kept unless the winner beats it by `min_gain_over_base` (timing noise alone
-must not pick a graph).
+export (`base`) is kept unless a lossless variant beats it by `min_gain_over_base`, and a lossy
+variant (fp16, INT8) is taken only if it beats the best lossless one by that factor too: timing
+noise alone must not pick a graph, nor trade accuracy for nothing.
 """
 
 from __future__ import annotations
@@ -36,10 +37,22 @@ def choose_variant(
     def p50(variant: str) -> float:
         return cell(bench, variant, batch_size)["p50_ms"]
 
-    fastest = min(passed, key=p50)
-    if BASE_VARIANT in passed and p50(BASE_VARIANT) < p50(fastest) * min_gain:
-        return BASE_VARIANT, []
-    return fastest, []
+    def lossy(variant: str) -> bool:
+        return bool(validation["variants"].get(variant, {}).get("lossy"))
+
+    def pick(candidates: list[str], plain: str) -> str:
+        """The fastest, unless `plain` is within `min_gain` of it."""
+        fastest = min(candidates, key=p50)
+        return plain if plain in candidates and p50(plain) < p50(fastest) * min_gain else fastest
+
+    # lossless first (the plain export unless beaten by min_gain), then a lossy variant only if it
+    # beats that by min_gain too: a proven lossy variant still gives up a little accuracy
+    lossless = [v for v in passed if not lossy(v)]
+    best = pick(lossless, BASE_VARIANT) if lossless else None
+    lossy_ones = [v for v in passed if lossy(v)]
+    if best is None:
+        return min(lossy_ones, key=p50), []
+    return (pick([*lossy_ones, best], best) if lossy_ones else best), []
 
 
 def tuned_settings(bench: dict, variant: str, batch: int) -> dict[str, Any]:
