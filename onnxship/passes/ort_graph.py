@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onnxship.passes import Pass, PassContext, register
 
+PORTABLE_ONLY = ("NchwcTransformer",)  # optimizers left to load time (see run)
+
 
 class OrtGraphOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,6 +32,11 @@ class OrtGraphPass(Pass):
         so = ort.SessionOptions()
         so.graph_optimization_level = LEVELS[options.level]
         so.optimized_model_filepath = str(dst)
-        # optimized for the CPU provider: "extended"/"all" may add CPU-only fused ops
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-        return {"provider": "CPUExecutionProvider"}
+        # optimized for the CPU provider: "extended"/"all" may add CPU-only fused ops. Not the
+        # NCHWc layout ("all"): its block size is this CPU's (8 channels on AVX2, 16 on AVX-512),
+        # and ORT names its reorder nodes in no fixed order (two runs here wrote different bytes).
+        # Sessions still apply it at load, for the CPU they run on.
+        ort.InferenceSession(
+            str(src), so, providers=["CPUExecutionProvider"], disabled_optimizers=list(PORTABLE_ONLY)
+        )
+        return {"provider": "CPUExecutionProvider", "disabled_optimizers": list(PORTABLE_ONLY)}
