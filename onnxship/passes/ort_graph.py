@@ -39,4 +39,4 @@ class OrtGraphPass(Pass):
         ort.InferenceSession(
             str(src), so, providers=["CPUExecutionProvider"], disabled_optimizers=list(PORTABLE_ONLY)
         )
-        return {"provider": "CPUExecutionProvider", "disabled_optimizers": list(PORTABLE_ONLY)}
+        return {"provider": "CPUExecutionProvider"}
