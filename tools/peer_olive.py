@@ -1,7 +1,7 @@
 """Our variant(s) vs what Olive's automatic routes made of the same exported graph, in one run.
 
     tools/peer_olive.sh EXPORTED_ONNX OUT_DIR          # the peer's models (separate venv)
-    python tools/peer_olive.py --ours int8=OURS.onnx --peer-dir OUT_DIR --feeds FEEDS.npz \
+    python -m tools.peer_olive --ours int8=OURS.onnx --peer-dir OUT_DIR --feeds FEEDS.npz \
         [--reference REF.npz|none] [--baseline fp32=EXPORTED_ONNX] [--batch-sizes 1 32] \
         [--rounds 20 5] [--out reports/peer_olive.json]
 
@@ -21,7 +21,7 @@ FEEDS.npz: arrays by input name, rows = windows (the rows for batch b are the fi
 give at least max(batch sizes) rows). REF.npz: the native model's outputs by output name for the
 same rows. With --reference none, outputs are compared with the first --ours model instead.
 
-Imports only numpy, onnx, onnxruntime and the standard library: it runs in the project venv.
+Imports numpy, onnx, onnxruntime, the standard library and onnxship.runtime (sessions built as served).
 """
 
 from __future__ import annotations
@@ -98,14 +98,11 @@ def graph_summary(path: Path) -> dict:
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # errors only (a peer graph may carry hundreds of unused initializers)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    """The session the project serves with (onnxship.runtime): these threads, one inter-op thread,
+    sequential, spinning off (spinning sessions in one process starve each other), errors-only log."""
+    from onnxship.runtime import InferenceSettings, create_session
+
+    return create_session(path, InferenceSettings(intra_op_threads=threads))
 
 
 def first_line(err: BaseException) -> str:
@@ -268,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- interleaved timing -----------------------------------------------------------------
     live = [m for m in models if m.get("status") == "ok"]
+    if not live:
+        print("no model loaded and ran: nothing to time", file=sys.stderr)
+        return 1
     timing: dict[str, dict] = {}
     load_before = os.getloadavg()
     for b in args.batch_sizes:

@@ -30,7 +30,7 @@
 #   quantize_int4_hqq   olive quantize --algorithm hqq --precision int4 -> OnnxHqqQuantization
 #   quantize_bnb_nf4    olive quantize --implementation bnb --precision nf4 -> OnnxBnb4Quantization
 #
-# Then compare (project venv): python tools/peer_olive.py --ours ... --peer-dir OUT_DIR ...
+# Then compare (project venv, repo root): python -m tools.peer_olive --ours ... --peer-dir OUT_DIR ...
 set -uo pipefail
 
 if [ $# -ne 2 ]; then
