@@ -85,10 +85,21 @@ class Settings(BaseSettings):
     candidate_alias: str
     default_model: str | None
     poll_interval_s: float = Field(gt=0)
+    max_backoff_s: float = Field(gt=0)
+    following_stall_s: float = Field(gt=0)
     registry_timeout_s: float = Field(gt=0)
     serve_local_copy: bool
     max_body_bytes: int = Field(gt=0)
+    max_values: int = Field(gt=0)
     max_batch_rows: int = Field(gt=0)
+    max_model_bytes: int = Field(gt=0)
+    workers: int = Field(ge=1, le=64)
+    max_in_flight: int = Field(ge=1)
+    max_connections: int = Field(ge=1)
+    header_timeout_s: float = Field(gt=0)
+    body_timeout_s: float = Field(gt=0)
+    keep_alive_s: float = Field(gt=0)
+    graceful_shutdown_s: float = Field(gt=0)
     cache_dir: Path
     warmup_calls: int = Field(ge=0)
 
@@ -119,3 +130,9 @@ class Settings(BaseSettings):
     @property
     def default(self) -> str:
         return self.default_model or self.models[0]
+
+    @property
+    def max_threads(self) -> int:
+        """ORT threads one model may use in one worker: this host's cores shared by the workers
+        (a version tuned on a bigger machine is clamped, not refused)."""
+        return max(1, len(os.sched_getaffinity(0)) // self.workers)

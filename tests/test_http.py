@@ -23,13 +23,18 @@ class FixedModels:
     def __init__(self, folders: dict, settings: Settings, store, metrics) -> None:
         self.folders, self.settings, self.store = folders, settings, store
         self.last_registry_error = None
+        self.stopped_reason = None
 
     def start(self) -> None:
         for name, folder in self.folders.items():
             if name in self.store.names:
-                self.store.swap(load_verified(name, "1", folder, self.settings.warmup_calls))
+                loaded = load_verified(name, "1", folder, self.settings.warmup_calls, self.settings.max_threads)
+                self.store.swap(loaded)
 
     def stop(self) -> None:
+        pass
+
+    def check(self) -> None:
         pass
 
 
@@ -73,11 +78,11 @@ def test_classifier_answers_with_class_names(client):
     ("route", "body", "status", "message"),
     [
         ("/predict", {"features": {"a": 1, "b": 2}}, 422, "features: missing 'c'"),
-        ("/predict", {"features": {**ROW, "zzz": 1}}, 422, "features: unknown 'zzz'"),
+        ("/predict", {"features": {**ROW, "zzz": 1}}, 422, "features: 1 name(s) this model does not take"),
         ("/predict", {"features": {**ROW, "a": "hot"}}, 422, "features.a: Input should be a number"),
         ("/predict", {"features": {**ROW, "a": 1e39}}, 422, "features.a: not a finite float32"),
         ("/predict", {"features": {**ROW, "a": None}}, 422, "does not accept missing values"),
-        ("/predict", {"model": "nope", "features": ROW}, 404, "unknown model 'nope'"),
+        ("/predict", {"model": "nope", "features": ROW}, 404, "model: not served here (served: tiny_reg"),
         ("/predict", {"model": "toy_forecaster", "features": ROW}, 422, "is a forecaster"),
         ("/predict/batch", {"rows": [ROW] * 6}, 422, "rows: 6 rows, at most 5"),
         ("/predict/batch", {"rows": [{**ROW, "b": 10**400}]}, 422, "not a finite float32"),

@@ -6,6 +6,7 @@ The lifespan starts the registry follower; models load in the background and /he
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -14,25 +15,51 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.http.follower import FollowerFactory, RegistryFollower
-from serving.http.limits import BodyLimitMiddleware
+from serving.http.follower import Follower, FollowerFactory, RegistryFollower
+from serving.http.limits import RequestGuard
 from serving.http.metrics import ObserveMiddleware, RouteLabels, ServerMetrics
 from serving.http.routes import forecast, health, models, predict, v2
+from serving.http.routes.v2 import InferRequest, InferTensor
+from serving.http.schemas import BatchRequest, ForecastRequest, PredictRequest
 from serving.http.store import ModelStore
 from serving.settings import Settings
 
 
+# field names of the request schemas: the only names an error may repeat (a client's own dict keys
+# can carry anything, e.g. markup: they are shown as <key>)
+SCHEMA_FIELDS = {
+    name
+    for schema in (PredictRequest, BatchRequest, ForecastRequest, InferRequest, InferTensor)
+    for name in schema.model_fields
+} | {"float", "int"}
+
+
+def _location(loc: tuple) -> list[str]:
+    return [str(p) if isinstance(p, int) or p in SCHEMA_FIELDS else "<key>" for p in loc if p != "body"]
+
+
 def _field_errors(err: RequestValidationError) -> str:
-    """'features.temperature: Input should be a valid number' - never the input itself."""
+    """'rows.0.<key>: Input should be a number or null' - field paths, never the input itself."""
     parts: dict[str, str] = {}
     for e in err.errors():
         if e.get("type") == "json_invalid":
             return "body: not valid JSON"
-        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        loc = _location(e.get("loc", ()))
         if e.get("type", "").endswith(("_type", "_parsing")) and loc and loc[-1] in ("float", "int"):
             loc, e = loc[:-1], {**e, "msg": "Input should be a number or null"}  # one message per field
         parts.setdefault(".".join(loc) or "body", e.get("msg", "invalid"))
     return "; ".join(f"{k}: {v}" for k, v in list(parts.items())[:5])
+
+
+async def supervise(following: Follower, every_s: float = 1.0) -> None:
+    """Restarts the follower (thread or watcher) when it died, and keeps its gauge current."""
+    log = logging.getLogger("onnxship.follower")
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            following.check()
+        except Exception:  # the supervisor itself must not die
+            log.exception("follower check failed")
 
 
 def create_app(settings: Settings | None = None, follower: FollowerFactory = RegistryFollower) -> FastAPI:
@@ -47,7 +74,9 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     async def lifespan(app: FastAPI):
         route_labels.build()  # once every router is included, before the first request
         following.start()
+        supervisor = asyncio.create_task(supervise(following))
         yield
+        supervisor.cancel()
         following.stop()
 
     app = FastAPI(
@@ -73,7 +102,17 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
             return JSONResponse({"error": "body: not valid JSON"}, status_code=422)
         return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    @app.exception_handler(Exception)  # the same JSON shape for a 500; the details go to the log
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); see the server log"}, 500)
+
+    app.add_middleware(
+        RequestGuard,
+        max_bytes=settings.max_body_bytes,
+        max_values=settings.max_values,
+        max_in_flight=settings.max_in_flight,
+        metrics=metrics,
+    )
     route_labels = RouteLabels(app)
     app.add_middleware(ObserveMiddleware, metrics=metrics, labels=route_labels)
     for router in (predict.router, forecast.router, models.router, health.router, v2.router):

@@ -40,7 +40,7 @@ FollowerDep = Annotated[Follower, Depends(get_follower)]
 def require_configured(store: ModelStore, name: str) -> None:
     """404 naming what is served, for a model this server is not configured with."""
     if name not in store.names:
-        raise HTTPException(404, f"unknown model '{name}' (served: {', '.join(store.names)})")
+        raise HTTPException(404, f"model: not served here (served: {', '.join(store.names)})")
 
 
 def resolve_model(store: ModelStore, settings: Settings, name: str | None) -> LoadedModel:

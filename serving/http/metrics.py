@@ -81,6 +81,28 @@ class ServerMetrics:
         self.served_version = Gauge(
             "onnxship_served_version", "Registry version being served", ["model"], registry=self.registry
         )
+        self.following = Gauge(
+            "onnxship_following",
+            "1 while the registry watcher runs and reports, 0 when following has stopped",
+            registry=self.registry,
+        )
+        self.follower_restarts = Counter(
+            "onnxship_follower_restarts_total",
+            "Restarts of the registry follower, by cause (watcher_exit, watcher_silent, thread, error)",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.watcher_bad_lines = Counter(
+            "onnxship_watcher_unreadable_lines_total",
+            "Lines from the registry watcher that were not a known event (skipped)",
+            registry=self.registry,
+        )
+        self.rejected_requests = Counter(
+            "onnxship_requests_refused_total",
+            "Requests refused before reaching a route, by limit (in_flight, connections, timeout, values)",
+            ["limit"],
+            registry=self.registry,
+        )
 
 
 class ObserveMiddleware:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import numpy as np
 
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.version_schema import parse_metadata
+from serving.http.redact import redact
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,25 @@ class LoadedModel:
         object.__setattr__(self, "forecast", spec)
 
 
-def load_verified(name: str, version: str, folder: Path, warmup_calls: int) -> LoadedModel:
-    """Build the session from a folder the watcher verified, and warm it up before it serves."""
-    metadata = json.loads((folder / METADATA_FILE).read_text())
-    bench_path = folder / BENCHMARK_FILE
-    benchmark = json.loads(bench_path.read_text()) if bench_path.exists() else None
-    model = OnnxModel(
-        folder / MODEL_FILE,
-        InferenceSettings.from_mapping(metadata["inference_settings"]),
-        allow_nan=bool(metadata.get("accepts_nan", False)),
+def session_settings(metadata: dict[str, Any], max_threads: int) -> InferenceSettings:
+    """The version's tuned settings, with thread counts clamped to what this worker may use."""
+    settings = InferenceSettings.from_mapping(metadata["inference_settings"])
+    return replace(
+        settings,
+        intra_op_threads=min(settings.intra_op_threads, max_threads),
+        inter_op_threads=min(settings.inter_op_threads, max_threads),
     )
+
+
+def load_verified(name: str, version: str, folder: Path, warmup_calls: int, max_threads: int) -> LoadedModel:
+    """Build the session from a folder the watcher verified (its metadata is checked against the
+    schema again here), and warm it up before it serves."""
+    metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
+    bench_path = folder / BENCHMARK_FILE
+    benchmark = json.loads(bench_path.read_bytes()) if bench_path.is_file() else None
+    settings = session_settings(metadata, max_threads)
+    metadata["inference_settings"] = settings.as_dict()  # what /models shows is what runs
+    model = OnnxModel(folder / MODEL_FILE, settings, allow_nan=bool(metadata.get("accepts_nan", False)))
     loaded = LoadedModel(name, str(version), metadata, model, benchmark)
     if loaded.forecast is not None:
         feed = loaded.forecast.example_feed()
@@ -84,9 +95,9 @@ class ModelStore:
             return old
 
     def note(self, name: str, status: str) -> None:
-        """Why a model is not (or not the newest version) being served."""
+        """Why a model is not (or not the newest version) being served (no host paths in it)."""
         with self._lock:
-            self._status[name] = status
+            self._status[name] = redact(status)
 
     def status(self, name: str) -> str:
         return self._status.get(name, "not configured")

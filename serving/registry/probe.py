@@ -14,10 +14,11 @@ import numpy as np
 
 from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.version_schema import parse_metadata
 
 
 def main(folder: Path) -> dict:
-    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
     model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
     if metadata["task"] == Task.FORECAST:
         return probe_forecaster(model, metadata)
@@ -35,6 +36,8 @@ def main(folder: Path) -> dict:
     shapes = {name: list(value.shape) for name, value in outputs.items()}
     if any(shape[0] != 2 for shape in shapes.values()):
         raise ValueError(f"batch of 2 gave output shapes {shapes}")
+    if metadata["task"] == Task.CLASSIFICATION and shapes["probabilities"] != [2, len(metadata["classes"])]:
+        raise ValueError(f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}")
     return {"ok": True, "shapes": shapes}
 
 

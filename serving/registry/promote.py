@@ -3,20 +3,21 @@
     python -m serving.registry.promote xgboost                 # the version aliased `candidate` -> champion
     python -m serving.registry.promote xgboost --version 3 --alias champion
 
-Refuses (exit 2, reason printed) a version whose recorded gates did not all pass, whose parity
-verdict is not "pass", or whose metadata and registry disagree on the model's sha256. Moving the
-alias by hand in the MLflow UI works too; the server follows either.
+Refuses (exit 2, reason printed) what the server would refuse (serving.registry.fetch): a version
+without the registry's manifest and gates tags, with a failed gate, a file that differs from the
+manifest, metadata outside its schema, external data, or a graph that fails the probe. Moving the
+alias by hand in the MLflow UI works too; the server then makes the same checks and refuses to
+serve such a version, saying why in /models.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
+from pathlib import Path
 
-from onnxship.contract import METADATA_FILE
 from serving.settings import Settings
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -26,25 +27,29 @@ class PromotionRefused(Exception):
     pass
 
 
-def check_gates(version, metadata: dict) -> None:
-    failed = [g for g, ok in metadata.get("gates", {}).items() if not ok]
-    if not metadata.get("gates"):
-        raise PromotionRefused("its metadata records no gates")
-    if failed:
-        raise PromotionRefused(f"gate(s) failed: {', '.join(failed)}")
-    if version.tags.get("parity_verdict") != "pass":
-        raise PromotionRefused(f"parity verdict is '{version.tags.get('parity_verdict')}'")
-    if metadata.get("sha256") != version.tags.get("onnx_sha256"):
-        raise PromotionRefused("metadata and registry tag disagree on the model's sha256")
+def check_version(mv, tracking_uri: str, max_model_bytes: int) -> dict:
+    """The watcher's checks, all of them: the registry's manifest and gates tags, every file
+    against the manifest, the metadata schema, external data, and a probe. Returns the metadata."""
+    from serving.registry.fetch import RejectedModel, download, probe, verify, vouched
+
+    try:
+        trusted = vouched(mv)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = download(trusted, Path(tmp) / "version", tracking_uri, max_model_bytes)
+            metadata = verify(folder, trusted)
+            probe(folder)
+    except RejectedModel as err:
+        raise PromotionRefused(str(err)) from None
+    return metadata
 
 
 def promote(
     name: str, version: str | None, alias: str, tracking_uri: str, source_alias: str | None = None
 ) -> str:
     """Move `alias` to `version` (default: the version `source_alias` points at, by default the
-    package stage's alias, conf/package) after re-checking its gates."""
-    source_alias = source_alias or Settings().candidate_alias
-    import mlflow.artifacts
+    package stage's alias, conf/package) after the same checks the server makes."""
+    settings = Settings()
+    source_alias = source_alias or settings.candidate_alias
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -58,13 +63,7 @@ def promote(
     except MlflowException as err:
         which = f"version {version}" if version else f"alias '{source_alias}'"
         raise PromotionRefused(f"no {which} of registered model '{name}': {err.message}") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{mv.source}/{METADATA_FILE}", dst_path=tmp, tracking_uri=tracking_uri
-        )
-        with open(path) as fh:
-            metadata = json.load(fh)
-    check_gates(mv, metadata)
+    check_version(mv, tracking_uri, settings.max_model_bytes)
     try:
         previous = client.get_model_version_by_alias(name, alias).version
     except MlflowException:

@@ -19,14 +19,17 @@ def live() -> dict:
 
 @router.get("/health/ready", responses={503: {"description": "some configured model is not loaded"}})
 def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
-    """Ready only when every configured model is loaded and warmed up; registry outages alone do not
-    make a loaded server unready."""
-    if store.ready():
+    """Ready only when every configured model is loaded and warmed up and the registry is being
+    followed; registry outages alone do not make a loaded server unready (the watcher keeps
+    trying), but a follower that stopped does: this replica would never see an alias move."""
+    stopped = follower.stopped_reason
+    if store.ready() and stopped is None:
         return JSONResponse({"status": "ready", "versions": {n: store.get(n).version for n in store.names}})
     return JSONResponse(
         {
             "status": "not ready",
             "waiting": store.not_ready_reasons(),
+            "following": stopped or "yes",
             "last_registry_error": follower.last_registry_error,
         },
         status_code=503,
