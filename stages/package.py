@@ -65,8 +65,8 @@ def run(cfg: DictConfig, active) -> Outcome:
         )
         # the evidence travels with the version (serving's GET /benchmark reads it)
         evidence = {BENCHMARK_FILE: bench, VALIDATION_FILE: validation, CANDIDATES_FILE: candidates}
-        metadata = log_version(graph, metadata, settings, feeds, evidence)
-        tags = version_tags(active, native_meta, metadata, bench, variant, batch)
+        metadata, manifest = log_version(graph, metadata, settings, feeds, evidence)
+        tags = version_tags(active, native_meta, metadata, bench, variant, batch, manifest)
         client = configure(cfg)
         description = f"onnxship model '{name}' ({native_meta['family']})"
         source = f"{active.info.artifact_uri}/model"

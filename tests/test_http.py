@@ -28,7 +28,9 @@ class FixedModels:
     def start(self) -> None:
         for name, folder in self.folders.items():
             if name in self.store.names:
-                loaded = load_verified(name, "1", folder, self.settings.warmup_calls, self.settings.max_threads)
+                loaded = load_verified(
+                    name, "1", folder, self.settings.warmup_calls, self.settings.max_threads
+                )
                 self.store.swap(loaded)
 
     def stop(self) -> None:

@@ -14,6 +14,7 @@ from onnxship.contract import INPUT, OUTPUTS, ModelIO
 from onnxship.data import load_split
 from onnxship.graph import tree_thresholds
 from onnxship.io import read_json, sha256_file
+from onnxship.manifest import GATES_TAG, MANIFEST_TAG, file_manifest, parse_gates, parse_manifest
 from onnxship.parity import compare, onnx_prediction
 from onnxship.pipeline.config import prepared_dir
 from onnxship.pipeline.tracking import configure
@@ -138,6 +139,10 @@ def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipelin
         )
         meta = read_json(local / "onnxship.json")
         assert sha256_file(local / "model.onnx") == meta["sha256"] == tags["onnx_sha256"]
+        # the registry vouches for every file of the version, and records the gates it passed
+        assert parse_manifest(tags[MANIFEST_TAG]) == file_manifest(local)
+        assert parse_gates(tags[GATES_TAG]) == meta["gates"] and all(meta["gates"].values())
+        assert tags["package_run_id"] == version.run_id
         assert meta["features"] == schema["features"]
         assert meta["outputs"][0]["name"] == OUTPUTS[schema["task"]][0]
         if schema["task"] == "forecast":  # what serving reads to build a forecaster's inputs

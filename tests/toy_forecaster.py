@@ -151,29 +151,12 @@ def export_version(folder: Path, meta: dict, window: int = 8, graph=None, native
 
 def register(uri: str, name: str, meta: dict, graph=None, native=None) -> str:
     """Export, log and register one version under `name`; alias `candidate` as the pipeline does."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
+    from tests.registry_helpers import register_folder
+
     folder = Path(tempfile.mkdtemp(prefix="forecaster-")) / "model"
-    meta = export_version(folder, meta, graph=graph, native=native)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    mlflow.set_tracking_uri(uri)
-    experiment = f"onnxship/{name}"
-    if client.get_experiment_by_name(experiment) is None:
-        # artifacts in a temp folder: MLflow's default (./mlruns) would land in the working tree
-        client.create_experiment(experiment, artifact_location=folder.parent.resolve().as_uri())
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name="toy-forecaster") as run:
-        mlflow.log_artifacts(str(folder), "model")
-    try:
-        client.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(name)
-    tags = {
-        "onnx_sha256": meta["sha256"],
-        "parity_verdict": "pass" if meta["gates"]["parity"] else "fail",
-        "variant": "base",
-    }
-    version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
-    client.set_registered_model_alias(name, "candidate", version.version)
-    return str(version.version)
+    export_version(folder, meta, graph=graph, native=native)
+    version = register_folder(uri, name, folder)
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name, "candidate", version)
+    return version

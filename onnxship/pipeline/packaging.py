@@ -16,8 +16,10 @@ import onnx
 
 from onnxship.contract import METADATA_FILE, MODEL_FILE, describe_io
 from onnxship.io import sha256_file, write_json
+from onnxship.manifest import file_manifest, manifest_tags
 from onnxship.pipeline.choice import regime_table
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.version_schema import parse_metadata
 
 
 def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sha256: str) -> dict[str, bool]:
@@ -108,6 +110,7 @@ def build_version_dir(
         "bytes": (out / MODEL_FILE).stat().st_size,
     }
     write_json(out / METADATA_FILE, metadata)
+    parse_metadata((out / METADATA_FILE).read_bytes())  # never register what serving would refuse
     return metadata
 
 
@@ -117,9 +120,10 @@ def log_version(
     settings: InferenceSettings,
     feeds: dict[str, np.ndarray],
     evidence: dict[str, Any],
-) -> dict:
+) -> tuple[dict, dict[str, str]]:
     """The version folder, with the evidence files beside the model, logged to the active run's
-    `model` artifact path; returns the metadata with the model file's sha256."""
+    `model` artifact path; returns the metadata with the model file's sha256, and the manifest
+    (sha256 of every file logged) that the registry tags will vouch for."""
     import tempfile
 
     import mlflow
@@ -129,14 +133,22 @@ def log_version(
         metadata = build_version_dir(folder, graph, metadata, settings, feeds)
         for file_name, content in evidence.items():
             write_json(folder / file_name, content)
+        manifest = file_manifest(folder)
         mlflow.log_artifacts(str(folder), "model")
-    return metadata
+    return metadata, manifest
 
 
 def version_tags(
-    active: Any, native_meta: dict, metadata: dict, bench: dict, variant: str, batch: int
+    active: Any,
+    native_meta: dict,
+    metadata: dict,
+    bench: dict,
+    variant: str,
+    batch: int,
+    manifest: dict[str, str],
 ) -> dict:
-    """Lineage on the registry version: what it was built from, what was registered, how fast."""
+    """Lineage on the registry version: what it was built from, what was registered, how fast;
+    and what serving trusts: the sha256 of every file (manifest) and the gates."""
     cell = bench["runtimes"][variant]["batches"][str(batch)]
     return {
         "git_commit": active.data.tags.get("git_commit", ""),
@@ -149,6 +161,7 @@ def version_tags(
         f"p50_ms_b{batch}": f"{cell['p50_ms']:.4f}",
         f"p99_ms_b{batch}": f"{cell['p99_ms']:.4f}",
         "package_run_id": active.info.run_id,  # the MLflow run holding the artifacts
+        **manifest_tags(manifest, metadata["gates"]),
     }
 
 

@@ -24,7 +24,6 @@ from serving.http.schemas import BatchRequest, ForecastRequest, PredictRequest
 from serving.http.store import ModelStore
 from serving.settings import Settings
 
-
 # field names of the request schemas: the only names an error may repeat (a client's own dict keys
 # can carry anything, e.g. markup: they are shown as <key>)
 SCHEMA_FIELDS = {

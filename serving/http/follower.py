@@ -203,7 +203,9 @@ class RegistryFollower:
 
     def _load(self, name: str, version: str, folder: Path) -> bool:
         try:
-            loaded = load_verified(name, version, folder, self.settings.warmup_calls, self.settings.max_threads)
+            loaded = load_verified(
+                name, version, folder, self.settings.warmup_calls, self.settings.max_threads
+            )
         except Exception as err:
             self.metrics.model_loads.labels(name, "failed").inc()
             self.store.note(name, f"version {version} failed to load: {type(err).__name__}: {err}")

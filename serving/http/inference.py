@@ -48,7 +48,10 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
                     + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 )
             unknown = len(set(row) - expected)  # counted, never repeated: a key can carry anything
-            raise InvalidInput(f"{where}features: {unknown} name(s) this model does not take (GET /models/{loaded.name} lists its features)")
+            raise InvalidInput(
+                f"{where}features: {unknown} name(s) this model does not take "
+                f"(GET /models/{loaded.name} lists its features)"
+            )
         for c, name in enumerate(names):
             out[r, c] = float32_value(row[name], f"{where}features.{name}", null)
     return out

@@ -97,4 +97,6 @@ class RequestGuard:
 
     async def _too_large(self, send: Send) -> None:
         self.metrics.rejected_requests.labels("body_bytes").inc()
-        await send_error(send, 413, f"request body larger than {self.max_bytes} bytes", {"connection": "close"})
+        await send_error(
+            send, 413, f"request body larger than {self.max_bytes} bytes", {"connection": "close"}
+        )

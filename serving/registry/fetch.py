@@ -59,7 +59,12 @@ class Vouched:
         return [*SERVED_FILES, *(f for f in OPTIONAL_FILES if f in self.manifest)]
 
     def to_record(self) -> dict[str, Any]:
-        return {"version": self.version, "source": self.source, "manifest": self.manifest, "gates": self.gates}
+        return {
+            "version": self.version,
+            "source": self.source,
+            "manifest": self.manifest,
+            "gates": self.gates,
+        }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Vouched:
@@ -118,7 +123,9 @@ def download(trusted: Vouched, dest: Path, tracking_uri: str, max_model_bytes: i
         if info.is_dir:
             raise RejectedModel(f"{name} is a folder in the artifact store, not a file")
         if info.file_size is not None and info.file_size > size_cap(name, max_model_bytes):
-            raise RejectedModel(f"{name} is {info.file_size} bytes, over the {size_cap(name, max_model_bytes)} cap")
+            raise RejectedModel(
+                f"{name} is {info.file_size} bytes, over the {size_cap(name, max_model_bytes)} cap"
+            )
     partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
     try:
@@ -150,7 +157,8 @@ def verify(folder: Path, trusted: Vouched) -> dict[str, Any]:
         actual = sha256_file(folder / name)
         if actual != trusted.manifest[name]:
             raise RejectedModel(
-                f"sha256 of {name} is {actual[:12]}…, the registry's manifest records {trusted.manifest[name][:12]}…"
+                f"sha256 of {name} is {actual[:12]}…, "
+                f"the registry's manifest records {trusted.manifest[name][:12]}…"
             )
     try:
         metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
@@ -193,7 +201,9 @@ def external_tensors(model: Any):
         if attr.HasField("t"):
             yield attr.t
         yield from attr.tensors
-        for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors):
+        for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(
+            attr.sparse_tensors
+        ):
             yield sparse.values
             yield sparse.indices
 

@@ -37,7 +37,9 @@ def main(folder: Path) -> dict:
     if any(shape[0] != 2 for shape in shapes.values()):
         raise ValueError(f"batch of 2 gave output shapes {shapes}")
     if metadata["task"] == Task.CLASSIFICATION and shapes["probabilities"] != [2, len(metadata["classes"])]:
-        raise ValueError(f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}")
+        raise ValueError(
+            f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}"
+        )
     return {"ok": True, "shapes": shapes}
 
 

@@ -78,7 +78,9 @@ class Watcher:
 
     def retry_later(self, name: str, state: ModelState, reason: str) -> None:
         state.failures += 1
-        delay = min(self.args.interval * 2 ** (state.failures - 1), max(self.args.max_backoff, self.args.interval))
+        delay = min(
+            self.args.interval * 2 ** (state.failures - 1), max(self.args.max_backoff, self.args.interval)
+        )
         state.due = time.monotonic() + delay
         emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2))
         if self.args.serve_local_copy and state.served is None and not state.local_tried:
@@ -116,7 +118,9 @@ class Watcher:
             prune(Path(self.args.cache_dir), name, {v for v in (state.served, state.previous) if v})
             return
         state.previous, state.served = state.served, version
-        emit("ready", model=name, version=version, path=str(folder.resolve()), variant=metadata.get("variant"))
+        emit(
+            "ready", model=name, version=version, path=str(folder.resolve()), variant=metadata.get("variant")
+        )
         try:
             self.remember(name, trusted, folder)
         except OSError as err:  # only the start-from-local-copy fallback loses this version
@@ -128,7 +132,11 @@ class Watcher:
 
     def remember(self, name: str, trusted, folder: Path) -> None:
         """Which verified copy the alias last pointed at, for a start while the registry is down."""
-        record = {"tracking_uri": self.args.tracking_uri, "path": str(folder.resolve()), **trusted.to_record()}
+        record = {
+            "tracking_uri": self.args.tracking_uri,
+            "path": str(folder.resolve()),
+            **trusted.to_record(),
+        }
         path = self.record_path(name)
         partial = path.with_suffix(f".partial-{os.getpid()}")
         partial.write_text(json.dumps(record))
