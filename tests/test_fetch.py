@@ -1,5 +1,6 @@
-"""The watcher's checks on a downloaded version, before anything is loaded: sha256, external-data
-path tricks, symlinks, unparsable and crashing graphs."""
+"""The watcher's checks on a downloaded version, before anything is loaded: every file against the
+registry's manifest, external data anywhere ONNX allows it, symlinks, unparsable and crashing
+graphs. (The registry side of the same checks, over a real MLflow registry: test_trust.py.)"""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxship.io import sha256_file
-from serving.registry.fetch import RejectedModel, probe, verify
+from onnxship.manifest import file_manifest
+from serving.registry.fetch import RejectedModel, Vouched, probe, verify
 from tests.tiny_versions import regressor as tiny_graph
+
+GATES = {"export": True, "parity": True, "benchmark": True}
+
+
+def vouch(folder: Path) -> Vouched:
+    """What the registry would vouch for, had the package stage written this folder as it is."""
+    gates = json.loads((folder / "onnxship.json").read_text())["gates"]
+    return Vouched("1", "unused", file_manifest(folder), gates)
 
 
 def version_folder(tmp_path: Path, model: onnx.ModelProto | bytes) -> Path:
@@ -26,7 +36,14 @@ def version_folder(tmp_path: Path, model: onnx.ModelProto | bytes) -> Path:
         "sha256": sha256_file(folder / "model.onnx"),
         "task": "regression",
         "features": ["a", "b", "c"],
-        "inference_settings": {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1},
+        "model": "tiny",
+        "variant": "base",
+        "gates": GATES,
+        "inference_settings": {
+            "providers": ["CPUExecutionProvider"],
+            "intra_op_threads": 1,
+            "inter_op_threads": 1,
+        },
     }
     (folder / "onnxship.json").write_text(json.dumps(metadata))
     return folder
@@ -34,14 +51,26 @@ def version_folder(tmp_path: Path, model: onnx.ModelProto | bytes) -> Path:
 
 def test_a_sound_version_passes_verify_and_probe(tmp_path: Path):
     folder = version_folder(tmp_path, tiny_graph())
-    verify(folder, sha256_file(folder / "model.onnx"))
+    verify(folder, vouch(folder))
     assert probe(folder)["shapes"] == {"prediction": [2, 1]}
 
 
-def test_sha256_mismatch_is_rejected(tmp_path: Path):
+@pytest.mark.parametrize("changed", ["model.onnx", "onnxship.json"])
+def test_any_file_that_differs_from_the_manifest_is_rejected(tmp_path: Path, changed: str):
     folder = version_folder(tmp_path, tiny_graph())
-    with pytest.raises(RejectedModel, match="the registry tag records"):
-        verify(folder, "0" * 64)
+    trusted = vouch(folder)
+    with open(folder / changed, "ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(RejectedModel, match=f"sha256 of {changed} is .* the registry's manifest records"):
+        verify(folder, trusted)
+
+
+def test_a_file_the_manifest_does_not_list_is_rejected(tmp_path: Path):
+    folder = version_folder(tmp_path, tiny_graph())
+    trusted = vouch(folder)
+    (folder / "weights.bin").write_bytes(b"0" * 16)
+    with pytest.raises(RejectedModel, match="not in the manifest"):
+        verify(folder, trusted)
 
 
 @pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "weights.bin"])
@@ -53,7 +82,7 @@ def test_external_data_references_are_rejected(tmp_path: Path, location: str):
     tensor.external_data.add(key="location", value=location)
     folder = version_folder(tmp_path, model)
     with pytest.raises(RejectedModel, match=f"external data '{location}'"):
-        verify(folder, None)
+        verify(folder, vouch(folder))
 
 
 def test_symlinked_model_is_rejected(tmp_path: Path):
@@ -61,8 +90,9 @@ def test_symlinked_model_is_rejected(tmp_path: Path):
     real = tmp_path / "elsewhere.onnx"
     shutil.move(folder / "model.onnx", real)
     (folder / "model.onnx").symlink_to(real)
+    trusted = Vouched("1", "unused", {"model.onnx": sha256_file(real), "onnxship.json": "0" * 64}, GATES)
     with pytest.raises(RejectedModel, match="symlink"):
-        verify(folder, None)
+        verify(folder, trusted)
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
@@ -70,14 +100,14 @@ def test_truncated_graph_is_rejected_before_loading(tmp_path: Path, cut: float):
     data = tiny_graph().SerializeToString()
     folder = version_folder(tmp_path, data[: int(len(data) * cut)])
     with pytest.raises(RejectedModel, match=r"model\.onnx does not parse as ONNX"):
-        verify(folder, None)  # refused before any runtime loads it
+        verify(folder, vouch(folder))  # refused before any runtime loads it
 
 
 def test_graph_that_fails_in_onnx_runtime_is_rejected_by_the_probe(tmp_path: Path):
     model = tiny_graph()
     model.graph.node[0].op_type = "NoSuchOp"
     folder = version_folder(tmp_path, model)
-    verify(folder, None)  # parses fine: only loading it tells
+    verify(folder, vouch(folder))  # parses fine: only loading it tells
     with pytest.raises(RejectedModel, match="probe failed"):
         probe(folder)
 
@@ -99,7 +129,7 @@ def test_mutated_graphs_never_get_past_the_checks_unnoticed(tmp_path: Path):
         (tmp_path / f"m{i}").mkdir()
         folder = version_folder(tmp_path / f"m{i}", bytes(mutant))
         try:
-            verify(folder, None)
+            verify(folder, vouch(folder))
             shapes = probe(folder)["shapes"]
         except RejectedModel as err:
             reasons.append(str(err))
@@ -116,7 +146,8 @@ def test_forecaster_probe_checks_the_forecast_contract(tmp_path: Path):
 
     meta = toy_forecaster.metadata(16, 4, [0.1, 0.5, 0.9], [])
     good = toy_forecaster.export_version(tmp_path / "good", meta)
-    verify(tmp_path / "good", good["sha256"])
+    assert good["sha256"] == sha256_file(tmp_path / "good" / "model.onnx")
+    verify(tmp_path / "good", vouch(tmp_path / "good"))
     assert probe(tmp_path / "good")["shapes"] == {"quantiles": [2, 4, 3]}
     # a tabular graph that claims to be a forecaster
     folder = version_folder(tmp_path, tiny_graph())
@@ -128,3 +159,95 @@ def test_forecaster_probe_checks_the_forecast_contract(tmp_path: Path):
     (folder / "onnxship.json").write_text(json.dumps(claimed))
     with pytest.raises(RejectedModel, match="forecast contract"):
         probe(folder)
+
+
+def point_outside(tensor: onnx.TensorProto, location: str = "benchmark.json") -> None:
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+
+
+def weights_in_an_if_branch() -> onnx.ModelProto:
+    """prediction = input @ w, with w an initializer of both branches of an If subgraph."""
+    model = tiny_graph()
+    w = numpy_helper.to_array(model.graph.initializer[0])
+
+    def branch(name: str) -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node("Identity", ["w_" + name], ["w_out_" + name])],
+            name,
+            [],
+            [helper.make_tensor_value_info("w_out_" + name, TensorProto.FLOAT, [3, 1])],
+            initializer=[numpy_helper.from_array(w, "w_" + name)],
+        )
+
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    model.graph.initializer.pop()
+    model.graph.initializer.append(cond)
+    model.graph.node.insert(
+        0, helper.make_node("If", ["cond"], ["w"], then_branch=branch("then"), else_branch=branch("else"))
+    )
+    return model
+
+
+def attack(kind: str) -> onnx.ModelProto:
+    """The tiny regressor with one tensor pointing at external data, in each place ONNX allows."""
+    if kind == "if_subgraph_initializer":
+        model = weights_in_an_if_branch()
+        point_outside(model.graph.node[0].attribute[0].g.initializer[0])
+        return model
+    model = tiny_graph()
+    if kind == "constant_attribute":
+        w = model.graph.initializer.pop()
+        constant = helper.make_node("Constant", [], ["w"], value=w)
+        point_outside(constant.attribute[0].t)
+        model.graph.node.insert(0, constant)
+    elif kind == "tensors_attribute":
+        extra = helper.make_attribute("tensors", [numpy_helper.from_array(np.ones(1, np.float32), "t")])
+        point_outside(extra.tensors[0])
+        model.graph.node[0].attribute.append(extra)
+    elif kind == "sparse_initializer":
+        values = numpy_helper.from_array(np.ones(1, np.float32), "s")
+        point_outside(values)
+        indices = numpy_helper.from_array(np.zeros(1, np.int64), "s_i")
+        model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [3]))
+    elif kind == "sparse_attribute":
+        values = numpy_helper.from_array(np.ones(1, np.float32), "c")
+        point_outside(values)
+        sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.zeros(1, np.int64)), [3])
+        model.graph.node.insert(0, helper.make_node("Constant", [], ["unused"], sparse_value=sparse))
+    elif kind == "function":
+        constant = helper.make_node(
+            "Constant", [], ["k"], value=numpy_helper.from_array(np.ones(1, np.float32))
+        )
+        point_outside(constant.attribute[0].t)
+        model.functions.append(helper.make_function("local", "f", [], ["k"], [constant], model.opset_import))
+    return model
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "if_subgraph_initializer",
+        "constant_attribute",
+        "tensors_attribute",
+        "sparse_initializer",
+        "sparse_attribute",
+        "function",
+    ],
+)
+def test_external_data_is_refused_wherever_onnx_allows_it(tmp_path: Path, kind: str):
+    """Finding 3: a tensor in an If branch, an attribute, a sparse initializer or a function that
+    points at a file of the version folder (benchmark.json) used to pass verify and the probe."""
+    folder = version_folder(tmp_path, attack(kind))
+    (folder / "benchmark.json").write_text("{}")
+    with pytest.raises(RejectedModel, match=r"external data 'benchmark\.json'"):
+        verify(folder, vouch(folder))
+
+
+def test_an_if_graph_without_external_data_is_served(tmp_path: Path):
+    """The walk through subgraphs refuses external data, not subgraphs."""
+    folder = version_folder(tmp_path, weights_in_an_if_branch())
+    verify(folder, vouch(folder))
+    assert probe(folder)["shapes"] == {"prediction": [2, 1]}

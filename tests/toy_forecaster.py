@@ -37,7 +37,11 @@ def metadata(context_length: int, horizon: int, levels: list[float], covariates:
             "quantile_levels": levels,
             "covariates": covariates,
         },
-        "inference_settings": {"intra_op_threads": 1, "inter_op_threads": 1},
+        "inference_settings": {
+            "providers": ["CPUExecutionProvider"],
+            "intra_op_threads": 1,
+            "inter_op_threads": 1,
+        },
     }
 
 
