@@ -145,3 +145,56 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait()
+
+
+def start_server(
+    registry: str,
+    tmp_path_factory,
+    models: list[str],
+    wait_ready: bool = True,
+    workers: int = 1,
+    **settings: str,
+) -> dict:
+    """A real `python -m serving.http.serve` process over `registry`; `settings` are extra
+    ONNXSHIP_SERVING_<KEY> values (strings, as the environment carries them)."""
+    import json
+
+    from tests.conftest import ROOT
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "ONNXSHIP_SERVING_CONFIG": str(ROOT / "conf/serving/default.yaml"),
+        "ONNXSHIP_SERVING_TRACKING_URI": registry,
+        "ONNXSHIP_SERVING_MODELS": json.dumps(models),
+        "ONNXSHIP_SERVING_DEFAULT_MODEL": models[0],
+        "ONNXSHIP_SERVING_POLL_INTERVAL_S": "0.5",
+        "ONNXSHIP_SERVING_MAX_BATCH_ROWS": "50",
+        "ONNXSHIP_SERVING_MAX_BODY_BYTES": "200000",
+        "ONNXSHIP_SERVING_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+    env.update({f"ONNXSHIP_SERVING_{k.upper()}": str(v) for k, v in settings.items()})
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    command = [sys.executable, "-m", "serving.http.serve", "--port", str(port), "--workers", str(workers)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    wanted = "/health/ready" if wait_ready else "/health/live"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}{wanted}").status_code == 200:
+                return {"url": base, "proc": proc, "log": log, "uri": registry, "port": port}
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server not up in 90 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(started: dict, timeout: float = 15) -> None:
+    started["proc"].terminate()
+    started["proc"].wait(timeout=timeout)

@@ -7,7 +7,6 @@ server process imports.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,10 +23,11 @@ from mlflow.tracking import MlflowClient
 
 from onnxship.contract import ForecastSpec, ModelIO
 from onnxship.io import read_json
+from onnxship.manifest import GATES_TAG
 from serving.registry.promote import PromotionRefused, promote
-from tests import toy_forecaster
+from tests import services, toy_forecaster
 from tests.conftest import ROOT
-from tests.services import eventually, free_port
+from tests.services import eventually, stop
 
 pytestmark = pytest.mark.e2e
 MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", "chronos2"]
@@ -77,47 +77,10 @@ def chronos_metadata(est) -> dict:
 def start_server(
     registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS, **settings: str
 ) -> dict:
-    """A real `python -m serving.http.serve` process; `settings` are extra ONNXSHIP_SERVING_<KEY> values."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "ONNXSHIP_SERVING_CONFIG": str(ROOT / "conf/serving/default.yaml"),
-        "ONNXSHIP_SERVING_TRACKING_URI": registry,
-        "ONNXSHIP_SERVING_MODELS": json.dumps(models),
-        "ONNXSHIP_SERVING_DEFAULT_MODEL": "xgboost",
-        "ONNXSHIP_SERVING_POLL_INTERVAL_S": "0.5",
-        "ONNXSHIP_SERVING_MAX_BATCH_ROWS": "50",
-        "ONNXSHIP_SERVING_MAX_BODY_BYTES": "200000",
-        "ONNXSHIP_SERVING_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
-    }
-    env.update({f"ONNXSHIP_SERVING_{k.upper()}": v for k, v in settings.items()})
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = tmp_path_factory.mktemp("log") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.http.serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    wanted = "/health/ready" if wait_ready else "/health/live"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}{wanted}").status_code == 200:
-                return {"url": base, "proc": proc, "log": log, "uri": registry}
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    pytest.fail(f"server not up in 90 s:\n{log.read_text()[-3000:]}")
-
-
-def stop(started: dict) -> None:
-    started["proc"].terminate()
-    started["proc"].wait(timeout=15)
+    """A real server over `registry` serving this module's models (xgboost by default)."""
+    return services.start_server(
+        registry, tmp_path_factory, models, wait_ready, default_model="xgboost", **settings
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +185,7 @@ def new_version(uri: str, name: str, mutate=None) -> str:
     exp = client.get_experiment_by_name("onnxship/" + name).experiment_id
     with mlflow.start_run(experiment_id=exp, run_name="test-version") as run:
         mlflow.log_artifacts(str(local), "model")
+    tags["package_run_id"] = run.info.run_id  # registered as the package stage does, from its run
     created = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
     return str(created.version)
 
@@ -274,7 +238,10 @@ def test_tampered_or_broken_versions_are_rejected_and_the_old_one_keeps_serving(
         (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes()[:500])  # truncated
         return tags  # recorded sha256 no longer matches
 
-    for mutate, reason in ((corrupt, "sha256"),):
+    def failed_gate(folder: Path, tags: dict) -> dict:  # moved by hand (MLflow UI), gates failed
+        return {**tags, GATES_TAG: '{"benchmark":true,"export":true,"parity":false}'}
+
+    for mutate, reason in ((corrupt, "sha256"), (failed_gate, "gate(s) failed at packaging: parity")):
         version = new_version(uri, name, mutate)
         promote_unchecked(uri, name, version)
         request.addfinalizer(lambda: promote_unchecked(uri, name, serving_before))
@@ -296,7 +263,7 @@ def promote_unchecked(uri: str, name: str, version: str) -> None:
 
 def test_promote_refuses_a_version_that_failed_a_gate(registry):
     version = new_version(registry, "stack_ridge", lambda folder, tags: {**tags, "parity_verdict": "fail"})
-    with pytest.raises(PromotionRefused, match="parity verdict is 'fail'"):
+    with pytest.raises(PromotionRefused, match="parity_verdict tag is not 'pass'"):
         promote("stack_ridge", version, "champion", registry)
     with pytest.raises(PromotionRefused, match="no version 999"):
         promote("stack_ridge", "999", "champion", registry)

@@ -57,6 +57,24 @@ def classifier() -> onnx.ModelProto:
     )
 
 
+def gatherer() -> onnx.ModelProto:
+    """prediction = [10, 20, 30][int(a)]: answers for a in {0, 1, 2}; any other `a` makes ONNX
+    Runtime fail inside session.run (index out of bounds), the way a real graph can at run time."""
+    return _model(
+        [
+            helper.make_node("Slice", ["input", "zero", "one", "one"], ["first"]),
+            helper.make_node("Cast", ["first"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["prediction"], axis=0),
+        ],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", 1])],
+        [
+            numpy_helper.from_array(np.array([10.0, 20.0, 30.0], np.float32), "table"),
+            numpy_helper.from_array(np.array([0], np.int64), "zero"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+        ],
+    )
+
+
 def write_version(folder: Path, model: onnx.ModelProto, task: str, **extra) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "model.onnx")
