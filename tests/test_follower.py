@@ -1,0 +1,105 @@
+"""Following that cannot silently stop (issue 10, finding 6): the app with its real registry
+follower and watcher over a tiny real registry, in-process. A line the follower cannot read, a
+killed watcher and a dead follower thread are each survived, counted, and said by readiness."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from fastapi.testclient import TestClient
+from mlflow.tracking import MlflowClient
+
+from serving.http.app import create_app
+from serving.settings import Settings
+from tests import tiny_versions
+from tests.registry_helpers import register_folder
+from tests.services import eventually
+
+
+@pytest.fixture
+def registry(tmp_path) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version = register_folder(
+        uri, "tiny_reg", tiny_versions.write_version(tmp_path / "v1", tiny_versions.regressor(), "regression")
+    )
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(
+        "tiny_reg", "champion", version
+    )
+    return uri
+
+
+@pytest.fixture
+def client(registry, tmp_path):
+    settings = Settings(
+        tracking_uri=registry,
+        models=["tiny_reg"],
+        default_model="tiny_reg",
+        poll_interval_s=0.3,
+        cache_dir=tmp_path / "cache",
+        warmup_calls=1,
+    )
+    with TestClient(create_app(settings)) as c:
+        eventually(lambda: c.get("/health/ready").status_code == 200, seconds=60)
+        yield c
+
+
+def metric(client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_lines_the_follower_cannot_read_are_counted_and_skipped(client):
+    """A watcher line `null` used to kill the follower thread."""
+    follower = client.app.state.follower
+    for line in (
+        "null\n",
+        "[1, 2]\n",
+        '{"event": "ready"}\n',
+        '{"event": "ready", "model": "other"}\n',
+        "garbage",
+    ):
+        follower.handle(line)
+    assert metric(client, "onnxship_watcher_unreadable_lines_total") == 5
+    assert follower.stopped_reason is None
+    assert client.get("/health/ready").status_code == 200
+    assert client.post("/predict", json={"features": {"a": 1, "b": 1, "c": 1}}).json()["prediction"] == 6.0
+
+
+def test_a_killed_watcher_is_restarted_and_following_goes_on(client, registry, tmp_path):
+    follower = client.app.state.follower
+    first = follower._proc.pid
+    os.kill(first, signal.SIGKILL)
+    eventually(lambda: follower._proc.pid != first and follower._proc.poll() is None, seconds=20)
+    assert metric(client, 'onnxship_follower_restarts_total{cause="watcher_exit"}') >= 1
+    version = register_folder(
+        registry,
+        "tiny_reg",
+        tiny_versions.write_version(tmp_path / "v2", tiny_versions.regressor(), "regression"),
+    )
+    MlflowClient(tracking_uri=registry, registry_uri=registry).set_registered_model_alias(
+        "tiny_reg", "champion", version
+    )
+    eventually(lambda: client.get("/models/tiny_reg").json().get("version") == version, seconds=30)
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_a_dead_follower_thread_makes_the_server_unready_until_it_is_restarted(client, monkeypatch):
+    follower = client.app.state.follower
+    monkeypatch.setattr(follower, "check", lambda: None)  # hold the supervisor off to look at the gap
+
+    def die() -> None:
+        raise SystemExit("a bug that escapes every handler")
+
+    monkeypatch.setattr(follower, "_follow_one_watcher", die)
+    follower._end_watcher()  # the thread's next turn calls the broken method and dies
+    eventually(lambda: not follower._thread.is_alive(), seconds=20)
+    r = client.get("/health/ready")
+    assert r.status_code == 503 and r.json()["following"] == "the registry follower thread is not running"
+    monkeypatch.undo()  # the supervisor's check() runs again: the thread is started anew
+    eventually(lambda: client.get("/health/ready").status_code == 200, seconds=20)
+    assert metric(client, 'onnxship_follower_restarts_total{cause="thread"}') == 1
+    eventually(lambda: metric(client, "onnxship_following") == 1, seconds=5)
