@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from tests import tiny_versions
 from tests.conftest import ROOT
 from tests.registry_helpers import register_folder
-from tests.services import start_server, stop
+from tests.services import eventually, start_server, stop
 
 MODELS = ["tiny_reg", "tiny_clf", "tiny_gather"]
 LIMITS = {
@@ -186,3 +186,34 @@ def test_sigterm_ends_the_server_within_its_bound_while_slow_clients_hang_on(reg
         if started["proc"].poll() is None:
             started["proc"].kill()
     assert time.monotonic() - sent < 6
+
+
+def test_two_workers_share_one_cache_and_each_follows_the_alias(registry, tmp_path_factory, tmp_path):
+    """Finding 7: with `--workers N` every worker ran its own watcher over one cache without a lock.
+    Now they share it safely, and an alias move reaches every worker."""
+    started = start_server(registry, tmp_path_factory, ["tiny_reg"], workers=2)
+    try:
+        graph = tiny_versions.regressor()
+        version = register_folder(
+            registry, "tiny_reg", tiny_versions.write_version(tmp_path / "v", graph, "regression")
+        )
+        MlflowClient(tracking_uri=registry, registry_uri=registry).set_registered_model_alias(
+            "tiny_reg", "champion", version
+        )
+
+        def every_answer_is_new() -> bool:
+            with httpx.Client() as client:  # new connections: the kernel spreads them over both workers
+                answers = {
+                    client.post(
+                        f"{started['url']}/predict", json={"features": ROW}, headers={"connection": "close"}
+                    ).json()["version"]
+                    for _ in range(40)
+                }
+            return answers == {version}
+
+        eventually(every_answer_is_new, seconds=60, every=0.5)
+        log = started["log"].read_text()
+        assert log.count("now serving version " + version) == 2, log[-3000:]
+        assert "rejected" not in log and "failed to load" not in log
+    finally:
+        stop(started)

@@ -30,10 +30,11 @@ import psutil
 from onnxship.contract import METADATA_FILE, MODEL_FILE
 from onnxship.io import write_json
 from onnxship.runtime import InferenceSettings, OnnxModel
-from serving.registry.fetch import download, verify
+from serving.registry.fetch import download, verify, vouched
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 8, 16, 32)
+WORKERS = (1, 2)
 LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -177,8 +178,9 @@ def main() -> None:
     client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
     version = client.get_model_version_by_alias(args.model, args.alias)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    folder = download(version.source, work / "model", args.tracking_uri)
-    metadata = verify(folder, version.tags.get("onnx_sha256"))
+    trusted = vouched(version)  # the benchmark serves what the server would: checked the same way
+    folder = download(trusted, work / "model", args.tracking_uri, 2 << 30)
+    metadata = verify(folder, trusted)
     import pandas as pd
 
     frame = pd.read_parquet("data/prepared/test.parquet")
@@ -202,50 +204,62 @@ def main() -> None:
         "ONNXSHIP_SERVING_MODELS": json.dumps([args.model]),
         "ONNXSHIP_SERVING_CACHE_DIR": str(work / "cache"),
     }
-    port = free_port()
-    ours = run_server(
-        "onnxship",
-        [sys.executable, "-m", "serving.http.serve", "--port", str(port)],
-        f"http://127.0.0.1:{port}/health/ready",
-        env,
-        {
-            "url": f"http://127.0.0.1:{port}/predict",
-            "body": json.dumps({"model": args.model, "features": features}),
-        },
-        args.duration,
-    )
-    port = free_port()
-    mlflow_cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        f"models:/{args.model}/{version.version}",
-        "-p",
-        str(port),
-        "-h",
-        "127.0.0.1",
-        "--env-manager",
-        "local",
-    ]
-    theirs = run_server(
-        "mlflow models serve",
-        mlflow_cmd,
-        f"http://127.0.0.1:{port}/ping",
-        {**env, "MLFLOW_TRACKING_URI": args.tracking_uri},
-        {
-            "url": f"http://127.0.0.1:{port}/invocations",
-            "body": json.dumps({"inputs": [row.astype(np.float32).tolist()]}),
-        },
-        args.duration,
-    )
-    report["onnxship"], report["mlflow_models_serve"] = ours, theirs
+    for workers in WORKERS:
+        port = free_port()
+        report[f"onnxship_workers_{workers}"] = run_server(
+            f"onnxship --workers {workers}",
+            [sys.executable, "-m", "serving.http.serve", "--port", str(port), "--workers", str(workers)],
+            f"http://127.0.0.1:{port}/health/ready",
+            env,
+            {
+                "url": f"http://127.0.0.1:{port}/predict",
+                "body": json.dumps({"model": args.model, "features": features}),
+            },
+            args.duration,
+        )
+        port = free_port()
+        mlflow_cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{args.model}/{version.version}",
+        ]
+        mlflow_cmd += [
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "--env-manager",
+            "local",
+            "--workers",
+            str(workers),
+        ]
+        report[f"mlflow_models_serve_workers_{workers}"] = run_server(
+            f"mlflow models serve --workers {workers}",
+            mlflow_cmd,
+            f"http://127.0.0.1:{port}/ping",
+            {**env, "MLFLOW_TRACKING_URI": args.tracking_uri},
+            {
+                "url": f"http://127.0.0.1:{port}/invocations",
+                "body": json.dumps({"inputs": [row.astype(np.float32).tolist()]}),
+            },
+            args.duration,
+        )
+    ours = report["onnxship_workers_1"]
     report["http_single_row_p50_ms"] = ours["c1"].get("p50_ms")
     report["http_overhead_p50_ms"] = ours["c1"].get("p50_ms", float("nan")) - report["raw_session_run_p50_ms"]
     for c in CONCURRENCY:
-        report[f"req_s_ratio_c{c}"] = ours[f"c{c}"]["req_s"] / max(theirs[f"c{c}"]["req_s"], 1e-9)
+        for workers in WORKERS:
+            mine = report[f"onnxship_workers_{workers}"][f"c{c}"]["req_s"]
+            report[f"req_s_ratio_vs_mlflow_workers_{workers}_c{c}"] = mine / max(
+                report[f"mlflow_models_serve_workers_{workers}"][f"c{c}"]["req_s"], 1e-9
+            )
+        report[f"req_s_workers_2_over_1_c{c}"] = report["onnxship_workers_2"][f"c{c}"]["req_s"] / max(
+            ours[f"c{c}"]["req_s"], 1e-9
+        )
     write_json(args.out, report)
     shutil.rmtree(work, ignore_errors=True)
     log_to_mlflow(report, args)
