@@ -92,11 +92,67 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class MlflowServer:
-    """`mlflow server` with the given backend store, proxying artifacts from a local folder."""
+class S3Server:
+    """moto's server mode: an S3-compatible object store on a loopback port, with one bucket.
+    Clients find it through MLFLOW_S3_ENDPOINT_URL and dummy AWS credentials (`env`)."""
 
-    def __init__(self, backend_uri: str, artifacts: Path, log: Path) -> None:
-        self.backend_uri, self.artifacts, self.log = backend_uri, artifacts, log
+    def __init__(self, log: Path, bucket: str = "onnxship-artifacts") -> None:
+        self.log, self.bucket, self.port = log, bucket, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "MLFLOW_S3_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "onnxship-test",
+            "AWS_SECRET_ACCESS_KEY": "onnxship-test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="onnxship-test",
+            aws_secret_access_key="onnxship-test",
+        )
+
+    def start(self, timeout: float = 60) -> S3Server:
+        with open(self.log, "a") as out:
+            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                httpx.get(self.url)
+                self.client().create_bucket(Bucket=self.bucket)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"moto server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def keys(self) -> list[str]:
+        listed = self.client().list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return [o["Key"] for o in listed]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+class MlflowServer:
+    """`mlflow server` with the given backend store, proxying artifacts from a local folder; or,
+    with `s3_root` (s3://bucket/prefix), handing clients S3 artifact URIs they use directly
+    (`--no-serve-artifacts`), as a production setup with object storage does."""
+
+    def __init__(self, backend_uri: str, artifacts: Path, log: Path, s3_root: str | None = None) -> None:
+        self.backend_uri, self.artifacts, self.log, self.s3_root = backend_uri, artifacts, log, s3_root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -111,8 +167,11 @@ class MlflowServer:
                     "server",
                     "--backend-store-uri",
                     self.backend_uri,
-                    "--artifacts-destination",
-                    str(self.artifacts),
+                    *(
+                        ["--default-artifact-root", self.s3_root, "--no-serve-artifacts"]
+                        if self.s3_root
+                        else ["--artifacts-destination", str(self.artifacts)]
+                    ),
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -198,3 +257,63 @@ def start_server(
 def stop(started: dict, timeout: float = 15) -> None:
     started["proc"].terminate()
     started["proc"].wait(timeout=timeout)
+
+
+class Haproxy:
+    """Debian's HAProxy in the foreground, balancing round-robin over `backends` (base URLs) and
+    taking a backend out while its /health/ready is not 200, as a production balancer would."""
+
+    def __init__(self, backends: list[str], folder: Path) -> None:
+        self.backends, self.folder, self.port = backends, folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> str:
+        servers = "\n".join(
+            f"    server r{i} {url.removeprefix('http://')} check inter 300ms fall 2 rise 2"
+            for i, url in enumerate(self.backends)
+        )
+        return f"""global
+    maxconn 2000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 2
+    option redispatch
+    retry-on conn-failure empty-response response-timeout
+frontend serving
+    bind 127.0.0.1:{self.port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /health/ready
+    http-check expect status 200
+{servers}
+"""
+
+    def start(self, timeout: float = 30) -> Haproxy:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(binary).exists():
+            raise RuntimeError("haproxy not found: install Debian's haproxy (bash tests/system_packages.sh)")
+        config = self.folder / "haproxy.cfg"
+        config.write_text(self.config())
+        log = open(self.folder / "haproxy.log", "a")  # noqa: SIM115 - kept open for the process's life
+        self.proc = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        ready = eventually(lambda: self._answers(), seconds=timeout)
+        if not ready:
+            self.stop()
+            raise RuntimeError(f"haproxy did not start:\n{(self.folder / 'haproxy.log').read_text()[-2000:]}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

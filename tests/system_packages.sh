@@ -2,11 +2,13 @@
 # Debian packages the test suite and the serving benchmark use, installed only when missing:
 #   postgresql  the PostgreSQL-backed MLflow tracking server test (tests/test_postgres.py)
 #   wrk         the serving load generator (make bench-serving)
+#   haproxy     the load balancer in front of two serving replicas (tests/test_replicas.py)
 # Needs root or sudo; otherwise prints the command to run and leaves the choice to you.
 set -euo pipefail
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo -n"; else
   echo "missing Debian packages: ${missing[*]} (install: apt-get install -y ${missing[*]})" >&2
