@@ -31,6 +31,8 @@ from onnxship.contract import METADATA_FILE, MODEL_FILE
 from onnxship.io import write_json
 from onnxship.runtime import InferenceSettings, OnnxModel
 from serving.registry.fetch import download, verify, vouched
+from serving.settings import Settings
+from tools.hostile_load import HostileLoad
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 CONCURRENCY = (1, 8, 16, 32)
@@ -97,6 +99,39 @@ def tree_rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
+def split_rss_mb(pid: int) -> dict:
+    """RSS of the server process itself and of its registry watcher (a single-worker server)."""
+    root = psutil.Process(pid)
+    watchers = [
+        p for p in root.children(recursive=True) if "serving.registry.watcher" in " ".join(p.cmdline())
+    ]
+    return {
+        "rss_server_mb": root.memory_info().rss / 2**20,
+        "rss_watcher_mb": sum(p.memory_info().rss for p in watchers) / 2**20,
+    }
+
+
+def under_attack(port: int, load: dict, duration: float, body_bytes: int) -> dict:
+    """A well-behaved client's latency (wrk, 1 connection) calm, under 50 slow-loris connections and
+    4 clients sending maximal bodies, and calm again: interleaved, so drift shows."""
+    calm = wrk(load["url"], load["body"], 1, duration)
+    with HostileLoad("127.0.0.1", port, 50, 4, body_bytes) as attack:
+        attacked = wrk(load["url"], load["body"], 1, duration)
+    after = wrk(load["url"], load["body"], 1, duration)
+    return {
+        "calm": calm,
+        "attacked": attacked,
+        "calm_after": after,
+        "attackers": {
+            "slow_loris_connections": 50,
+            "big_body_clients": 4,
+            "body_bytes": body_bytes,
+            **attack.counts,
+        },
+        "p99_ratio_attacked_over_calm": attacked["p99_ms"] / calm["p99_ms"],
+    }
+
+
 def raw_session_p50(folder: Path, row: np.ndarray, calls: int = 5000) -> float:
     metadata = json.loads((folder / METADATA_FILE).read_text())
     model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
@@ -111,7 +146,9 @@ def raw_session_p50(folder: Path, row: np.ndarray, calls: int = 5000) -> float:
     return float(np.percentile(times, 50) / 1e6)
 
 
-def run_server(label: str, cmd: list[str], ready_url: str, env: dict, load: dict, duration: float) -> dict:
+def run_server(
+    label: str, cmd: list[str], ready_url: str, env: dict, load: dict, duration: float, extra=None
+) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -123,6 +160,8 @@ def run_server(label: str, cmd: list[str], ready_url: str, env: dict, load: dict
         for c in CONCURRENCY:
             result[f"c{c}"] = wrk(load["url"], load["body"], c, duration)
         result["rss_after_load_mb"] = tree_rss_mb(proc.pid)
+        if extra:
+            result |= extra(proc)
         print(
             f"{label}: ready in {cold:.1f}s; "
             + ", ".join(
@@ -204,19 +243,49 @@ def main() -> None:
         "ONNXSHIP_SERVING_MODELS": json.dumps([args.model]),
         "ONNXSHIP_SERVING_CACHE_DIR": str(work / "cache"),
     }
+    max_body = Settings().max_body_bytes
     for workers in WORKERS:
         port = free_port()
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "serving.http.serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
+        load = {
+            "url": f"http://127.0.0.1:{port}/predict",
+            "body": json.dumps({"model": args.model, "features": features}),
+        }
+
+        def single_worker_figures(proc, port=port, load=load) -> dict:
+            return {**split_rss_mb(proc.pid), "hostile": under_attack(port, load, args.duration, max_body)}
+
         report[f"onnxship_workers_{workers}"] = run_server(
             f"onnxship --workers {workers}",
-            [sys.executable, "-m", "serving.http.serve", "--port", str(port), "--workers", str(workers)],
+            ours_cmd,
             f"http://127.0.0.1:{port}/health/ready",
             env,
-            {
-                "url": f"http://127.0.0.1:{port}/predict",
-                "body": json.dumps({"model": args.model, "features": features}),
-            },
+            load,
             args.duration,
+            extra=single_worker_figures if workers == 1 else None,
         )
+        if workers == 1:  # a restart finds the cache warm: how soon is it ready?
+            again = subprocess.Popen(
+                ours_cmd,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                report["onnxship_workers_1"]["ready_warm_cache_s"] = wait_ready(
+                    f"http://127.0.0.1:{port}/health/ready", again
+                )
+            finally:
+                stop(again)
         port = free_port()
         mlflow_cmd = [
             sys.executable,

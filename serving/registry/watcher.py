@@ -45,7 +45,6 @@ class ModelState:
     failures: int = 0  # consecutive transient failures: the backoff exponent
     due: float = 0.0  # monotonic time of the next poll
     local: bool = False  # serving a local copy the registry has not confirmed yet
-    local_tried: bool = False
 
 
 class Watcher:
@@ -83,9 +82,6 @@ class Watcher:
         )
         state.due = time.monotonic() + delay
         emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2))
-        if self.args.serve_local_copy and state.served is None and not state.local_tried:
-            state.local_tried = True
-            self.serve_local_copy(name, state, reason)
 
     def poll(self, name: str, state: ModelState) -> None:
         from mlflow.exceptions import MlflowException
@@ -142,9 +138,12 @@ class Watcher:
         partial.write_text(json.dumps(record))
         partial.replace(path)  # atomic: a crash leaves the old record or the new one
 
-    def serve_local_copy(self, name: str, state: ModelState, reason: str) -> None:
-        """Registry unreachable before this model was ever served: offer the verified copy the alias
-        last pointed at, checked again against the manifest recorded with it and probed first."""
+    def serve_local_copy(self, name: str, state: ModelState) -> None:
+        """At start, before the registry is asked: offer the verified copy the alias last pointed at
+        on this registry, checked again against the manifest recorded with it (every file, the
+        schema, external data) and probed unless this host's probe marker vouches for it. The
+        first answer from the registry confirms it or replaces it."""
+        from serving.registry.cache import marker
         from serving.registry.fetch import Vouched, probe, verify
 
         try:
@@ -157,12 +156,14 @@ class Watcher:
             trusted = Vouched.from_record(record)
             folder = Path(self.args.cache_dir) / name / f"v{trusted.version}"
             verify(folder, trusted)
-            probe(folder)
+            done = marker(folder)
+            if not (done.is_file() and done.read_text() == json.dumps(trusted.manifest, sort_keys=True)):
+                probe(folder)
         except Exception as err:  # RejectedModel, a malformed record, unreadable files
             emit("rejected", model=name, version=str(record.get("version"))[:20], reason=f"local copy: {err}")
             return
         state.served, state.local = trusted.version, True
-        origin = f"verified local copy (registry unreachable: {reason})"
+        origin = "verified local copy (not yet confirmed by the registry)"
         emit("ready", model=name, version=trusted.version, path=str(folder), origin=origin)
 
 
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     threading.Thread(target=heartbeat, args=(args.heartbeat, stop), daemon=True).start()
     watcher = Watcher(args)
+    if args.serve_local_copy:  # a warm cache serves at once; the first poll confirms or replaces
+        for name, state in watcher.states.items():
+            watcher.serve_local_copy(name, state)
     try:
         while True:
             wait = watcher.round()
