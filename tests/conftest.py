@@ -91,3 +91,18 @@ def row(tiny_pipeline) -> dict:
     cfg, _ = tiny_pipeline
     frame = pd.read_parquet(Path(cfg.paths.prepared) / "test.parquet")
     return {k: float(v) for k, v in frame.drop(columns="Demand").iloc[0].items()}
+
+
+def packaging_into(tracking_uri: str, pipeline_dir: Path, tmp_path_factory, request) -> DictConfig:
+    """The xgboost config over a copy of the tiny pipeline's outputs, packaging into another MLflow
+    store; this process's MLflow URIs (which the package stage sets) are restored afterwards."""
+    import shutil
+
+    import mlflow
+
+    work = tmp_path_factory.mktemp("pipeline-copy")
+    for part in ("data", "models", "reports"):
+        shutil.copytree(pipeline_dir / part, work / part)
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    request.addfinalizer(lambda: (mlflow.set_tracking_uri(previous[0]), mlflow.set_registry_uri(previous[1])))
+    return with_model(tiny_config(work, [f"tracking.uri={tracking_uri}"]), "xgboost")

@@ -4,14 +4,11 @@ server follows the alias from it, and keeps serving when the tracking server goe
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
-import mlflow
 import pytest
 
 from serving.registry.promote import promote
-from tests.conftest import tiny_config, with_model
+from tests.conftest import packaging_into
 from tests.services import MlflowServer, Postgres, eventually
 from tests.test_serving import registry_errors, served_version, start_server, stop
 
@@ -38,12 +35,7 @@ def test_registry_on_a_postgresql_tracking_server(
 
     pg, mlflow_server = tracking_server
     # a copy of the tiny pipeline's outputs, packaged into the tracking server
-    work = tmp_path_factory.mktemp("pg-pipeline")
-    for part in ("data", "models", "reports"):
-        shutil.copytree(pipeline_dir / part, work / part)
-    cfg = with_model(tiny_config(work, [f"tracking.uri={mlflow_server.url}"]), "xgboost")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    request.addfinalizer(lambda: (mlflow.set_tracking_uri(previous[0]), mlflow.set_registry_uri(previous[1])))
+    cfg = packaging_into(mlflow_server.url, pipeline_dir, tmp_path_factory, request)
     first = package.run(cfg)  # points this process's MLflow at the tracking server (restored after)
     assert first["registered"] and first["alias"] == "candidate", first
     # the registry rows live in PostgreSQL

@@ -7,15 +7,13 @@ nothing served."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import httpx
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
 from serving.registry.promote import PromotionRefused, promote
-from tests.conftest import tiny_config, with_model
+from tests.conftest import packaging_into
 from tests.services import MlflowServer, Postgres, S3Server, eventually
 from tests.test_serving import served_version, start_server, stop
 
@@ -49,12 +47,7 @@ def test_package_promote_serve_with_artifacts_in_object_storage(
     from stages import package
 
     s3, mlflow_server = s3_registry
-    work = tmp_path_factory.mktemp("s3-pipeline")
-    for part in ("data", "models", "reports"):
-        shutil.copytree(pipeline_dir / part, work / part)
-    cfg = with_model(tiny_config(work, [f"tracking.uri={mlflow_server.url}"]), "xgboost")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    request.addfinalizer(lambda: (mlflow.set_tracking_uri(previous[0]), mlflow.set_registry_uri(previous[1])))
+    cfg = packaging_into(mlflow_server.url, pipeline_dir, tmp_path_factory, request)
     first = package.run(cfg)
     assert first["registered"], first
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
