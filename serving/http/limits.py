@@ -64,7 +64,7 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send)
             return
-        chunks, size = [], 0
+        chunks, size, commas = [], 0, 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # client went away (or was cut off as too slow)
@@ -74,16 +74,17 @@ class RequestGuard:
             if size > self.max_bytes:
                 await self._too_large(send)
                 return
+            commas += body.count(b",")  # as the chunks arrive: the rest of a hopeless body is never read
+            if commas >= self.max_values:
+                self.metrics.rejected_requests.labels("values").inc()
+                await send_error(
+                    send, 413, f"request has more than {self.max_values} values", {"connection": "close"}
+                )
+                return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body.count(b",") >= self.max_values:
-            self.metrics.rejected_requests.labels("values").inc()
-            await send_error(
-                send, 413, f"request has more than {self.max_values} values", {"connection": "close"}
-            )
-            return
         replayed = False
 
         async def replay() -> Message:
