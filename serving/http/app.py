@@ -50,6 +50,15 @@ def _field_errors(err: RequestValidationError) -> str:
     return "; ".join(f"{k}: {v}" for k, v in list(parts.items())[:5])
 
 
+def value_limit(settings: Settings, store: ModelStore, path: str) -> int:
+    """Commas a body to `path` can need: feature rows are bounded by the widest served model."""
+    rows = {"/predict": 1, "/predict/batch": settings.max_batch_rows}.get(path)
+    widest = store.widest_row
+    if rows is None or widest is None:
+        return settings.max_values
+    return min(settings.max_values, rows * (widest + 1) + 16)
+
+
 async def supervise(following: Follower, every_s: float = 1.0) -> None:
     """Restarts the follower (thread or watcher) when it died, and keeps its gauge current."""
     log = logging.getLogger("onnxship.follower")
@@ -108,7 +117,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     app.add_middleware(
         RequestGuard,
         max_bytes=settings.max_body_bytes,
-        max_values=settings.max_values,
+        max_values=lambda path: value_limit(settings, store, path),
         max_in_flight=settings.max_in_flight,
         metrics=metrics,
     )

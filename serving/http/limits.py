@@ -3,9 +3,11 @@
 - requests in flight: over `max_in_flight`, a JSON 503 with Retry-After at once (health and
   metrics are exempt, so probes still answer under load);
 - body size: 413 once a body passes `max_body_bytes`, having held at most that much of it;
-- value count: a body with more than `max_values` numbers (counted as commas, a byte scan far
-  cheaper than parsing) is a 413 before it is parsed. A 1 MiB body of 350 k empty rows otherwise
-  costs the event loop half a second of JSON and validation work before its 422.
+- value count: a body with more numbers than its route can need (counted as commas as the chunks
+  arrive, a byte scan far cheaper than parsing) is a 413 before it is parsed, and the rest of it
+  is never read. A 1 MiB body of 350 k empty rows otherwise costs the event loop half a second of
+  JSON and validation work before its 422. Feature-row routes need at most rows x (widest served
+  model + 1); every other route `max_values`.
 
 FastAPI has no body limit of its own (it reads any body whole), and it turns errors raised while
 reading into 400s, so the body is read here first and replayed to the app. Slow clients are cut
@@ -15,6 +17,7 @@ off below this, in the HTTP protocol (serving.http.protocol).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,8 +39,14 @@ async def send_error(send: Send, status: int, message: str, headers: dict[str, s
 
 class RequestGuard:
     def __init__(
-        self, app: ASGIApp, max_bytes: int, max_values: int, max_in_flight: int, metrics: ServerMetrics
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_values: Callable[[str], int],
+        max_in_flight: int,
+        metrics: ServerMetrics,
     ) -> None:
+        """`max_values(path)`: the most numbers a body to that route can need."""
         self.app, self.max_bytes, self.max_values = app, max_bytes, max_values
         self.max_in_flight, self.metrics = max_in_flight, metrics
         self.in_flight = 0
@@ -64,7 +73,7 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send)
             return
-        chunks, size, commas = [], 0, 0
+        chunks, size, commas, limit = [], 0, 0, self.max_values(scope["path"])
         while True:
             message = await receive()
             if message["type"] != "http.request":  # client went away (or was cut off as too slow)
@@ -75,11 +84,9 @@ class RequestGuard:
                 await self._too_large(send)
                 return
             commas += body.count(b",")  # as the chunks arrive: the rest of a hopeless body is never read
-            if commas >= self.max_values:
+            if commas >= limit:
                 self.metrics.rejected_requests.labels("values").inc()
-                await send_error(
-                    send, 413, f"request has more than {self.max_values} values", {"connection": "close"}
-                )
+                await send_error(send, 413, f"request has more than {limit} values", {"connection": "close"})
                 return
             chunks.append(body)
             if not message.get("more_body", False):

@@ -81,6 +81,7 @@ class ModelStore:
         self._models: dict[str, LoadedModel] = {}
         self._status: dict[str, str] = {n: "waiting for the registry" for n in names}
         self._lock = threading.Lock()
+        self.widest_row: int | None = None  # most features of a loaded model (bounds request sizes)
 
     def get(self, name: str) -> LoadedModel | None:
         return self._models.get(name)
@@ -91,6 +92,13 @@ class ModelStore:
             models = dict(self._models)
             models[loaded.name] = loaded
             self._models = models  # one reference assignment: readers see old or new, never half
+            # commas a row of this model can hold: one per feature, and any inside its names
+            widths = [
+                len(m.features) + sum(f.count(",") for f in m.features)
+                for m in models.values()
+                if m.forecast is None
+            ]
+            self.widest_row = max(widths) if widths else None
             self._status[loaded.name] = "serving"
             return old
 
