@@ -106,3 +106,20 @@ def packaging_into(tracking_uri: str, pipeline_dir: Path, tmp_path_factory, requ
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     request.addfinalizer(lambda: (mlflow.set_tracking_uri(previous[0]), mlflow.set_registry_uri(previous[1])))
     return with_model(tiny_config(work, [f"tracking.uri={tracking_uri}"]), "xgboost")
+
+
+def modules_loaded_by(code: str) -> dict[str, str | None]:
+    """Module name -> file of every module a fresh interpreter holds after running `code`."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        f"{code}\nimport json, sys\n"
+        "print(json.dumps({n: getattr(m, '__file__', None) for n, m in list(sys.modules.items())}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

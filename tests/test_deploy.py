@@ -4,15 +4,12 @@ built here: the development machine has no Docker daemon.)"""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, modules_loaded_by
 
 DEPLOY = ROOT / "serving" / "deploy"
 
@@ -27,23 +24,12 @@ def copied_paths() -> list[str]:
 
 
 def test_the_image_copies_every_module_the_serving_processes_import():
-    script = (
-        "import json, sys\n"
+    files = modules_loaded_by(
         "import serving.http.app, serving.http.serve, serving.registry.watcher, serving.registry.cache\n"
-        "import serving.registry.promote, serving.registry.probe\n"
-        "files = [getattr(m, '__file__', None) for m in list(sys.modules.values())]\n"
-        "print(json.dumps(sorted(f for f in files if f)))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+        "import serving.registry.promote, serving.registry.probe"
+    ).values()
     packages = (str(ROOT / "onnxship") + "/", str(ROOT / "serving") + "/")
-    ours = [
-        str(Path(p).relative_to(ROOT))
-        for p in json.loads(done.stdout.splitlines()[-1])
-        if p.startswith(packages)
-    ]
+    ours = [str(Path(p).relative_to(ROOT)) for p in files if p and p.startswith(packages)]
     copied = copied_paths()
     missing = [p for p in ours if not any(p == c or p.startswith(c.rstrip("/") + "/") for c in copied)]
     assert missing == [], missing

@@ -50,9 +50,9 @@ def _field_errors(err: RequestValidationError) -> str:
     return "; ".join(f"{k}: {v}" for k, v in list(parts.items())[:5])
 
 
-def value_limit(settings: Settings, store: ModelStore, path: str) -> int:
-    """Commas a body to `path` can need: feature rows are bounded by the widest served model."""
-    rows = {"/predict": 1, "/predict/batch": settings.max_batch_rows}.get(path)
+def value_limit(settings: Settings, store: ModelStore, rows: int | None) -> int:
+    """Commas a body of `rows` feature rows can need (bounded by the widest served model); any
+    other body (rows None) may hold `max_values`."""
     widest = store.widest_row
     if rows is None or widest is None:
         return settings.max_values
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     store = ModelStore(settings.models)
     metrics = ServerMetrics()
     following = follower(settings, store, metrics)
+    rows_by_route = {"/predict": 1, "/predict/batch": settings.max_batch_rows}  # feature-row routes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     app.add_middleware(
         RequestGuard,
         max_bytes=settings.max_body_bytes,
-        max_values=lambda path: value_limit(settings, store, path),
+        max_values=lambda path: value_limit(settings, store, rows_by_route.get(path)),
         max_in_flight=settings.max_in_flight,
         metrics=metrics,
     )
