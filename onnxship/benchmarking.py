@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from onnxship.gpu_memory import GPU_PROVIDERS, process_vram_mb
 from onnxship.io import size_bytes
 
 NATIVE = "native"
@@ -42,13 +44,9 @@ def time_calls(call, batch: dict[str, np.ndarray], bench: dict) -> dict:
     }
 
 
-def measure_runtime(job: dict) -> dict:
-    """Runs in a fresh process: load one runtime, time the first call, then every batch size."""
-    import psutil
-
-    proc = psutil.Process()
-    rss_start = proc.memory_info().rss
-    started = time.perf_counter()
+def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
+    """In a fresh process: (call, the benchmark's inputs by name, the model file's bytes) for one
+    runtime: the native library, or an ONNX Runtime session built as serving builds it."""
     with np.load(job["data"]) as saved:  # the inputs by name: one "input", or a forecaster's feed
         feeds = {k: saved[k] for k in saved.files}
     if job["runtime"] == NATIVE:
@@ -60,20 +58,25 @@ def measure_runtime(job: dict) -> dict:
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        call = family.native_call(est, meta)
-        file_bytes = size_bytes(Path(job["native_dir"]) / meta["native_file"])
-    else:
-        from onnxship.runtime import InferenceSettings, OnnxModel
+        return family.native_call(est, meta), feeds, size_bytes(Path(job["native_dir"]) / meta["native_file"])
+    from onnxship.runtime import InferenceSettings, OnnxModel
 
-        model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
-        if len(feeds) == 1:  # feature rows / tensors: through the checked path serving uses
-            (name,) = feeds
+    model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
+    file_bytes = Path(job["path"]).stat().st_size
+    if len(feeds) == 1:  # feature rows / tensors: through the checked path serving uses
+        (name,) = feeds
+        return (lambda feed: model.run(feed[name])), feeds, file_bytes
+    return model.run_feed, feeds, file_bytes
 
-            def call(feed):
-                return model.run(feed[name])
-        else:
-            call = model.run_feed
-        file_bytes = Path(job["path"]).stat().st_size
+
+def measure_runtime(job: dict) -> dict:
+    """Runs in a fresh process: load one runtime, time the first call, then every batch size."""
+    import psutil
+
+    proc = psutil.Process()
+    rss_start = proc.memory_info().rss
+    started = time.perf_counter()
+    call, feeds, file_bytes = load_runtime(job)
     load_s = time.perf_counter() - started
     first = time.perf_counter()
     rows = len(next(iter(feeds.values())))
@@ -94,6 +97,8 @@ def measure_runtime(job: dict) -> dict:
                 job["path"], list(job["runtime_settings"]["providers"]), {k: v[:1] for k, v in feeds.items()}
             )
         }
+    if set(job["runtime_settings"].get("providers", [])) & set(GPU_PROVIDERS):
+        placement["vram_mb"] = process_vram_mb(os.getpid())  # None: NVML could not say
     return placement | {
         "load_seconds": load_s,
         "first_call_ms": first_call_ms,
@@ -138,14 +143,21 @@ def measure_floor(common: dict, settings: dict, folder: Path) -> dict:
 
 def add_speedups(report: dict) -> None:
     """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native), both
-    at their fastest settings; every tuning combination gets its ratio to that native figure too."""
+    at their fastest settings; every tuning combination gets its ratio to that native figure too.
+    Interleaved cells also get `speedup_ci`: the ratio's bounds from the two p50 intervals
+    (native low / runtime high, native high / runtime low): each holds with 95 %, so both at once
+    with at least 90 %; conservative, since the two runtimes were timed in the same rounds."""
     native = report["runtimes"].get(NATIVE)
     if not native:
         return
     tuned = [m for measured in report.get("tuning", {}).values() for m in measured]
     for r in [*report["runtimes"].values(), *tuned]:
         for size, cell in r["batches"].items():
-            cell["speedup_vs_native_p50"] = native["batches"][size]["p50_ms"] / cell["p50_ms"]
+            base = native["batches"][size]
+            cell["speedup_vs_native_p50"] = base["p50_ms"] / cell["p50_ms"]
+            if "p50_ci_ms" in cell and "p50_ci_ms" in base:
+                (n_low, n_high), (low, high) = base["p50_ci_ms"], cell["p50_ci_ms"]
+                cell["speedup_ci"] = [n_low / high, n_high / low]
 
 
 def latency_rows(report: dict) -> list[dict]:
@@ -156,6 +168,9 @@ def latency_rows(report: dict) -> list[dict]:
             "batch_size": int(size),
             "p50_ms": c["p50_ms"],
             "p99_ms": c["p99_ms"],
+            "p99_ci_low_ms": c.get("p99_ci_ms", [None, None])[0],
+            "p99_ci_high_ms": c.get("p99_ci_ms", [None, None])[1],
+            "samples": c["iterations"],
             "throughput_rows_s": c["throughput_rows_s"],
         }
         for runtime, r in report["runtimes"].items()
@@ -168,6 +183,9 @@ def compact_metrics(report: dict) -> dict:
     out = {}
     for runtime, r in report["runtimes"].items():
         cells = {f"b{size}_{k}": c[k] for size, c in r["batches"].items() for k in ("p50_ms", "p99_ms")}
+        start = report.get("cold_start", {}).get(runtime)
+        if start:  # from fresh processes that import only this runtime (onnxship.coldstart)
+            cells |= {k: start[k]["median"] for k in ("cold_start_s", "rss_rest_mb", "rss_peak_mb")}
         out[runtime] = {**cells, "load_s": r["load_seconds"], "rss_mb": r["rss_after_load_mb"]}
     return out
 
@@ -186,8 +204,16 @@ def flat_metrics(report: dict) -> dict:
                 "mean_ms",
                 "throughput_rows_s",
                 "speedup_vs_native_p50",
+                "iterations",
             ):
                 out[f"{runtime}.b{size}.{key}"] = c[key]
+            for key in ("p50_ci_ms", "p99_ci_ms", "speedup_ci"):
+                if key in c:
+                    out[f"{runtime}.b{size}.{key}_low"], out[f"{runtime}.b{size}.{key}_high"] = c[key]
+    for runtime, figures in report.get("cold_start", {}).items():
+        for key, value in figures.items():
+            if isinstance(value, dict):  # median and interval over the fresh processes
+                out[f"{runtime}.start.{key}"] = value["median"]
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec
 from onnxship.metrics import GATED, metric_gate
-from onnxship.parity import row_diff, verdict
+from onnxship.parity import diff_histogram, row_diff, verdict
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.series import forecast_metrics
 
@@ -76,6 +76,25 @@ def compare_quantiles(native: np.ndarray, onnx: np.ndarray, atol: float, rtol: f
         "mean_abs_diff": float(diff.mean()),
         "max_rel_diff": float(rel.max()),
         "within_tolerance": float(within.mean()),
+        "diff_histogram": diff_histogram(diff),
+    }
+
+
+FAN_WINDOW = -1  # the fan chart shows the latest test window
+FAN_HISTORY = 3  # and this many forecast lengths of its context
+
+
+def fan_chart(case: ForecastCase) -> dict:
+    """Native's side of the fan chart: one test window's recent context, what happened, and the
+    library's quantiles (each variant's entry carries its own, `fan_quantiles`)."""
+    spec, context = case.spec, case.sets["test"][CONTEXT][FAN_WINDOW]
+    tail = context[-FAN_HISTORY * spec.prediction_length :]
+    return {
+        "window": int(len(case.sets["test"][CONTEXT]) + FAN_WINDOW),
+        "quantile_levels": list(spec.quantile_levels),
+        "context_tail": [None if np.isnan(v) else round(float(v), 6) for v in tail],
+        "truth": np.round(case.truth[FAN_WINDOW], 6).tolist(),
+        "native_quantiles": np.round(case.native["test"][FAN_WINDOW], 6).tolist(),
     }
 
 
@@ -99,6 +118,8 @@ def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
             )
         if name == "test":
             onnx_test = out
+            # the fan chart's window (fan_chart): this variant's quantiles beside native's
+            sets[name]["fan_quantiles"] = np.round(out[FAN_WINDOW], 6).tolist()
     metrics: dict[str, float] = {}
     if onnx_test is not None:
         metrics = forecast_metrics(onnx_test, case.truth, case.sets["test"], case.spec, case.season)

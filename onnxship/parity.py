@@ -32,6 +32,27 @@ def row_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
 
 
+# |native - ONNX| histogram bins: powers of ten from 1e-12 to 1e4 (float32 rounding sits near
+# 1e-7 relative; anything above the tolerance shows at once), plus exact zeros and non-finite
+HISTOGRAM_LOG10 = tuple(range(-12, 5))
+
+
+def diff_histogram(diff: np.ndarray) -> dict:
+    """How the absolute differences spread, for the parity plot (reports keep counts, not diffs)."""
+    d = np.asarray(diff, dtype=np.float64).reshape(-1)
+    finite = d[np.isfinite(d) & (d > 0)]
+    edges = np.array(HISTOGRAM_LOG10, dtype=np.float64)
+    logs = np.clip(np.log10(finite), edges[0], edges[-1])
+    counts, _ = np.histogram(logs, bins=edges)
+    return {
+        "values": int(d.size),
+        "zero": int(np.sum(d == 0)),
+        "nonfinite": int(np.sum(~np.isfinite(d))),
+        "log10_edges": list(HISTOGRAM_LOG10),
+        "counts": counts.tolist(),
+    }
+
+
 def outputs_of(pred: Prediction, rows: int) -> np.ndarray:
     """What parity is judged on: probabilities for classifiers, values for regressors."""
     return (pred.values if pred.proba is None else pred.proba).reshape(rows, -1)
@@ -51,6 +72,7 @@ def compare(native: Prediction, other: Prediction, atol: float, rtol: float) -> 
         "mean_abs_diff": float(diff.mean()),
         "max_rel_diff": float(rel.max()),
         "within_tolerance": float(within.mean()),
+        "diff_histogram": diff_histogram(diff),
     }
     if native.proba is not None:
         out["label_agreement"] = float(np.mean(native.values == other.values))

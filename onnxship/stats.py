@@ -36,7 +36,7 @@ def quantile_index(n: int, q: float) -> int:
 
 @dataclass(frozen=True)
 class Interval:
-    """A percentile of samples with its bootstrap confidence interval."""
+    """A percentile of samples with its order-statistic confidence interval."""
 
     q: float
     estimate: float
@@ -122,10 +122,12 @@ def interleaved(
     budget_s: float = 10.0,
     min_samples: int = 100,
     clock: Callable[[], float] = time.perf_counter,
+    min_rounds: int = 1,
 ) -> dict[str, tuple[Series, Interval, str]]:
     """Rounds of every runner in turn, the order reversed each round (A B, B A, …), until every
-    runner's interval is within ±target or the budget ends. Runners that converged keep running
-    while others have not: dropping them would let later noise hit the others only."""
+    runner's interval is within ±target or the budget ends (never before `min_rounds`). Runners
+    that converged keep running while others have not: dropping them would let later noise hit
+    the others only."""
     series = {name: Series() for name in runners}
     names = list(runners)
     started = clock()
@@ -138,6 +140,7 @@ def interleaved(
         done = all(len(s.samples) >= min_samples for s in series.values()) and all(
             i.relative_half_width <= target for i in intervals.values()
         )
-        if done or clock() - started >= budget_s:
+        spent = clock() - started >= budget_s and series[names[0]].rounds >= min_rounds
+        if done or spent:
             why = "converged" if done else "budget"
             return {name: (series[name], intervals[name], why) for name in runners}

@@ -93,6 +93,16 @@ def check_variant(case: Any, path: Path, lossy: bool) -> dict:
     return (check_forecast_variant if isinstance(case, ForecastCase) else check_rows)(path, lossy, case)
 
 
+def is_forecast(case: Any) -> bool:
+    return not hasattr(case, "hostile")
+
+
+def fan_chart(case: Any) -> dict:
+    from onnxship.forecast_parity import fan_chart
+
+    return fan_chart(case)
+
+
 def set_sizes(case: Any) -> dict[str, int]:
     """Rows (windows) per hostile set."""
     if hasattr(case, "hostile"):

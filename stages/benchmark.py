@@ -1,8 +1,10 @@
 """benchmark: native predict vs every ONNX variant, in one run, per batch size.
 
-Each runtime is measured in a fresh subprocess (onnxship.benchmarking), so load time, first-call
-latency and RSS belong to that runtime alone. ONNX sessions come from onnxship.runtime, as in
-serving: what is measured is what is served.
+A screen times every session-settings combination briefly (onnxship.tuning); then each runtime at
+its fastest settings is timed in interleaved rounds until its p99 interval is within ±10 % or the
+budget ends (onnxship.bench_rounds); cold start and memory come from fresh processes that import
+only their runtime (onnxship.coldstart). Every runtime runs in its own process; ONNX sessions come
+from onnxship.runtime, as in serving: what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from onnxship.bench_rounds import measure_model
 from onnxship.benchmarking import (
     FLOOR,
     NATIVE,
@@ -28,7 +31,7 @@ from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.tuning import best_per_batch, measure_tuned
+from onnxship.plots import latency_plot
 from onnxship.workloads import workload
 
 
@@ -58,9 +61,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
                 if e["status"] == "ok"
             ]
             base = as_plain(cfg.runtime)
-            measured = measure_tuned({**common, "runtime": NATIVE}, variants, base, bench.get("tuning") or {})
-            report["runtimes"] = {runtime: best_per_batch(m) for runtime, m in measured.items()}
-            report["tuning"] = measured
+            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench)
             # ONNX Runtime's per-call floor: the same inputs through an identity graph
             report[FLOOR] = measure_floor(common, base, Path(tmp))
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
@@ -68,6 +69,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
         report["skipped"] = "export failed"
     add_speedups(report)
     out = Path(cfg.paths.reports) / "benchmark"
+    plots = {latency_plot(report, out / name / "latency.png"): "plots"} if report["runtimes"] else {}
     lines = [
         f"{runtime} load {r['load_seconds']:.2f}s, "
         + ", ".join(f"b{b} p50 {c['p50_ms']:.3f} ms" for b, c in r["batches"].items())
@@ -82,6 +84,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
             out / f"{name}.metrics.json": compact_metrics(report),
         },
         logged=flat_metrics(report),
+        artifacts=plots,
     )
 
 

@@ -34,6 +34,8 @@ def run(cfg: DictConfig, _run) -> Outcome:
         case = validation.parity_case(workload(cfg), cfg, family, est, meta, tol)
         report["native_metrics"] = case.native_metrics
         report["hostile_rows"] = validation.set_sizes(case)
+        if validation.is_forecast(case):  # native's side of the fan chart (reports/plots)
+            report["fan"] = validation.fan_chart(case)
         for variant, entry in opt["variants"].items():
             if entry["status"] != "ok":
                 report["variants"][variant] = {

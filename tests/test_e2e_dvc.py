@@ -62,6 +62,12 @@ def client_of(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def stage_runs(project: Path) -> list:
+    client = client_of(project)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, max_results=5000)
+
+
 def test_repro_registers_every_model_then_reruns_nothing(project: Path):
     zoo = yaml.safe_load((project / "params.yaml").read_text())["zoo"]["models"]
     assert f"Running stage 'package@{list(zoo)[-1]}'" in (project / "first_repro.log").read_text()
@@ -70,6 +76,10 @@ def test_repro_registers_every_model_then_reruns_nothing(project: Path):
     for name in zoo:
         version = client.get_model_version_by_alias(name, "candidate")
         assert version.tags["parity_verdict"] == "pass" and version.tags["dvc_lock_sha256"] != "none"
+
+    # every stage run of that one `dvc repro` carries the same pipeline-run id
+    assert len({r.data.tags["pipeline_run"] for r in stage_runs(project)}) == 1
+    assert stage_runs(project)[0].data.tags["pipeline_run"].startswith("dvc-")
 
     second = sh(["dvc", "repro"], project)
     assert "Running stage" not in second.stdout, second.stdout
@@ -133,6 +143,7 @@ def test_forced_rebuild_reproduces_every_committed_hash(project: Path):
     """Every stage again, from scratch, with OpenBLAS told to use another CPU's kernels (as a
     different machine would) and a Python hash seed that flips set orders in the converters:
     data/ and models/ must come out byte for byte as committed."""
+    before = {r.info.run_id: r.data.tags["pipeline_run"] for r in stage_runs(project)}
     shutil.rmtree(project / "data")
     shutil.rmtree(project / "models")
     # the stages whose outputs are data/ and models/ (what check_lock compares); validate,
@@ -144,3 +155,11 @@ def test_forced_rebuild_reproduces_every_committed_hash(project: Path):
     sh(["dvc", "repro", "--force", "--single-item", *targets], project, **env)
     check = sh([sys.executable, "-m", "tools.check_lock"], project)
     assert "reproduced" in check.stdout
+    # lineage: a new pipeline-run id for this repro; the committed tree counts as clean although
+    # the repro rewrote dvc.lock
+    new = [r for r in stage_runs(project) if r.info.run_id not in before]
+    assert len(new) == len(targets)
+    assert len({r.data.tags["pipeline_run"] for r in new}) == 1
+    assert new[0].data.tags["pipeline_run"] not in set(before.values())
+    head = sh(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert {(r.data.tags["git_commit"], r.data.tags["git_tree"]) for r in new} == {(head, "clean")}

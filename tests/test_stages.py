@@ -78,9 +78,28 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
             assert measured["sha256"] == optimized["variants"][runtime]["sha256"]
         native = rep["runtimes"]["native"]["batches"]
         for size, cell in measured["batches"].items():
-            assert bench.min_iterations <= cell["iterations"] <= bench.max_iterations
+            # interleaved rounds: enough samples, or the budget ended after the minimum rounds
+            assert cell["stopped"] in ("converged", "budget")
+            assert cell["rounds"] >= bench.interleaved.min_rounds
+            if cell["stopped"] == "converged":
+                assert cell["iterations"] >= bench.interleaved.min_samples
+                assert cell["p99_rel_half_width"] <= bench.interleaved.target
+            for q in ("p50", "p99"):  # every figure with its interval around it
+                low, high = cell[f"{q}_ci_ms"]
+                assert low <= cell[f"{q}_ms"] <= high
             assert cell["throughput_rows_s"] == pytest.approx(int(size) / (cell["mean_ms"] / 1e3))
             assert cell["speedup_vs_native_p50"] == pytest.approx(native[size]["p50_ms"] / cell["p50_ms"])
+            low, high = cell["speedup_ci"]
+            assert low <= cell["speedup_vs_native_p50"] <= high
+    # cold start and memory: fresh processes per runtime; ONNX imports only onnxruntime
+    start = rep["cold_start"]
+    assert set(start) == set(rep["runtimes"])
+    assert start["base"]["imports"] == ["numpy", "onnxruntime"]
+    assert "xgboost" in start["native"]["imports"]
+    for figures in start.values():
+        assert figures["runs"] == bench.cold_start_runs
+        assert 0 < figures["import_s"]["median"] < figures["cold_start_s"]["median"]
+        assert 0 < figures["rss_rest_mb"]["median"] <= figures["rss_peak_mb"]["median"]
     # every session setting of the grid was timed, the best per batch size kept with its settings
     assert {m["settings"]["intra_op_threads"] for m in rep["tuning"]["base"]} == {1, os.cpu_count()}
     assert all("settings" in c for c in rep["runtimes"]["base"]["batches"].values())

@@ -180,7 +180,8 @@ def log_to_mlflow(report: dict, args: argparse.Namespace) -> None:
     """One run per benchmark in experiment `onnxship/serving-benchmark`, figures as metrics."""
     import mlflow
 
-    from onnxship.pipeline.tracking import flatten, git_commit
+    from onnxship.pipeline.lineage import source_state
+    from onnxship.pipeline.tracking import flatten
 
     mlflow.set_tracking_uri(args.tracking_uri)
     name = "onnxship/serving-benchmark"
@@ -188,7 +189,7 @@ def log_to_mlflow(report: dict, args: argparse.Namespace) -> None:
         # artifacts beside the pipeline's (mlartifacts/), not in a stray ./mlruns
         mlflow.create_experiment(name, artifact_location=Path("mlartifacts").resolve().as_uri())
     mlflow.set_experiment(name)
-    tags = {"stage": "bench_serving", "model": args.model, "git_commit": git_commit()}
+    tags = {"stage": "bench_serving", "model": args.model, **source_state()}
     with mlflow.start_run(run_name=f"serving {args.model} v{report['version']}", tags=tags):
         mlflow.log_params(
             {k: report[k] for k in ("model", "version", "variant", "load_client", "duration_s")}

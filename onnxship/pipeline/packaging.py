@@ -151,7 +151,13 @@ def version_tags(
     and what serving trusts: the sha256 of every file (manifest) and the gates."""
     cell = bench["runtimes"][variant]["batches"][str(batch)]
     return {
-        "git_commit": active.data.tags.get("git_commit", ""),
+        # what was committed, whether the tree was clean (pipeline outputs aside), the diff's digest
+        **{
+            k: active.data.tags[k]
+            for k in ("git_commit", "git_tree", "git_diff_sha256")
+            if k in active.data.tags
+        },
+        "pipeline_run": active.data.tags.get("pipeline_run", ""),
         "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
         "params_sha256": active.data.tags.get("params_sha256", ""),
         "source_model_sha256": native_meta["native_sha256"],

@@ -4,7 +4,6 @@ of a model from different pipeline runs sit side by side in the UI (filter by ta
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from onnxship.io import sha256_file, write_json
+from onnxship.pipeline.lineage import pipeline_run_id, source_state
 
 # The user's MLFLOW_TRACKING_URI, read once at import: mlflow.set_tracking_uri() writes that variable
 # itself, so reading it later would pin every later call to the first store configured.
@@ -51,22 +51,11 @@ def experiment_id(cfg: DictConfig, name: str) -> str:
     return client.create_experiment(full, artifact_location=location)
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def lineage_tags(stage: str, model: str | None) -> dict[str, str]:
-    tags = {"stage": stage, "git_commit": git_commit(), "dvc_stage": f"{stage}@{model}" if model else stage}
+    """What a stage run ran (commit, clean or the diff's digest, params) and which pipeline run
+    it was part of (onnxship.pipeline.lineage)."""
+    tags = {"stage": stage, "dvc_stage": f"{stage}@{model}" if model else stage}
+    tags |= source_state() | {"pipeline_run": pipeline_run_id()}
     if model:
         tags["model"] = model
     if Path("params.yaml").exists():

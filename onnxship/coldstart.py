@@ -1,0 +1,154 @@
+"""Cold start and memory, as a deployment would see them: one fresh process per measurement that
+imports only what its runtime needs.
+
+`python -m onnxship.coldstart '<job json>'` is that process. It reports, on one JSON line:
+  import_s        importing the runtime (ONNX: numpy + onnxruntime; native: the libraries its
+                  loader imports, found by a discovery run, e.g. xgboost or torch + chronos)
+  load_s          reading the model file into a ready session / estimator
+  first_call_ms   the first prediction (one row / one window)
+  rss_rest_mb     resident memory after that first prediction, idle
+  rss_peak_mb     the process's peak resident memory after one call at the largest batch size
+and the parent (cold_starts) adds process start (interpreter up to our first line) and the whole
+span from spawning the process to the first answer. Processes start from a warm file cache (the
+discovery run and earlier runs read the same files): a first boot of a node reads slower disks.
+Runtimes are started in interleaved order (A B …, then … B A) `runs` times; each figure is the
+median with its order-statistic interval and the run count.
+
+Native processes also import onnxship's family glue (numpy, onnx's Python package): about 10 MB
+and 0.2 s, counted in their load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it to its own
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _probe(job: dict) -> dict:
+    import importlib
+
+    t = time.monotonic()
+    import numpy as np
+
+    native = job["runtime"] == "native"
+    for module in job.get("imports") or ([] if native else ["onnxruntime"]):
+        with contextlib.suppress(Exception):  # one its loader imported inside a try: not needed
+            importlib.import_module(module)
+    imported = time.monotonic()
+    with np.load(job["data"]) as saved:
+        feeds = {k: saved[k] for k in saved.files}
+    before_load = time.monotonic()
+    if native:
+        from pathlib import Path
+
+        from onnxship import families
+
+        family, est, meta = families.load_native(Path(job["native_dir"]))
+        family.set_threads(job["runtime_settings"]["intra_op_threads"])
+        call = family.native_call(est, meta)
+    else:
+        from onnxship.runtime import InferenceSettings, OnnxModel
+
+        model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
+        (name, *more) = feeds
+        call = model.run_feed if more else (lambda feed: model.run(feed[name]))
+    loaded = time.monotonic()
+    call({k: v[:1] for k, v in feeds.items()})
+    first = time.monotonic()
+    rest = _rss_mb()
+    rows = len(next(iter(feeds.values())))
+    pick = np.arange(job["peak_batch"]) % rows
+    call({k: v[pick] for k, v in feeds.items()})
+    return {
+        "loaded": loaded_packages(),
+        "started_at": START,
+        "first_answer_at": first,
+        "import_s": imported - t,
+        "load_s": loaded - before_load,
+        "first_call_ms": (first - loaded) * 1e3,
+        "rss_rest_mb": rest,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def loaded_packages() -> list[str]:
+    """Top-level packages this process has imported, the standard library aside."""
+    names = {m.split(".")[0] for m in sys.modules}
+    return sorted(n for n in names - set(sys.stdlib_module_names) if not n.startswith("_"))
+
+
+def _discover(job: dict) -> dict:
+    """Which top-level modules loading this native model imports (beyond the standard library,
+    numpy and onnxship): the probe imports them first, so import and load are timed apart."""
+    before = {m.split(".")[0] for m in sys.modules}
+    _probe(job)
+    after = {m.split(".")[0] for m in sys.modules}
+    skip = set(sys.stdlib_module_names) | {"onnxship", "numpy", "onnx"}
+    return {"imports": sorted(m for m in after - before if m not in skip and not m.startswith("_"))}
+
+
+def run_probe(job: dict, discover: bool = False) -> dict:
+    """One fresh process (this module as a script); its figures plus process start and total."""
+    env = dict(os.environ)
+    if not job["runtime_settings"].get("allow_spinning", True):
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # as the benchmark's native workers run
+    spawned = time.monotonic()
+    args = [
+        sys.executable,
+        "-m",
+        "onnxship.coldstart",
+        json.dumps(job),
+        *(["--discover"] if discover else []),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"cold-start probe of {job['runtime']} failed: {last[:300]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if discover:
+        return out
+    return out | {
+        "process_start_s": out.pop("started_at") - spawned,
+        "cold_start_s": out.pop("first_answer_at") - spawned,
+    }
+
+
+FIGURES = ("cold_start_s", "process_start_s", "import_s", "load_s", "first_call_ms")
+FIGURES += ("rss_rest_mb", "rss_peak_mb")
+
+
+def cold_starts(jobs: list[dict], runs: int) -> dict[str, dict]:
+    """{runtime: {figure: {median, ci, n}}} over `runs` interleaved rounds of fresh processes."""
+    from onnxship.stats import percentile_interval
+
+    jobs = [j | run_probe(j, discover=True) if j["runtime"] == "native" else j for j in jobs]
+    samples: dict[str, list[dict]] = {j["runtime"]: [] for j in jobs}
+    for round_ in range(runs):
+        for job in jobs if round_ % 2 == 0 else jobs[::-1]:
+            samples[job["runtime"]].append(run_probe(job))
+    out = {}
+    for job in jobs:
+        runtime, measured = job["runtime"], samples[job["runtime"]]
+        out[runtime] = {"imports": job.get("imports", ["numpy", "onnxruntime"]), "runs": runs}
+        out[runtime]["loaded"] = measured[0]["loaded"]  # every package the process held
+        for figure in FIGURES:
+            interval = percentile_interval([m[figure] for m in measured], 50)
+            out[runtime][figure] = {"median": interval.estimate, "ci": [interval.low, interval.high]}
+    return out
+
+
+if __name__ == "__main__":
+    request = json.loads(sys.argv[1])
+    print(json.dumps(_discover(request) if "--discover" in sys.argv[2:] else _probe(request)))
