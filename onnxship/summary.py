@@ -1,5 +1,10 @@
-"""The summary table over the zoo: one row per model from its export, validate, benchmark and
-package reports (reports/summary.md and summary.json)."""
+"""The summary over the zoo: one row per model from its export, validate, benchmark and package
+reports (reports/summary.md and summary.json), the fastest proven model overall and per family
+group, and the figures the summary links to (onnxship.plots).
+
+Every latency is the interleaved measurement's (onnxship.bench_rounds) with its 95 % interval and
+sample count; start-up and memory are medians over fresh processes (onnxship.coldstart).
+"""
 
 from __future__ import annotations
 
@@ -10,45 +15,100 @@ from omegaconf import DictConfig
 from onnxship.contract import EXPORT_REPORT
 from onnxship.io import read_json
 
+# family -> the group the summary ranks it in
+GROUPS = {
+    "xgboost": "boosting",
+    "lightgbm": "boosting",
+    "catboost": "boosting",
+    "stacking": "ensembles",
+    "sklearn": "classical",
+    "torch": "neural",
+    "chronos2": "foundation",
+    "chronos_bolt": "foundation",
+}
+PROVEN, FAILED_GATE, NOT_EXPORTED = "✅", "❎", "❌"
+
 
 def _read(path: Path) -> dict:
     return read_json(path) if path.exists() else {}
 
 
-def is_forecaster(cfg: DictConfig, name: str) -> bool:
-    return _read(Path(cfg.paths.reports) / "validate" / f"{name}.json").get("task") == "forecast"
-
-
-def model_row(cfg: DictConfig, name: str, small: int, large: int) -> dict:
+def reports_of(cfg: DictConfig, name: str) -> dict[str, dict]:
     reports = Path(cfg.paths.reports)
-    export = _read(Path(cfg.paths.onnx) / name / EXPORT_REPORT)
-    validation = _read(reports / "validate" / f"{name}.json")
-    bench = _read(reports / "benchmark" / f"{name}.json")
-    package = _read(reports / "package" / f"{name}.json")
+    return {
+        "export": _read(Path(cfg.paths.onnx) / name / EXPORT_REPORT),
+        "validate": _read(reports / "validate" / f"{name}.json"),
+        "benchmark": _read(reports / "benchmark" / f"{name}.json"),
+        "package": _read(reports / "package" / f"{name}.json"),
+    }
+
+
+def status_of(r: dict[str, dict]) -> tuple[str, str]:
+    """✅ exported and proven (registered, every gate passed), ❎ exported but a gate failed,
+    ❌ not exported; with the reason."""
+    export, package = r["export"], r["package"]
+    if export.get("status") != "ok":
+        return NOT_EXPORTED, export.get("reason") or "no export report"
+    if package.get("registered") and package.get("alias"):
+        return PROVEN, ""
+    reasons = package.get("reasons") or ["not packaged"]
+    return FAILED_GATE, "; ".join(reasons)[:160]
+
+
+def _cell(bench: dict, runtime: str, size: int) -> dict:
+    return bench.get("runtimes", {}).get(runtime, {}).get("batches", {}).get(str(size), {})
+
+
+def model_row(cfg: DictConfig, name: str) -> dict:
+    r = reports_of(cfg, name)
+    validation, bench, package = r["validate"], r["benchmark"], r["package"]
+    status, reason = status_of(r)
     variant = package.get("variant") or "base"
-    entry = validation.get("variants", {}).get(variant, {})
-    row = {
+    test = validation.get("variants", {}).get(variant, {}).get("sets", {}).get("test", {})
+    family = validation.get("family") or r["export"].get("family", "?")
+    sizes = sorted(int(b) for b in bench.get("runtimes", {}).get("native", {}).get("batches", {}))
+    row: dict = {
         "model": name,
-        "family": validation.get("family", "?"),
-        "export": export.get("status", "missing") + (f": {export['reason']}" if export.get("reason") else ""),
+        "family": family,
+        "group": GROUPS.get(family, "other"),
+        "status": status,
+        "reason": reason,
         "variant": variant,
-        "parity": entry.get("verdict", "n/a"),
-        "max_abs_diff": entry.get("sets", {}).get("test", {}).get("max_abs_diff"),
+        "task": validation.get("task"),
+        "speed_only": bool(validation.get("speed_only")),
+        "parity": validation.get("variants", {}).get(variant, {}).get("verdict", "n/a"),
+        "max_abs_diff": test.get("max_abs_diff"),
+        "within_tolerance": test.get("within_tolerance"),
+        # lossy variants (fp16, INT8) are held to the task metric, not to the tolerance
+        "lossy": bool(validation.get("variants", {}).get(variant, {}).get("lossy")),
+        "metric_rel_worse": test.get("metric_rel_worse"),
         "registered": f"v{package['version']}" + (f" @{package['alias']}" if package.get("alias") else "")
         if package.get("registered")
         else "no",
     }
     runtimes = bench.get("runtimes", {})
+    if not sizes or variant not in runtimes:
+        return row
+    small, large = sizes[0], sizes[-1]
+    row["batch_sizes"] = [small, large]
+    row["bytes"] = {k: runtimes[k].get("file_bytes") for k in ("native", variant)}
     for size in (small, large):
-        native = runtimes.get("native", {}).get("batches", {}).get(str(size), {})
-        onnx_ = runtimes.get(variant, {}).get("batches", {}).get(str(size), {})
-        row |= {
-            f"native_p50_ms_b{size}": native.get("p50_ms"),
-            f"native_p99_ms_b{size}": native.get("p99_ms"),
-            f"onnx_p50_ms_b{size}": onnx_.get("p50_ms"),
-            f"onnx_p99_ms_b{size}": onnx_.get("p99_ms"),
-            f"speedup_b{size}": onnx_.get("speedup_vs_native_p50"),
+        for runtime, side in (("native", "native"), (variant, "onnx")):
+            c = _cell(bench, runtime, size)
+            row[f"{side}_b{size}"] = {
+                k: c.get(k) for k in ("p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "iterations")
+            }
+    row["speedups"] = {
+        str(size): {"value": c["speedup_vs_native_p50"], "ci": c.get("speedup_ci")}
+        for size in (small, large)
+        if (c := _cell(bench, variant, size)).get("speedup_vs_native_p50")
+    }
+    start = bench.get("cold_start", {})
+    for key in ("cold_start_s", "rss_rest_mb", "rss_peak_mb"):
+        row[key] = {
+            side: start.get(rt, {}).get(key) for side, rt in (("native", "native"), ("onnx", variant))
         }
+    row["cold_start_runs"] = start.get(variant, {}).get("runs")
     return row
 
 
@@ -60,65 +120,180 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 10 else f"{value:.0f}"
+
+
+def _with_ci(cell: dict, key: str) -> str:
+    ci = cell.get(f"{key}_ci_ms")
+    text = _ms(cell.get(f"{key}_ms"))
+    return text + (f" [{_ms(ci[0])}–{_ms(ci[1])}]" if ci else "")
+
+
+def _pair(row: dict, key: str, unit: str = "") -> str:
+    pair = row.get(key) or {}
+    if not pair.get("native") and not pair.get("onnx"):
+        return "–"
+
+    def one(d):
+        if not d:
+            return "–"
+        return f"{d['median']:.3g}" if d["median"] < 10 else f"{d['median']:.0f}"
+
+    return f"{one(pair.get('native'))} → {one(pair.get('onnx'))}{unit}"
+
+
+def _speedup(row: dict, size: int) -> str:
+    s = row.get("speedups", {}).get(str(size))
+    if not s:
+        return "–"
+    ci = s.get("ci")
+    return f"**{s['value']:.2f}×**" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+
+
 def table(head: list[str], rows: list[dict]) -> list[str]:
     """A markdown table's lines: the columns `head`, one line per row."""
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return lines + ["| " + " | ".join(_fmt(r.get(h)) for h in head) + " |" for r in rows]
 
 
-def markdown(rows: list[dict], small: int, large: int) -> str:
-    head = ["model", "family", "export", "variant", "parity", "max_abs_diff", "registered"]
-    for size in (small, large):
-        head += [
-            f"native_p50_ms_b{size}",
-            f"onnx_p50_ms_b{size}",
-            f"native_p99_ms_b{size}",
-            f"onnx_p99_ms_b{size}",
-            f"speedup_b{size}",
+def display_row(row: dict) -> dict:
+    """The summary table's cells for one model (readable strings)."""
+    out = {
+        "status": row["status"] + (f" {row['reason']}" if row["reason"] else ""),
+        "model": f"{row['model']} ({row['family']})",
+        "variant": row["variant"],
+        "registered": row["registered"],
+    }
+    if row.get("max_abs_diff") is not None:
+        within, worse = row.get("within_tolerance"), row.get("metric_rel_worse")
+        if row["lossy"] and worse is not None:
+            note = f" (lossy; metric {worse:+.2%})"
+        else:
+            note = f" ({within:.0%} within tol.)" if within is not None else ""
+        out["parity max abs diff"] = f"{row['max_abs_diff']:.2g}{note}"
+    if "batch_sizes" not in row:
+        return out
+    small, large = row["batch_sizes"]
+    native, onnx_ = row[f"native_b{small}"], row[f"onnx_b{small}"]
+    mb = {k: (v or 0) / 2**20 for k, v in row["bytes"].items()}
+    out |= {
+        "size MB": f"{mb['native']:.3g} → {mb[row['variant']]:.3g}",
+        "p50 ms @1": f"{_ms(native['p50_ms'])} → {_ms(onnx_['p50_ms'])}",
+        "p99 ms @1 [95 % CI]": f"{_with_ci(native, 'p99')} → {_with_ci(onnx_, 'p99')}",
+        "speedup @1 [CI]": _speedup(row, small),
+        "speedup @max [CI]": f"{_speedup(row, large)} @{large}",
+        "RSS MB at rest": _pair(row, "rss_rest_mb"),
+        "cold start s": _pair(row, "cold_start_s"),
+        "n @1": f"{native.get('iterations')} / {onnx_.get('iterations')}",
+    }
+    return out
+
+
+SUMMARY_HEAD = [
+    "status",
+    "model",
+    "variant",
+    "registered",
+    "size MB",
+    "parity max abs diff",
+    "p50 ms @1",
+    "p99 ms @1 [95 % CI]",
+    "speedup @1 [CI]",
+    "speedup @max [CI]",
+    "RSS MB at rest",
+    "cold start s",
+    "n @1",
+]
+
+
+def fastest(rows: list[dict]) -> list[str]:
+    """The fastest proven model overall and per family group: lowest ONNX p50 for one call at
+    batch 1 (the online-serving case), and the largest speedup over native there."""
+    proven = [r for r in rows if r["status"] == PROVEN and "batch_sizes" in r]
+    if not proven:
+        return ["No model is proven yet."]
+
+    def p50(r):
+        return r[f"onnx_b{r['batch_sizes'][0]}"]["p50_ms"]
+
+    def speedup(r):
+        return r["speedups"].get(str(r["batch_sizes"][0]), {}).get("value", 0)
+
+    head = ["group", "fastest at batch 1", "p50 ms @1", "largest speedup @1", "speedup"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = ["all", *sorted({r["group"] for r in proven})]
+    for group in groups:
+        members = [r for r in proven if group in ("all", r["group"])]
+        quick, gain = min(members, key=p50), max(members, key=speedup)
+        cells = [
+            "**overall**" if group == "all" else group,
+            f"{quick['model']} ({quick['variant']})",
+            _with_ci(quick["onnx_b" + str(quick["batch_sizes"][0])], "p50"),
+            f"{gain['model']} ({gain['variant']})",
+            _speedup(gain, gain["batch_sizes"][0]),
         ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(rows: list[dict], plots: dict[str, str]) -> str:
     lines = [
         "# Pipeline summary",
         "",
-        "Latency in milliseconds per call; speedup = native p50 / ONNX p50 (> 1: ONNX faster).",
-        "Figures come from reports/validate/*.json and reports/benchmark/*.json; see README "
-        '"Reading the reports".',
+        "One row per zoo model. **status**: ✅ exported and proven (every gate passed, registered",
+        "with its alias), ❎ exported but a gate failed (reason given), ❌ not exported (reason given).",
+        "Latency is one call at batch 1 (one row, or one forecast window), native → the registered",
+        "ONNX variant, both at their fastest session settings, timed in interleaved rounds in their",
+        "own processes until each p99's 95 % interval was within ±10 % or the time budget ended;",
+        "`n @1` is how many calls stand behind each figure. Speedup = native p50 / ONNX p50, with",
+        "the ratio's interval from the two p50 intervals. RSS and cold start: medians over fresh",
+        "processes that import only their runtime (reports/benchmark/<model>.json `cold_start`",
+        'gives every interval and run count). See README "Reading the reports".',
         "",
-        *table(head, rows),
+        *table(SUMMARY_HEAD, [display_row(r) for r in rows]),
+        "",
+        "## Fastest proven",
+        "",
+        *fastest(rows),
+        "",
+        "## Figures",
+        "",
     ]
+    lines += [f"- [{title}]({link})" for title, link in plots.items()]
     return "\n".join(lines) + "\n"
 
 
-FORECAST_SIZES = (1, 32)
-
-
 def forecast_row(cfg: DictConfig, name: str) -> dict:
-    """A forecaster's row: parity, accuracy native vs ONNX (none for speed-only models), and
-    PyTorch eager vs ONNX Runtime latency at batch 1 and 32."""
-    reports = Path(cfg.paths.reports)
-    row = {k: v for k, v in model_row(cfg, name, *FORECAST_SIZES).items() if "p99" not in k}
-    validation = _read(reports / "validate" / f"{name}.json")
-    test = validation.get("variants", {}).get(row["variant"], {}).get("sets", {}).get("test", {})
-    row["kind"] = "speed only" if validation.get("speed_only") else "accuracy"
+    """A forecaster's accuracy native vs ONNX (none for speed-only models)."""
+    validation = reports_of(cfg, name)["validate"]
+    variant = reports_of(cfg, name)["package"].get("variant") or "base"
+    test = validation.get("variants", {}).get(variant, {}).get("sets", {}).get("test", {})
+    row = {
+        "model": name,
+        "variant": variant,
+        "kind": "speed only" if validation.get("speed_only") else "accuracy",
+    }
     for key in ("wql", "mase"):
         if not validation.get("speed_only"):  # random weights: a gate figure, not an accuracy
             row[f"{key}_native"], row[f"{key}_onnx"] = test.get(f"{key}_native"), test.get(f"{key}_onnx")
     return row
 
 
-def forecast_markdown(rows: list[dict]) -> str:
-    head = ["model", "family", "export", "kind", "variant", "parity", "max_abs_diff", "registered"]
-    head += ["wql_native", "wql_onnx", "mase_native", "mase_onnx"]
-    for size in FORECAST_SIZES:
-        head += [f"native_p50_ms_b{size}", f"onnx_p50_ms_b{size}", f"speedup_b{size}"]
+def forecast_markdown(rows: list[dict], fans: dict[str, str]) -> str:
+    head = ["model", "kind", "variant", "wql_native", "wql_onnx", "mase_native", "mase_onnx", "fan chart"]
+    for row in rows:
+        row["fan chart"] = f"[png]({fans[row['model']]})" if row["model"] in fans else "–"
     lines = [
         "",
         "## Forecasters",
         "",
         "Rolling test windows of the elecdemand series; wql = weighted quantile loss, mase = mean",
         "absolute scaled error of the median (both: lower is better), from the library's own predict",
-        "(native) and from the registered ONNX variant. Latency: PyTorch eager on the same wrapper",
-        "the graph was exported from vs ONNX Runtime, per call of `batch` windows. Speed-only models",
-        "have random weights at the release size: no accuracy figure.",
+        "(native) and from the registered ONNX variant. Speed-only models have random weights at the",
+        "release size: no accuracy figure. The fan chart shows one test window, native vs ONNX.",
         "",
         *table(head, rows),
     ]

@@ -128,7 +128,7 @@ def test_forecasters_are_judged_on_windows_and_their_variants(tiny_pipeline):
         assert set(rep["native_metrics"]) == {"wql", "mase"}
         assert set(meta["test_metrics"]) == (set() if entry.get("speed_only") else {"wql", "mase"})
         assert base["test"]["metric_rel_worse"] < 0.01
-    rows = {r["model"]: r for r in summarize.run(cfg)["models"] if "kind" in r}
+    rows = {r["model"]: r for r in summarize.run(cfg)["forecasters"]}
     summary = (Path(cfg.paths.reports) / "summary.md").read_text()
     assert "## Forecasters" in summary and "speed only" in summary
     for name, row in rows.items():
@@ -199,9 +199,23 @@ def test_summary_lists_every_model(tiny_pipeline):
     cfg, _ = tiny_pipeline
     out = summarize.run(cfg)
     assert [r["model"] for r in out["models"]] == list(cfg.zoo.models)
-    text = (Path(cfg.paths.reports) / "summary.md").read_text()
-    for name, spec in cfg.zoo.models.items():
-        assert f"| {name} | {spec.family} | ok |" in text
+    reports = Path(cfg.paths.reports)
+    text = (reports / "summary.md").read_text()
+    for row in out["models"]:  # every model proven here: status, intervals, sample counts
+        name = row["model"]
+        assert f"| ✅ | {name} ({cfg.zoo.models[name].family}) |" in text
+        small = row["batch_sizes"][0]
+        cell = row[f"onnx_b{small}"]
+        assert cell["p99_ci_ms"][0] <= cell["p99_ms"] <= cell["p99_ci_ms"][1] and cell["iterations"] > 0
+        assert row["speedups"][str(small)]["ci"] and row["cold_start_s"]["onnx"]["median"] > 0
+    assert "## Fastest proven" in text and "| **overall** |" in text
+    # the figures exist, are PNGs, and the summary links them
+    pngs = [reports / "plots" / "speedup.png", reports / "plots" / "parity.png"]
+    pngs += [reports / "benchmark" / n / "latency.png" for n in cfg.zoo.models]
+    pngs += [reports / "plots" / f"fan_{r['model']}.png" for r in out["forecasters"]]
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"]({png.relative_to(reports)})" in text, png
 
 
 def test_failed_export_is_reported_and_never_packaged(tiny_pipeline, tmp_path, monkeypatch):
