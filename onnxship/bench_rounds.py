@@ -17,6 +17,7 @@ import json
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -128,11 +129,18 @@ def final_jobs(jobs: dict[str, dict], screen: dict[str, dict], base: dict) -> di
     }
 
 
-def measure_interleaved(jobs_by_size: dict[int, dict[str, dict]], screen: dict, rounds: dict) -> dict:
+def measure_interleaved(
+    jobs_by_size: dict[int, dict[str, dict]],
+    screen: dict | None,
+    rounds: dict,
+    progress: Callable[[], object] | None = None,
+) -> dict:
     """{runtime: {size: cell}} for `jobs_by_size` ({size: {runtime: job at its best settings}}),
     each size's runtimes timed in interleaved rounds. `screen` is the tuning screen's best cells
     per runtime (their p50 sizes the rounds); `rounds` is the config (budget_s, round_s, target,
-    min_rounds). One worker per distinct (runtime, settings), kept for every size it wins."""
+    min_rounds). One worker per distinct (runtime, settings), kept for every size it wins.
+    Without a screen, a pilot of 3 calls per runtime sizes the rounds. `progress` is called after
+    each batch size."""
     workers: dict[str, RuntimeWorker] = {}
     out: dict[str, dict] = {}
     try:
@@ -142,7 +150,11 @@ def measure_interleaved(jobs_by_size: dict[int, dict[str, dict]], screen: dict, 
                 key = settings_key(job)
                 if key not in workers:
                     workers[key] = RuntimeWorker(job)
-                calls = calls_per_round(screen[runtime]["batches"][str(size)]["p50_ms"], rounds["round_s"])
+                if screen is None:  # a pilot: 3 calls, untimed for the figures
+                    pilot = float(np.median(workers[key].time(size, 3)))
+                else:
+                    pilot = screen[runtime]["batches"][str(size)]["p50_ms"]
+                calls = calls_per_round(pilot, rounds["round_s"])
                 runners[runtime] = lambda w=workers[key], c=calls, s=size: w.time(s, c)
             measured = interleaved(
                 runners,
@@ -154,6 +166,8 @@ def measure_interleaved(jobs_by_size: dict[int, dict[str, dict]], screen: dict, 
             )
             for runtime, (series, _, why) in measured.items():
                 out.setdefault(runtime, {})[str(size)] = cell(series.samples, size, why, series.rounds)
+            if progress:
+                progress()
     finally:
         for worker in workers.values():
             worker.close()

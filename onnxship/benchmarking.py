@@ -55,10 +55,12 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
             # this once, at load, so before any library is imported in this fresh process
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         from onnxship import families
+        from onnxship.coldstart import fed_like_the_graph
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        return family.native_call(est, meta), feeds, size_bytes(Path(job["native_dir"]) / meta["native_file"])
+        call = fed_like_the_graph(family.native_call(est, meta), feeds)
+        return call, feeds, size_bytes(Path(job["native_dir"]) / meta["native_file"])
     from onnxship.runtime import InferenceSettings, OnnxModel
 
     model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))

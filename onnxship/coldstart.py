@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it to its own
 
@@ -34,6 +35,28 @@ START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's high-water RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    from the parent across fork and exec, so a probe started by a big process would report the
+    parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def fed_like_the_graph(native_call: Any, feeds: dict) -> Any:
+    """A native call taking the feed the ONNX graph takes: a graph whose one input is not called
+    `input` (a model converted outside the pipeline) feeds native under the contract's name."""
+    from onnxship.contract import INPUT
+
+    if len(feeds) != 1 or INPUT in feeds:
+        return native_call
+    (name,) = feeds
+    return lambda feed: native_call({INPUT: feed[name]})
 
 
 def _probe(job: dict) -> dict:
@@ -57,7 +80,7 @@ def _probe(job: dict) -> dict:
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        call = family.native_call(est, meta)
+        call = fed_like_the_graph(family.native_call(est, meta), feeds)
     else:
         from onnxship.runtime import InferenceSettings, OnnxModel
 
@@ -79,7 +102,7 @@ def _probe(job: dict) -> dict:
         "load_s": loaded - before_load,
         "first_call_ms": (first - loaded) * 1e3,
         "rss_rest_mb": rest,
-        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_peak_mb": _peak_rss_mb(),
     }
 
 
@@ -129,8 +152,9 @@ FIGURES = ("cold_start_s", "process_start_s", "import_s", "load_s", "first_call_
 FIGURES += ("rss_rest_mb", "rss_peak_mb")
 
 
-def cold_starts(jobs: list[dict], runs: int) -> dict[str, dict]:
-    """{runtime: {figure: {median, ci, n}}} over `runs` interleaved rounds of fresh processes."""
+def cold_starts(jobs: list[dict], runs: int, progress: Callable[[], object] | None = None) -> dict[str, dict]:
+    """{runtime: {figure: {median, ci, n}}} over `runs` interleaved rounds of fresh processes
+    (`progress` is called after each round)."""
     from onnxship.stats import percentile_interval
 
     jobs = [j | run_probe(j, discover=True) if j["runtime"] == "native" else j for j in jobs]
@@ -138,6 +162,8 @@ def cold_starts(jobs: list[dict], runs: int) -> dict[str, dict]:
     for round_ in range(runs):
         for job in jobs if round_ % 2 == 0 else jobs[::-1]:
             samples[job["runtime"]].append(run_probe(job))
+        if progress:
+            progress()
     out = {}
     for job in jobs:
         runtime, measured = job["runtime"], samples[job["runtime"]]
