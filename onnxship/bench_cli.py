@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -72,28 +73,28 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
 
     from onnxship.manifest import MANIFEST_TAG, file_manifest, parse_manifest
 
-    uri = tracking_uri or __import__("os").environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name, sep, which = ref.partition("@") if "@" in ref else ref.partition("/")
     if not sep or not name or not which:
         raise CliError("--registered takes NAME@ALIAS or NAME/VERSION")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create an empty store there; say where to look instead
+        raise CliError("no MLflow store at the tracking URI: give --tracking-uri or set MLFLOW_TRACKING_URI")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        mv = (
-            client.get_model_version_by_alias(name, which)
-            if "@" in ref
-            else client.get_model_version(name, which)
-        )
+        if "@" in ref:
+            mv = client.get_model_version_by_alias(name, which)
+        else:
+            mv = client.get_model_version(name, which)
     except Exception:
-        raise CliError(
-            "no such registered version (check the name, alias or version and the store)"
-        ) from None
+        raise CliError("no such registered version: check the name, alias or version, and the store") from None
     if MANIFEST_TAG not in mv.tags:
         raise CliError(
             f"version {mv.version} carries no {MANIFEST_TAG} tag: not written by the package stage"
         )
     import mlflow.artifacts
 
-    folder = Path(mlflow.artifacts.download_artifacts(mv.source, dst_path=str(into), tracking_uri=uri))
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(into), tracking_uri=uri))
     if file_manifest(folder) != parse_manifest(mv.tags[MANIFEST_TAG]):
         raise CliError(f"version {mv.version}: the downloaded files differ from the registry's manifest")
     return folder, {"name": name, "version": mv.version}
