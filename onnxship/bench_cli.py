@@ -87,14 +87,15 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
         else:
             mv = client.get_model_version(name, which)
     except Exception:
-        raise CliError("no such registered version: check the name, alias or version, and the store") from None
+        raise CliError("no such registered version: check the name, alias or version and store") from None
     if MANIFEST_TAG not in mv.tags:
         raise CliError(
             f"version {mv.version} carries no {MANIFEST_TAG} tag: not written by the package stage"
         )
     import mlflow.artifacts
 
-    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(into), tracking_uri=uri))
+    source = f"models:/{name}/{mv.version}"
+    folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(into), tracking_uri=uri))
     if file_manifest(folder) != parse_manifest(mv.tags[MANIFEST_TAG]):
         raise CliError(f"version {mv.version}: the downloaded files differ from the registry's manifest")
     return folder, {"name": name, "version": mv.version}
