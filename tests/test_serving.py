@@ -162,6 +162,14 @@ def test_models_benchmark_health_and_metrics(server):
     assert detail["features"][0] == "demand_lag_1" and detail["sha256"]
     bench = httpx.get(f"{server['url']}/benchmark", params={"model": "catboost"}).json()
     assert "native" in bench["report"]["runtimes"]
+    # the summary's figures for the served version: intervals, sample counts, start-up, memory
+    figures = bench["figures"]
+    assert figures["variant"] == bench["variant"]
+    for cell in figures["batches"].values():
+        low, high = cell["served"]["p99_ci_ms"]
+        assert low <= cell["served"]["p99_ms"] <= high and cell["served"]["iterations"] > 0
+        assert cell["speedup_ci"][0] <= cell["speedup_vs_native_p50"] <= cell["speedup_ci"][1]
+    assert figures["cold_start"]["served"]["rss_rest_mb"] > 0 and figures["cold_start"]["native"]["runs"] >= 1
     assert httpx.get(f"{server['url']}/health/live").status_code == 200
     text = httpx.get(f"{server['url']}/metrics").text
     assert 'onnxship_model_loads_total{model="catboost",result="loaded"}' in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 
 from serving.http.deps import SettingsDep, StoreDep, require_configured, resolve_model
+from serving.http.figures import served_figures
 from serving.http.schemas import ERRORS
 
 router = APIRouter(tags=["models"])
@@ -52,14 +53,19 @@ def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
 
 @router.get("/benchmark", responses=ERRORS)
 def benchmark(response: Response, store: StoreDep, settings: SettingsDep, model: str | None = None) -> dict:
-    """The pipeline's benchmark report of the version being served (native vs every ONNX variant)."""
+    """The figures of the version being served (native vs the served variant: p50/p99 with
+    intervals and sample counts, speedup, cold start and RSS) and the pipeline's whole benchmark
+    report (native vs every ONNX variant)."""
     loaded = resolve_model(store, settings, model)
     response.headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
     if loaded.benchmark is None:
         raise HTTPException(404, f"version {loaded.version} of '{loaded.name}' carries no benchmark report")
+    variant = loaded.metadata.get("variant")
     return {
         "model": loaded.name,
         "version": loaded.version,
-        "variant": loaded.metadata.get("variant"),
+        "variant": variant,
+        # the summary's figures for this version (intervals and sample counts), then the report
+        "figures": served_figures(loaded.benchmark, variant),
         "report": loaded.benchmark,
     }
