@@ -94,7 +94,7 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
         )
     import mlflow.artifacts
 
-    source = f"models:/{name}/{mv.version}"
+    source = client.get_model_version_download_uri(name, mv.version)  # the run's artifact folder
     folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(into), tracking_uri=uri))
     if file_manifest(folder) != parse_manifest(mv.tags[MANIFEST_TAG]):
         raise CliError(f"version {mv.version}: the downloaded files differ from the registry's manifest")
@@ -344,7 +344,8 @@ def run(args: argparse.Namespace) -> dict:
         }
         jobs = {"onnx": common | {"runtime": "onnx", "path": str(onnx_path)}}
         if native is not None:
-            jobs = {"native": common | {"runtime": "native", "native_dir": str(native)}} | jobs
+            native_job = {"runtime": "native", "native_dir": str(native), "rename_native_input": True}
+            jobs = {"native": common | native_job} | jobs
         steps = len(sizes) + args.cold_start_runs
         with tqdm(total=steps, desc="onnxship-bench", file=sys.stderr, unit="step") as bar:
             validation = validate(

@@ -59,7 +59,7 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        call = fed_like_the_graph(family.native_call(est, meta), feeds)
+        call = fed_like_the_graph(family.native_call(est, meta), feeds, job)
         return call, feeds, size_bytes(Path(job["native_dir"]) / meta["native_file"])
     from onnxship.runtime import InferenceSettings, OnnxModel
 

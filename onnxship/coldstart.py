@@ -48,12 +48,13 @@ def _peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def fed_like_the_graph(native_call: Any, feeds: dict) -> Any:
-    """A native call taking the feed the ONNX graph takes: a graph whose one input is not called
-    `input` (a model converted outside the pipeline) feeds native under the contract's name."""
+def fed_like_the_graph(native_call: Any, feeds: dict, job: dict) -> Any:
+    """The native call, taking the feed the ONNX graph takes. Models from the pipeline share the
+    contract's input names; a graph converted elsewhere (onnxship-bench) may name its one input
+    otherwise, and its job says so (`rename_native_input`): native then gets it as `input`."""
     from onnxship.contract import INPUT
 
-    if len(feeds) != 1 or INPUT in feeds:
+    if not job.get("rename_native_input") or len(feeds) != 1:
         return native_call
     (name,) = feeds
     return lambda feed: native_call({INPUT: feed[name]})
@@ -80,7 +81,7 @@ def _probe(job: dict) -> dict:
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
-        call = fed_like_the_graph(family.native_call(est, meta), feeds)
+        call = fed_like_the_graph(family.native_call(est, meta), feeds, job)
     else:
         from onnxship.runtime import InferenceSettings, OnnxModel
 
