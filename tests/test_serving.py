@@ -399,7 +399,11 @@ def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
     r = httpx.post(f"{url}/predict", json={"model": "mlp", "features": row})
     assert r.status_code == 200, r.text
     native = family.predict(mlp, [[row[f] for f in meta["features"]]], "regression").values[0]
-    assert r.json()["prediction"] == pytest.approx(native, rel=1e-5)
+    # the registered variant may be a proven lossy one (INT8, fp16): held to its gates, not to 1e-5
+    reports = Path(cfg.paths.reports)
+    variant = read_json(reports / "package" / "mlp.json")["variant"]
+    lossy = read_json(reports / "validate" / "mlp.json")["variants"][variant]["lossy"]
+    assert r.json()["prediction"] == pytest.approx(native, rel=5e-2 if lossy else 1e-5)
 
     images, _, _ = load_split(prepared_dir(cfg, "cnn"), "test")
     assert images.shape[1:] == (1, 8, 8)
@@ -411,8 +415,6 @@ def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
     assert r.status_code == 200, r.text
     label, proba = r.json()["outputs"]
     assert label["name"] == "label" and proba["shape"] == [3, 10]
-    # the registered variant may be a proven lossy one (INT8, fp16): held to its gates, not to 1e-5
-    reports = Path(cfg.paths.reports)
     variant = read_json(reports / "package" / "cnn.json")["variant"]
     lossy = read_json(reports / "validate" / "cnn.json")["variants"][variant]["lossy"]
     assert proba["data"] == pytest.approx(native.proba.reshape(-1).tolist(), abs=5e-2 if lossy else 1e-5)
