@@ -145,12 +145,13 @@ def _pair(row: dict, key: str, unit: str = "") -> str:
     return f"{one(pair.get('native'))} → {one(pair.get('onnx'))}{unit}"
 
 
-def _speedup(row: dict, size: int) -> str:
+def _speedup(row: dict, size: int, bold: bool = True) -> str:
     s = row.get("speedups", {}).get(str(size))
     if not s:
         return "–"
     ci = s.get("ci")
-    return f"**{s['value']:.2f}×**" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+    value = f"**{s['value']:.2f}×**" if bold else f"{s['value']:.2f}×"
+    return value + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
 
 
 def table(head: list[str], rows: list[dict]) -> list[str]:
@@ -310,10 +311,12 @@ def candidates_markdown(cfg: DictConfig, names: list[str]) -> str:
         "",
         "Every variant of every model (reports/package/<model>.json `candidates`). `worse` = the",
         "largest relative worsening of a task metric (lossy variants must stay within 1 %); speed is",
-        "native p50 / variant p50 at each at its fastest session settings (`threads`).",
+        "native p50 / variant p50 at each at its fastest session settings (`threads`), with the",
+        "ratio's interval and the calls behind the variant's figure (`n`).",
     ]
     for name in names:
         package = _read(reports / "package" / f"{name}.json")
+        bench = _read(reports / "benchmark" / f"{name}.json")
         if not package.get("candidates"):
             continue
         sizes = sorted({int(b) for c in package["candidates"] for b in c.get("batches", {})})
@@ -321,21 +324,38 @@ def candidates_markdown(cfg: DictConfig, names: list[str]) -> str:
         rows = []
         for c in package["candidates"]:
             cells = c.get("batches", {})
+            timed = {"speedups": {}}
+            for size in (small, large):  # the interleaved cell, with its interval
+                cell = _cell(bench, c["variant"], size)
+                if "speedup_vs_native_p50" in cell:
+                    timed["speedups"][str(size)] = {
+                        "value": cell["speedup_vs_native_p50"],
+                        "ci": cell.get("speedup_ci"),
+                    }
             rows.append(
                 {
                     "variant": c["variant"] + (" ◀" if c["variant"] == package.get("variant") else ""),
                     "lossy": "yes" if c["lossy"] else "",
                     "verdict": c["verdict"],
                     "worse": c.get("metric_rel_worse"),
-                    f"speedup_b{small}": cells.get(str(small), {}).get("speedup_vs_native_p50"),
+                    f"speedup_b{small}": _speedup(timed, small, bold=False),
+                    f"n_b{small}": _cell(bench, c["variant"], small).get("iterations"),
                     f"threads_b{small}": (cells.get(str(small), {}).get("settings") or {}).get(
                         "intra_op_threads"
                     ),
-                    f"speedup_b{large}": cells.get(str(large), {}).get("speedup_vs_native_p50"),
+                    f"speedup_b{large}": _speedup(timed, large, bold=False),
                     "reason": (c["reasons"][0][:90] if c["reasons"] else ""),
                 }
             )
-        head = ["variant", "lossy", "verdict", "worse", f"speedup_b{small}", f"threads_b{small}"]
+        head = [
+            "variant",
+            "lossy",
+            "verdict",
+            "worse",
+            f"speedup_b{small}",
+            f"n_b{small}",
+            f"threads_b{small}",
+        ]
         head += [f"speedup_b{large}", "reason"]
         lines += ["", f"### {name}", "", *table(head, rows)]
         regimes = package.get("regimes") or {}
