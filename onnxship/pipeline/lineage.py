@@ -8,9 +8,9 @@ overrides both (an orchestrator that runs stages itself names its run).
 
 Source tree. `dvc repro` rewrites dvc.lock and the reports as it goes, so before the package stage
 runs the tree always differs from the commit: those paths are what the pipeline writes, not what
-it ran, and are left out. What is left is the commit, whether the tree was clean, and, if not,
-the sha256 of the diff against the commit, so two dirty runs of the same edits are seen to be
-the same.
+it ran, and are left out (so are .gitignore files: DVC rewrites those beside its outputs). What is
+left is the commit, whether the tree was clean, and, if not, the sha256 of the diff against the
+commit, so two dirty runs of the same edits are seen to be the same.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import os
 import subprocess
 from pathlib import Path
 
-# what `dvc repro` itself writes into the git tree while it runs
-PIPELINE_WRITES = ("dvc.lock", "reports")
+# what `dvc repro` itself writes into the git tree while it runs: the lock, the reports, and the
+# .gitignore files beside its outputs (removed with an output and written back after its stage)
+PIPELINE_WRITES = ("dvc.lock", "reports", "**/.gitignore")
 PIPELINE_RUN_ENV = "ONNXSHIP_PIPELINE_RUN"
 STANDALONE = "standalone"
 
@@ -56,7 +57,7 @@ def _git(*args: str) -> bytes:
 def source_state() -> dict[str, str]:
     """{git_commit, git_tree: clean|dirty|unknown, git_diff_sha256 (dirty only)}. Untracked files
     do not make a tree dirty, as for `git describe --dirty`."""
-    excluded = [f":(exclude){p}" for p in PIPELINE_WRITES]
+    excluded = [f":(exclude,glob){p}" for p in PIPELINE_WRITES]
     try:
         commit = _git("rev-parse", "HEAD").decode().strip()
         diff = _git("diff", "HEAD", "--binary", "--", ".", *excluded)
