@@ -45,6 +45,7 @@ def _no_env_tracking(monkeypatch):
     monkeypatch.setattr(tracking, "USER_TRACKING_URI", None)
     monkeypatch.setattr(tracking, "USER_REGISTRY_URI", None)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # mlflow.set_registry_uri sets it
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 

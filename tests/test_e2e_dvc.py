@@ -24,7 +24,9 @@ COPY = ["conf", "onnxship", "stages", "serving", "tools", "dvc.yaml", "params.ya
 
 def sh(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    # mlflow.set_*_uri write these variables: a test that ran a stage in this process leaves them set
     full.pop("MLFLOW_TRACKING_URI", None)
+    full.pop("MLFLOW_REGISTRY_URI", None)
     done = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done
