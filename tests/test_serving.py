@@ -526,7 +526,12 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
     feed, _, _ = build_feed(spec, context, h, None, past, future)
     native = family.forecast(est, feed, spec)[0]
     levels = list(spec.quantile_levels)
-    assert r.json()["quantiles"]["0.5"] == pytest.approx(native[:, levels.index(0.5)], rel=1e-4, abs=1e-4)
+    # the registered variant may be a proven INT8 one (held to its metric gate, not to 1e-4)
+    reports = Path(cfg.paths.reports)
+    variant = read_json(reports / "package" / "chronos2_covariates.json")["variant"]
+    lossy = read_json(reports / "validate" / "chronos2_covariates.json")["variants"][variant]["lossy"]
+    tol = 5e-2 if lossy else 1e-4
+    assert r.json()["quantiles"]["0.5"] == pytest.approx(native[:, levels.index(0.5)], rel=tol, abs=tol)
     inputs = [  # NaN (missing, unknown) travels as null
         {
             "name": k,
@@ -540,7 +545,7 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
     assert r.status_code == 200, r.text
     (out,) = r.json()["outputs"]
     assert out["name"] == "quantiles" and out["shape"] == [1, h, len(levels)]
-    np.testing.assert_allclose(np.asarray(out["data"]).reshape(1, h, -1)[0], native, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out["data"]).reshape(1, h, -1)[0], native, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
