@@ -132,17 +132,12 @@ def _with_ci(cell: dict, key: str) -> str:
     return text + (f" [{_ms(ci[0])}–{_ms(ci[1])}]" if ci else "")
 
 
-def _pair(row: dict, key: str, unit: str = "") -> str:
+def _pair(row: dict, key: str) -> str:
+    """native → ONNX medians of a start-up or memory figure."""
     pair = row.get(key) or {}
     if not pair.get("native") and not pair.get("onnx"):
         return "–"
-
-    def one(d):
-        if not d:
-            return "–"
-        return f"{d['median']:.3g}" if d["median"] < 10 else f"{d['median']:.0f}"
-
-    return f"{one(pair.get('native'))} → {one(pair.get('onnx'))}{unit}"
+    return " → ".join(_ms((pair.get(side) or {}).get("median")) for side in ("native", "onnx"))
 
 
 def _speedup(row: dict, size: int, bold: bool = True) -> str:
@@ -270,8 +265,8 @@ def markdown(rows: list[dict], plots: dict[str, str]) -> str:
 
 def forecast_row(cfg: DictConfig, name: str) -> dict:
     """A forecaster's accuracy native vs ONNX (none for speed-only models)."""
-    validation = reports_of(cfg, name)["validate"]
-    variant = reports_of(cfg, name)["package"].get("variant") or "base"
+    reports = reports_of(cfg, name)  # read once: validate and package
+    validation, variant = reports["validate"], reports["package"].get("variant") or "base"
     test = validation.get("variants", {}).get(variant, {}).get("sets", {}).get("test", {})
     row = {
         "model": name,
