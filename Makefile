@@ -43,8 +43,9 @@ params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
 
 constraints: install ## re-pin constraints.txt to what is installed (after changing pyproject.toml)
 	@head -2 constraints.txt > constraints.new
-	$(BIN)/pip freeze --exclude-editable | grep -v "^onnxship" >> constraints.new
+	$(BIN)/pip list --format=freeze --exclude-editable | grep -viE "^(onnxship|pip|setuptools|wheel)==" >> constraints.new
 	mv constraints.new constraints.txt
+	python -m tools.install_inputs
 
 ui: install ## MLflow UI on the embedded store
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
