@@ -5,7 +5,7 @@ PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 
-.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive lint format clean
+.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive docs lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ peer-olive: install ## Olive's automatic routes vs our registered variant on the
 
 bench-serving: install system-packages ## our server vs `mlflow models serve` under wrk load -> reports/serving.json
 	python -m tools.bench_serving
+
+docs: install ## build the manual (docs/) into site/ with `mkdocs build --strict`
+	mkdocs build --strict
 
 lint: install ## ruff lint and format check
 	ruff check . && ruff format --check .
