@@ -64,7 +64,7 @@ bench-serving: install system-packages ## our server vs `mlflow models serve` un
 	python -m tools.bench_serving
 
 docs: install ## build the manual (docs/) into site/ with `mkdocs build --strict`
-	mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict   # (the variable silences a banner about MkDocs 2)
 
 lint: install ## ruff lint and format check
 	ruff check . && ruff format --check .
