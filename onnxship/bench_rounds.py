@@ -3,7 +3,9 @@
 Each runtime (at the settings the tuning screen found fastest for a batch size) is loaded once in
 its own spawned process, a RuntimeWorker, and waits on a pipe. Per batch size, onnxship.stats
 .interleaved asks each worker in turn for one round of calls (~`round_s` of work), the order
-reversed every round, until every runtime's p99 interval is within ±target or the budget ends. A
+reversed every round, until every runtime's `stop_on` percentile has its interval within ±target
+(the p50 in the default benchmark: speedups and their intervals are built from p50s; the p99 in
+`benchmark=deep`) or the budget ends. A
 worker that is not timing blocks on its pipe: ORT spinning is off and OpenMP is told to wait
 passively, so idle workers take no core from the one being timed. Noise that comes and goes
 (another job on the machine, thermal throttling) therefore hits every runtime alike, and the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import multiprocessing
 import time
@@ -24,17 +27,25 @@ import numpy as np
 
 from onnxship.stats import interleaved, percentile_interval
 
+log = logging.getLogger("onnxship.stage")
+
 
 def worker_main(conn: Any, job: dict) -> None:
     """In the spawned process: load the runtime, then time rounds of calls on command."""
     from onnxship.benchmarking import load_runtime
+    from onnxship.coldstart import rss_mb
 
     try:
-        call, feeds, _ = load_runtime(job)
+        started = time.perf_counter()
+        call, feeds, file_bytes = load_runtime(job)
+        loaded = {"load_seconds": time.perf_counter() - started, "file_bytes": file_bytes}
+        first = time.perf_counter()
+        call({k: v[:1] for k, v in feeds.items()})
+        loaded |= {"first_call_ms": (time.perf_counter() - first) * 1e3, "rss_after_load_mb": rss_mb()}
     except Exception as err:  # the parent reports it; a traceback in a child helps nobody
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", loaded))
     rows, batches = len(next(iter(feeds.values()))), {}
     while True:
         command = conn.recv()
@@ -67,6 +78,7 @@ class RuntimeWorker:
         self.process = spawn.Process(target=worker_main, args=(child, job), daemon=True)
         self.process.start()
         kind, detail = self.conn.recv()
+        self.loaded = detail if kind == "ready" else {}  # load time, file size, first call, RSS
         if kind != "ready":
             self.close()
             raise RuntimeError(f"{job['runtime']} could not be loaded for timing: {detail}")
@@ -86,6 +98,52 @@ class RuntimeWorker:
             self.process.kill()
 
 
+class PhaseClock:
+    """Seconds per benchmark phase, and progress lines with an ETA for the long ones."""
+
+    def __init__(self, model: str) -> None:
+        self.model, self.laps = model, {}
+        self.started = self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = round(now - self.last, 2)
+        self.last = now
+        log.info("benchmark %s: %s done in %.1f s", self.model, phase, self.laps[phase])
+
+    def counter(self, phase: str, steps: int) -> Callable[[], None]:
+        """A callback for each finished step of `phase`: logs step k/n and the time left at this pace."""
+        done = [0]
+
+        def step() -> None:
+            done[0] += 1
+            spent = time.perf_counter() - self.last
+            eta = spent / done[0] * (steps - done[0])
+            log.info("benchmark %s: %s %d/%d, about %.0f s left", self.model, phase, done[0], steps, eta)
+
+        return step
+
+
+def inherited_screens(screen: dict[str, dict], variants: list[dict], mode: str) -> dict[str, dict]:
+    """With `screen: representative`, only native and the first variant went over the settings
+    grid: every other variant takes the first one's winning settings per batch size (variants of
+    one graph share its operators, so the settings that win for one win for its rewrites). Their
+    rounds are sized by a pilot and their load figures come from their timing worker."""
+    if mode != "representative" or not variants:
+        return {}
+    lead = variants[0]["runtime"]
+    return {
+        v["runtime"]: {
+            "sha256": v.get("sha256"),
+            "batches": {
+                size: {"settings": cell["settings"], "screened_as": lead}
+                for size, cell in screen[lead]["batches"].items()
+            },
+        }
+        for v in variants[1:]
+    }
+
+
 def settings_key(job: dict) -> str:
     return job["runtime"] + json.dumps(job["runtime_settings"], sort_keys=True)
 
@@ -97,14 +155,18 @@ def calls_per_round(screen_p50_ms: float, round_s: float) -> int:
     return int(min(200, max(1, round(round_s * 1e3 / screen_p50_ms))))
 
 
-def cell(samples: list[float], size: int, why: str, rounds: int) -> dict:
+def cell(samples: list[float], size: int, why: str, rounds: int, stop_on: float = 99) -> dict:
     """One runtime at one batch size: percentiles with their intervals and how many samples."""
     ms = np.asarray(samples)
     p50, p99 = percentile_interval(ms, 50), percentile_interval(ms, 99)
     return {
         "iterations": len(ms),
         "rounds": rounds,
-        "stopped": why,  # "converged": every p99 within ±target; "budget": the time ran out
+        "stopped": why,  # "converged": every stop_on percentile within ±target; "budget": time ran out
+        "stop_on": stop_on,
+        "stop_rel_half_width": (
+            p50 if stop_on == 50 else percentile_interval(ms, stop_on)
+        ).relative_half_width,
         "p50_ms": p50.estimate,
         "p50_ci_ms": [p50.low, p50.high],
         "p95_ms": percentile_interval(ms, 95).estimate,
@@ -134,13 +196,14 @@ def measure_interleaved(
     screen: dict | None,
     rounds: dict,
     progress: Callable[[], object] | None = None,
+    loads: dict | None = None,
 ) -> dict:
     """{runtime: {size: cell}} for `jobs_by_size` ({size: {runtime: job at its best settings}}),
     each size's runtimes timed in interleaved rounds. `screen` is the tuning screen's best cells
     per runtime (their p50 sizes the rounds); `rounds` is the config (budget_s, round_s, target,
     min_rounds). One worker per distinct (runtime, settings), kept for every size it wins.
-    Without a screen, a pilot of 3 calls per runtime sizes the rounds. `progress` is called after
-    each batch size."""
+    A runtime the screen did not time gets a pilot of 3 calls to size its rounds. `progress` is
+    called after each batch size; `loads`, if given, gets each runtime's load figures."""
     workers: dict[str, RuntimeWorker] = {}
     out: dict[str, dict] = {}
     try:
@@ -150,22 +213,27 @@ def measure_interleaved(
                 key = settings_key(job)
                 if key not in workers:
                     workers[key] = RuntimeWorker(job)
-                if screen is None:  # a pilot: 3 calls, untimed for the figures
+                screened = (screen or {}).get(runtime, {}).get("batches", {}).get(str(size), {})
+                if "p50_ms" in screened:
+                    pilot = screened["p50_ms"]
+                else:  # not screened: a pilot of 3 calls sizes the rounds, untimed for the figures
                     pilot = float(np.median(workers[key].time(size, 3)))
-                else:
-                    pilot = screen[runtime]["batches"][str(size)]["p50_ms"]
+                if loads is not None:
+                    loads.setdefault(runtime, workers[key].loaded)
                 calls = calls_per_round(pilot, rounds["round_s"])
                 runners[runtime] = lambda w=workers[key], c=calls, s=size: w.time(s, c)
             measured = interleaved(
                 runners,
-                q=99,
+                q=rounds.get("stop_on", 99),
                 target=rounds["target"],
                 budget_s=rounds["budget_s"],
                 min_samples=rounds.get("min_samples", 20),
                 min_rounds=rounds.get("min_rounds", 3),
             )
             for runtime, (series, _, why) in measured.items():
-                out.setdefault(runtime, {})[str(size)] = cell(series.samples, size, why, series.rounds)
+                out.setdefault(runtime, {})[str(size)] = cell(
+                    series.samples, size, why, series.rounds, rounds.get("stop_on", 99)
+                )
             if progress:
                 progress()
     finally:
@@ -174,20 +242,36 @@ def measure_interleaved(
     return out
 
 
-def measure_model(native: dict, variants: list[dict], base: dict, bench: dict) -> dict:
+def measure_model(
+    native: dict,
+    variants: list[dict],
+    base: dict,
+    bench: dict,
+    name: str = "",
+    cold_start_of: Callable[[dict], list[str]] | None = None,
+) -> dict:
     """The benchmark of one model: {"tuning": every settings combination screened, "runtimes":
-    each runtime's interleaved figures at its best settings per batch size, "cold_start"}."""
+    each runtime's interleaved figures at its best settings per batch size, "cold_start",
+    "phases_s": seconds each phase took}. Progress goes to the log: phase, batch size, ETA.
+    `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all)."""
     from onnxship.coldstart import cold_starts
     from onnxship.tuning import best_per_batch, measure_tuned
 
-    # 1. the screen: every settings combination, briefly, each in its own process
-    measured = measure_tuned(native, variants, base, bench.get("tuning") or {})
+    clock = PhaseClock(name or native.get("model", "model"))
+    # 1. the screen: settings combinations, briefly, each in its own process
+    measured = measure_tuned(native, variants, base, bench.get("tuning") or {}, bench.get("screen", "every"))
+    clock.lap("screen")
     screen = {runtime: best_per_batch(m) for runtime, m in measured.items()}
+    screen |= inherited_screens(screen, variants, bench.get("screen", "every"))
     # 2. the figures: each runtime at its best settings, in interleaved rounds
     jobs = {native["runtime"]: native} | {v["runtime"]: v for v in variants}
-    final = measure_interleaved(final_jobs(jobs, screen, base), screen, bench["interleaved"])
+    by_size = final_jobs(jobs, screen, base)
+    loads: dict[str, dict] = {}
+    rounds = clock.counter("rounds", len(by_size))
+    final = measure_interleaved(by_size, screen, bench["interleaved"], rounds, loads)
+    clock.lap("rounds")
     runtimes = {
-        runtime: best
+        runtime: (best if "load_seconds" in best else best | loads[runtime])
         | {
             "batches": {
                 b: final[runtime][b] | {"settings": c["settings"]} for b, c in best["batches"].items()
@@ -197,9 +281,9 @@ def measure_model(native: dict, variants: list[dict], base: dict, bench: dict) -
     }
     # 3. start-up and memory in fresh processes that import only their runtime
     peak = max(bench["batch_sizes"])
-    probes = [j | {"runtime_settings": base, "peak_batch": peak} for j in jobs.values()]
-    return {
-        "tuning": measured,
-        "runtimes": runtimes,
-        "cold_start": cold_starts(probes, bench["cold_start_runs"]),
-    }
+    started = cold_start_of(runtimes) if cold_start_of else list(jobs)
+    probes = [jobs[r] | {"runtime_settings": base, "peak_batch": peak} for r in jobs if r in started]
+    runs = bench["cold_start_runs"]
+    cold = cold_starts(probes, runs, clock.counter("cold start", runs))
+    clock.lap("cold_start")
+    return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps}

@@ -21,6 +21,30 @@ from onnxship.io import size_bytes
 NATIVE = "native"
 
 
+def bench_settings(group: dict, entry: dict) -> dict:
+    """The benchmark settings for one zoo entry: the group's, then the entry's own (forecasters:
+    batch sizes 1, 8, 32 windows), then the group's `heavy` block where the entry says its calls
+    take seconds."""
+    heavy = group.pop("heavy", {})
+    bench = group | entry
+    if bench.pop("heavy", False):
+        bench |= heavy | {"interleaved": bench["interleaved"] | heavy.get("interleaved", {})}
+    return bench
+
+
+def variants_to_time(opt: dict, bench: dict, validation: dict) -> tuple[list[str], dict[str, str]]:
+    """The variants to time, and why each other one is not: a failed pass, or (with
+    `only_proven`) a failed validation. Package registers only proven variants, so timing the
+    others would only describe files nobody can be served."""
+    skipped = {v: "optimization failed" for v, e in opt["variants"].items() if e["status"] != "ok"}
+    timed = [v for v, e in opt["variants"].items() if e["status"] == "ok"]
+    if bench.get("only_proven"):
+        passed = validation.get("passed", [])
+        skipped |= {v: "failed validation" for v in timed if v not in passed}
+        timed = [v for v in timed if v in passed]
+    return timed, skipped
+
+
 def time_calls(call, batch: dict[str, np.ndarray], bench: dict) -> dict:
     for _ in range(bench["warmup_iterations"]):
         call(batch)

@@ -32,7 +32,7 @@ from typing import Any
 START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it to its own
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -91,7 +91,7 @@ def _probe(job: dict) -> dict:
     loaded = time.monotonic()
     call({k: v[:1] for k, v in feeds.items()})
     first = time.monotonic()
-    rest = _rss_mb()
+    rest = rss_mb()
     rows = len(next(iter(feeds.values())))
     pick = np.arange(job["peak_batch"]) % rows
     call({k: v[pick] for k, v in feeds.items()})

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import binom
 
 CONFIDENCE = 0.95
 TARGET = 0.10  # stop once the interval is within ±10 % of the estimate
@@ -66,6 +65,8 @@ def percentile_interval(samples: np.ndarray, q: float, confidence: float = CONFI
     """The q-th percentile (nearest rank) of `samples` and its order-statistic interval. With too
     few samples the upper end is the largest sample and the interval is wide: its relative
     half-width says so."""
+    from scipy.stats import binom  # here, not at the top: timing workers import this module
+
     x = np.sort(np.asarray(samples, dtype=float))
     n = len(x)
     if n == 0:
@@ -125,7 +126,7 @@ def interleaved(
     min_rounds: int = 1,
 ) -> dict[str, tuple[Series, Interval, str]]:
     """Rounds of every runner in turn, the order reversed each round (A B, B A, …), until every
-    runner's interval is within ±target or the budget ends (never before `min_rounds`). Runners
+    runner's interval is within ±target or the budget ends, either only after `min_rounds`. Runners
     that converged keep running while others have not: dropping them would let later noise hit
     the others only."""
     series = {name: Series() for name in runners}
@@ -137,10 +138,13 @@ def interleaved(
             series[name].rounds += 1
         names.reverse()
         intervals = {name: s.interval(q) for name, s in series.items()}
-        done = all(len(s.samples) >= min_samples for s in series.values()) and all(
-            i.relative_half_width <= target for i in intervals.values()
+        enough = series[names[0]].rounds >= min_rounds  # interleaving needs rounds to mean anything
+        done = (
+            enough
+            and all(len(s.samples) >= min_samples for s in series.values())
+            and all(i.relative_half_width <= target for i in intervals.values())
         )
-        spent = clock() - started >= budget_s and series[names[0]].rounds >= min_rounds
+        spent = clock() - started >= budget_s and enough
         if done or spent:
             why = "converged" if done else "budget"
             return {name: (series[name], intervals[name], why) for name in runners}

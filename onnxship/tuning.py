@@ -71,13 +71,21 @@ def best_per_batch(measured: list[dict]) -> dict:
     return out
 
 
-def measure_tuned(native: dict, variants: list[dict], base: dict, tuning: dict) -> dict[str, list[dict]]:
+def measure_tuned(
+    native: dict, variants: list[dict], base: dict, tuning: dict, mode: str = "every"
+) -> dict[str, list[dict]]:
     """Native under each thread count and every variant under every settings combination, each
-    job in its own process (onnxship.benchmarking); {runtime: [figures with their settings]}."""
+    job in its own process (onnxship.benchmarking); {runtime: [figures with their settings]}.
+    mode "representative": of the variants, only the first goes over the grid (the others take
+    its winners: onnxship.bench_rounds.inherited_screens)."""
     from onnxship.benchmarking import measure_each
 
+    if mode not in ("every", "representative"):
+        raise ValueError(f"benchmark.screen must be 'every' or 'representative', not {mode!r}")
+    grid = settings_grid(base, tuning)
     jobs = [native | {"runtime_settings": s} for s in settings_grid(base, tuning, native=True)]
-    jobs += [job | {"runtime_settings": s} for job in variants for s in settings_grid(base, tuning)]
+    for job in variants if mode == "every" else variants[:1]:
+        jobs += [job | {"runtime_settings": s} for s in grid]
     measured: dict[str, list] = {}
     for job, result in zip(jobs, measure_each(jobs), strict=True):
         knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == native["runtime"])

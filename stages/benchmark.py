@@ -1,10 +1,10 @@
 """benchmark: native predict vs every ONNX variant, in one run, per batch size.
 
-A screen times every session-settings combination briefly (onnxship.tuning); then each runtime at
-its fastest settings is timed in interleaved rounds until its p99 interval is within ±10 % or the
-budget ends (onnxship.bench_rounds); cold start and memory come from fresh processes that import
-only their runtime (onnxship.coldstart). Every runtime runs in its own process; ONNX sessions come
-from onnxship.runtime, as in serving: what is measured is what is served.
+A screen times session-settings combinations briefly (onnxship.tuning); then each runtime at its
+fastest settings is timed in interleaved rounds until its interval is tight or the budget ends
+(onnxship.bench_rounds); cold start and memory come from fresh processes that import only their
+runtime (onnxship.coldstart). conf/benchmark says how deep. Every runtime runs in its own process;
+ONNX sessions come from onnxship.runtime, as in serving: what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -21,27 +21,28 @@ from onnxship.benchmarking import (
     FLOOR,
     NATIVE,
     add_speedups,
+    bench_settings,
     compact_metrics,
     flat_metrics,
     gpu_runs,
     latency_rows,
     measure_floor,
+    variants_to_time,
 )
 from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
 from onnxship.io import read_json
+from onnxship.pipeline.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.plots import latency_plot
 from onnxship.workloads import workload
 
 
-@stage("benchmark", lambda cfg: {"benchmark": as_plain(cfg.benchmark), "runtime": as_plain(cfg.runtime)})
+@stage("benchmark", lambda cfg: {k: as_plain(cfg[k]) for k in ("benchmark", "runtime", "package")})
 def run(cfg: DictConfig, _run) -> Outcome:
     name = cfg.model
     optimized = Path(cfg.paths.optimized) / name
     opt = read_json(optimized / OPTIMIZE_REPORT)
-    # a zoo entry may set its own batch sizes and timing budget (forecasters: 1, 8, 32 windows)
-    bench = as_plain(cfg.benchmark) | as_plain(model_spec(cfg).get("benchmark") or {})
+    bench = bench_settings(as_plain(cfg.benchmark), as_plain(model_spec(cfg).get("benchmark") or {}))
     report: dict = {
         "model": name,
         "machine": {"cpus": os.cpu_count()},
@@ -55,19 +56,26 @@ def run(cfg: DictConfig, _run) -> Outcome:
             data = Path(tmp) / "inputs.npz"
             np.savez(data, **workload(cfg).bench_feeds(model_spec(cfg), meta, max(bench["batch_sizes"])))
             common = {"data": str(data), "bench": bench, "native_dir": str(Path(cfg.paths.native) / name)}
+            validation = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
+            timed, report["not_timed"] = variants_to_time(opt, bench, validation)
             variants = [
                 {**common, "runtime": v, "path": str(optimized / f"{v}.onnx"), "sha256": e["sha256"]}
                 for v, e in opt["variants"].items()
-                if e["status"] == "ok"
+                if v in timed
             ]
-            base = as_plain(cfg.runtime)
-            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench)
+            base, pkg = as_plain(cfg.runtime), cfg.package
+            # start-up of every runtime, or (`cold_start: served`) of what package would register
+            served = served_runtimes(validation, pkg.select_batch_size, pkg.min_gain_over_base)
+            served = served if bench.get("cold_start") == "served" else None
+            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench, name, served)
             # ONNX Runtime's per-call floor: the same inputs through an identity graph
             report[FLOOR] = measure_floor(common, base, Path(tmp))
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
     else:
         report["skipped"] = "export failed"
     add_speedups(report)
+    from onnxship.plots import latency_plot  # matplotlib: not in the timing processes this module spawns
+
     out = Path(cfg.paths.reports) / "benchmark"
     plots = {latency_plot(report, out / name / "latency.png"): "plots"} if report["runtimes"] else {}
     lines = [

@@ -2,16 +2,22 @@
 
 Every import counts, at any depth (function-level imports included); importing a plugin package
 (onnxship.families, onnxship.passes) counts all its modules, since the registry imports them all.
-dvc.yaml must list each of these files (or a folder holding it) as a dependency of the stage, or
-an edit to it would leave DVC's cache stale:
 
-    python -m tools.stage_deps           # print each stage's closure
-    python -m tools.stage_deps --check   # exit 1 naming every file dvc.yaml misses (or lists needlessly)
+DVC learns of code edits through one small file per stage, `reports/code/<stage>.txt`: the sha256
+and path of every file in the stage's closure, written by dvc.yaml's first stage (`code`, which
+depends on the code folders and runs this tool). A stage depends on its own file, so it re-runs
+exactly when a file it can import changes, and dvc.lock holds one entry per stage instead of the
+whole list (DVC re-reads and re-writes dvc.lock around every stage: its size is paid 82 times).
+
+    python -m tools.stage_deps                      # print each stage's closure
+    python -m tools.stage_deps --write reports/code # write the per-stage code files (stage `code`)
+    python -m tools.stage_deps --check              # exit 1 naming each stage whose deps are wrong
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import sys
 from pathlib import Path
 
@@ -20,6 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("onnxship", "stages", "serving", "tools")
 PLUGIN_PACKAGES = ("onnxship.families", "onnxship.passes")
+CODE_STAGE = "code"  # dvc.yaml's first stage: writes CODE_DIR from the code folders
+CODE_DIR = Path("reports/code")
 
 
 def module_file(module: str) -> Path | None:
@@ -72,57 +80,67 @@ def closure(script: Path) -> set[Path]:
 
 def stage_closures(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, set[Path]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    out = {}
-    for name in stages:
-        script = ROOT / "stages" / f"{name}.py"
-        out[name] = closure(script)
-    return out
+    return {name: closure(ROOT / "stages" / f"{name}.py") for name in stages if name != CODE_STAGE}
 
 
-def _declared(dvc_yaml: Path) -> dict[str, tuple[set[Path], list[Path]]]:
-    """stage -> (its import closure, the deps dvc.yaml declares for it)."""
+def code_file(stage: str) -> Path:
+    """The file dvc.yaml names as the stage's code dependency."""
+    return CODE_DIR / f"{stage}.txt"
+
+
+def digest_text(files: set[Path], root: Path = ROOT) -> str:
+    """'sha256  path' per file, sorted by path: what the stage runs, as DVC compares it."""
+    return "".join(
+        f"{hashlib.sha256((root / f).read_bytes()).hexdigest()}  {f.as_posix()}\n" for f in sorted(files)
+    )
+
+
+def write_code_files(folder: Path, dvc_yaml: Path = ROOT / "dvc.yaml") -> list[Path]:
+    """One code file per stage in `folder`; a file is rewritten only when its text changes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, files in stage_closures(dvc_yaml).items():
+        path, text = folder / f"{name}.txt", digest_text(files)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        written.append(path)
+    return written
+
+
+def dep_errors(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
+    """stage -> what is wrong with its code deps: each stage names its own code file and no code
+    path of its own (the file covers them); `code` depends on every folder a closure reaches."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    return {
-        name: (files, [Path(d) for d in stages[name].get("do", stages[name]).get("deps", [])])
-        for name, files in stage_closures(dvc_yaml).items()
-    }
+    out = {}
+    for name in stage_closures(dvc_yaml):
+        deps = [Path(d) for d in stages[name].get("do", stages[name]).get("deps", [])]
+        if code_file(name) not in deps:
+            out[name] = f"needs {code_file(name)} in its deps"
+        elif any(d.parts[0] in PACKAGES for d in deps):
+            out[name] = "lists code paths: its code file covers them"
+    watched = [Path(d) for d in stages.get(CODE_STAGE, {}).get("deps", [])]
+    reached = set().union(*stage_closures(dvc_yaml).values())
+    unwatched = sorted(str(f) for f in reached if not any(_covered(f, d) for d in watched))
+    if unwatched:
+        out[CODE_STAGE] = f"does not depend on: {', '.join(unwatched)}"
+    return out
 
 
 def _covered(path: Path, by: Path) -> bool:
     return path == by or by in path.parents
 
 
-def missing_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
-    """stage -> project files it can import that dvc.yaml does not list as deps."""
-    out = {}
-    for name, (files, deps) in _declared(dvc_yaml).items():
-        gaps = sorted(str(f) for f in files if not any(_covered(f, d) for d in deps))
-        if gaps:
-            out[name] = gaps
-    return out
-
-
-def extra_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
-    """stage -> code deps in dvc.yaml that its closure no longer needs (needless re-runs)."""
-    out = {}
-    for name, (files, deps) in _declared(dvc_yaml).items():
-        code = [d for d in deps if d.parts[0] in PACKAGES]
-        unused = [str(d) for d in code if not any(_covered(f, d) for f in files)]
-        if unused:
-            out[name] = unused
-    return out
-
-
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        gaps, unused = missing_deps(), extra_deps()
-        for stage, files in gaps.items():
-            print(f"dvc.yaml: stage '{stage}' is missing deps: {', '.join(files)}", file=sys.stderr)
-        for stage, files in unused.items():
-            print(
-                f"dvc.yaml: stage '{stage}' lists deps it never imports: {', '.join(files)}", file=sys.stderr
-            )
-        return 1 if gaps or unused else 0
+        errors = dep_errors()
+        for stage, what in errors.items():
+            print(f"dvc.yaml: stage '{stage}' {what}", file=sys.stderr)
+        return 1 if errors else 0
+    if "--write" in argv:
+        folder = Path(argv[argv.index("--write") + 1]) if len(argv) > argv.index("--write") + 1 else CODE_DIR
+        for path in write_code_files(folder):
+            print(f"wrote {path}")
+        return 0
     for stage, files in stage_closures().items():
         print(f"{stage}:")
         for f in sorted(files):

@@ -12,6 +12,7 @@ noise alone must not pick a graph, nor trade accuracy for nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from onnxship.contract import BASE_VARIANT
@@ -53,6 +54,17 @@ def choose_variant(
     if best is None:
         return min(lossy_ones, key=p50), []
     return (pick([*lossy_ones, best], best) if lossy_ones else best), []
+
+
+def served_runtimes(validation: dict, batch_size: int, min_gain: float) -> Callable[[dict], list[str]]:
+    """For the benchmark's `cold_start: served`: given its timed runtimes, the ones a deployment
+    compares at start-up: native, the plain export and the variant this rule will register."""
+
+    def pick(runtimes: dict) -> list[str]:
+        chosen, _ = choose_variant(validation, {"runtimes": runtimes}, batch_size, min_gain)
+        return ["native", BASE_VARIANT, *([chosen] if chosen else [])]
+
+    return pick
 
 
 def tuned_settings(bench: dict, variant: str, batch: int) -> dict[str, Any]:
