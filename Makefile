@@ -3,6 +3,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
+# when this make started (before any install): `make run` and `make test` report their wall time
+STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
 
 .PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive docs lint format clean
@@ -26,6 +28,8 @@ run: install ## install, then rebuild everything with `dvc repro` and say where 
 	python -m tools.registry_state; if [ $$? -eq 3 ]; then dvc repro --force; else dvc repro; fi
 	@python -m tools.check_lock || echo "(outputs differ from the committed dvc.lock: see above)"
 	@echo
+	@python -m tools.timings run --since $(STARTED)
+	@echo
 	@echo "Results:"
 	@echo "  summary          reports/summary.md"
 	@echo "  per-model        reports/validate/<model>.json  reports/benchmark/<model>.json  reports/package/<model>.json"
@@ -34,6 +38,7 @@ run: install ## install, then rebuild everything with `dvc repro` and say where 
 
 test: install system-packages ## install, then run the default test suite (no GPU needed)
 	pytest
+	@python -m tools.timings test --since $(STARTED)
 
 test-all: install system-packages ## every test, the slow ones included
 	pytest -m "slow or not slow"

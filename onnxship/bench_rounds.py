@@ -197,31 +197,33 @@ def measure_interleaved(
     rounds: dict,
     progress: Callable[[], object] | None = None,
     loads: dict | None = None,
+    pool: dict[str, RuntimeWorker] | None = None,
 ) -> dict:
     """{runtime: {size: cell}} for `jobs_by_size` ({size: {runtime: job at its best settings}}),
     each size's runtimes timed in interleaved rounds. `screen` is the tuning screen's best cells
     per runtime (their p50 sizes the rounds); `rounds` is the config (budget_s, round_s, target,
     min_rounds). One worker per distinct (runtime, settings), kept for every size it wins.
     A runtime the screen did not time gets a pilot of 3 calls to size its rounds. `progress` is
-    called after each batch size; `loads`, if given, gets each runtime's load figures."""
-    workers: dict[str, RuntimeWorker] = {}
+    called after each batch size; `loads`, if given, gets each runtime's load figures. Workers
+    already in `pool` (the screen's) are reused, and closed by the caller."""
+    pool = {} if pool is None else pool
+    workers: dict[str, RuntimeWorker] = {}  # the ones opened here
     out: dict[str, dict] = {}
     try:
         for size, jobs in jobs_by_size.items():
             runners = {}
             for runtime, job in jobs.items():
                 key = settings_key(job)
-                if key not in workers:
+                if key not in workers and key not in pool:
                     workers[key] = RuntimeWorker(job)
+                worker = pool.get(key) or workers[key]
                 screened = (screen or {}).get(runtime, {}).get("batches", {}).get(str(size), {})
-                if "p50_ms" in screened:
-                    pilot = screened["p50_ms"]
-                else:  # not screened: a pilot of 3 calls sizes the rounds, untimed for the figures
-                    pilot = float(np.median(workers[key].time(size, 3)))
+                # not screened: a pilot of 3 calls sizes the rounds, untimed for the figures
+                pilot = screened.get("p50_ms") or float(np.median(worker.time(size, 3)))
                 if loads is not None:
-                    loads.setdefault(runtime, workers[key].loaded)
+                    loads.setdefault(runtime, worker.loaded)
                 calls = calls_per_round(pilot, rounds["round_s"])
-                runners[runtime] = lambda w=workers[key], c=calls, s=size: w.time(s, c)
+                runners[runtime] = lambda w=worker, c=calls, s=size: w.time(s, c)
             measured = interleaved(
                 runners,
                 q=rounds.get("stop_on", 99),
@@ -242,6 +244,30 @@ def measure_interleaved(
     return out
 
 
+def screen_in_workers(jobs: list[dict], sizes: list[int], bench: dict, pool: dict) -> list[dict]:
+    """The tuning screen: each job (one runtime under one settings combination) loaded once in a
+    RuntimeWorker, kept in `pool` for the rounds, and timed briefly per batch size (at least
+    `min_iterations` calls, about `time_budget_s` of them, after the worker's warm-up). Figures in
+    the shape onnxship.tuning.best_per_batch reads."""
+    from onnxship.benchmarking import summarize_samples
+
+    measured = []
+    for job in jobs:
+        worker = pool.get(settings_key(job)) or pool.setdefault(settings_key(job), RuntimeWorker(job))
+        batches = {}
+        for size in sizes:
+            pilot = float(np.median(worker.time(size, 1)))  # the first call at a size warms up first
+            calls = int(
+                min(
+                    bench["max_iterations"],
+                    max(bench["min_iterations"], bench["time_budget_s"] * 1e3 / pilot),
+                )
+            )
+            batches[str(size)] = summarize_samples(worker.time(size, calls), size)
+        measured.append(worker.loaded | {"batches": batches, "sha256": job.get("sha256")})
+    return measured
+
+
 def measure_model(
     native: dict,
     variants: list[dict],
@@ -255,21 +281,32 @@ def measure_model(
     "phases_s": seconds each phase took}. Progress goes to the log: phase, batch size, ETA.
     `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all)."""
     from onnxship.coldstart import cold_starts
-    from onnxship.tuning import best_per_batch, measure_tuned
+    from onnxship.tuning import best_per_batch, tuned_figures, tuning_jobs
 
     clock = PhaseClock(name or native.get("model", "model"))
-    # 1. the screen: settings combinations, briefly, each in its own process
-    measured = measure_tuned(native, variants, base, bench.get("tuning") or {}, bench.get("screen", "every"))
-    clock.lap("screen")
-    screen = {runtime: best_per_batch(m) for runtime, m in measured.items()}
-    screen |= inherited_screens(screen, variants, bench.get("screen", "every"))
-    # 2. the figures: each runtime at its best settings, in interleaved rounds
-    jobs = {native["runtime"]: native} | {v["runtime"]: v for v in variants}
-    by_size = final_jobs(jobs, screen, base)
-    loads: dict[str, dict] = {}
-    rounds = clock.counter("rounds", len(by_size))
-    final = measure_interleaved(by_size, screen, bench["interleaved"], rounds, loads)
-    clock.lap("rounds")
+    pool: dict[str, RuntimeWorker] = {}  # one process per runtime and settings, screen and rounds
+    try:
+        # 1. the screen: settings combinations, briefly, each runtime in its own process
+        mode = bench.get("screen", "every")
+        screen_jobs = tuning_jobs(native, variants, base, bench.get("tuning") or {}, mode)
+        figures = screen_in_workers(screen_jobs, bench["batch_sizes"], bench, pool)
+        measured = tuned_figures(screen_jobs, figures, native["runtime"])
+        clock.lap("screen")
+        screen = {runtime: best_per_batch(m) for runtime, m in measured.items()}
+        screen |= inherited_screens(screen, variants, mode)
+        # 2. the figures: each runtime at its best settings, in interleaved rounds
+        jobs = {native["runtime"]: native} | {v["runtime"]: v for v in variants}
+        by_size = final_jobs(jobs, screen, base)
+        winners = {settings_key(job) for size_jobs in by_size.values() for job in size_jobs.values()}
+        for key in [k for k in pool if k not in winners]:  # free the losers' memory
+            pool.pop(key).close()
+        loads: dict[str, dict] = {}
+        rounds = clock.counter("rounds", len(by_size))
+        final = measure_interleaved(by_size, screen, bench["interleaved"], rounds, loads, pool)
+        clock.lap("rounds")
+    finally:
+        for worker in pool.values():
+            worker.close()
     runtimes = {
         runtime: (best if "load_seconds" in best else best | loads[runtime])
         | {

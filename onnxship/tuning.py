@@ -1,6 +1,6 @@
-"""Session tuning: every runtime is timed under each combination of session settings in the
-tuning grid (threads, execution mode, spinning), each in its own process; per batch size the
-fastest settings win, and the report keeps the whole grid.
+"""Session tuning: runtimes are timed under each combination of session settings in the tuning grid
+(threads, execution mode, spinning), each in its own process (onnxship.bench_rounds); per batch
+size the fastest settings win, and the report keeps the whole grid.
 
     report["runtimes"][runtime]   the best settings per batch size (cell["settings"] says which)
     report["tuning"][runtime]     every settings combination with its own figures
@@ -71,23 +71,25 @@ def best_per_batch(measured: list[dict]) -> dict:
     return out
 
 
-def measure_tuned(
+def tuning_jobs(
     native: dict, variants: list[dict], base: dict, tuning: dict, mode: str = "every"
-) -> dict[str, list[dict]]:
-    """Native under each thread count and every variant under every settings combination, each
-    job in its own process (onnxship.benchmarking); {runtime: [figures with their settings]}.
-    mode "representative": of the variants, only the first goes over the grid (the others take
-    its winners: onnxship.bench_rounds.inherited_screens)."""
-    from onnxship.benchmarking import measure_each
-
+) -> list[dict]:
+    """Native under each thread count and every variant under every settings combination (mode
+    "every"), or of the variants only the first (mode "representative": the others take its
+    winners, onnxship.bench_rounds.inherited_screens)."""
     if mode not in ("every", "representative"):
         raise ValueError(f"benchmark.screen must be 'every' or 'representative', not {mode!r}")
     grid = settings_grid(base, tuning)
     jobs = [native | {"runtime_settings": s} for s in settings_grid(base, tuning, native=True)]
     for job in variants if mode == "every" else variants[:1]:
         jobs += [job | {"runtime_settings": s} for s in grid]
+    return jobs
+
+
+def tuned_figures(jobs: list[dict], figures: list[dict], native: str) -> dict[str, list[dict]]:
+    """{runtime: [figures with the settings they were timed under]}, in the jobs' order."""
     measured: dict[str, list] = {}
-    for job, result in zip(jobs, measure_each(jobs), strict=True):
-        knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == native["runtime"])
+    for job, result in zip(jobs, figures, strict=True):
+        knobs = tuned_knobs(job["runtime_settings"], native=job["runtime"] == native)
         measured.setdefault(job["runtime"], []).append(result | {"settings": knobs})
     return measured

@@ -1,14 +1,12 @@
 """End to end: `dvc repro` in a temporary git copy of the project on the smoke experiment, then a
 second `dvc repro` that re-runs nothing, `dvc metrics show`, `dvc plots show`, the registry; an
-edit to core code marking exactly the stages that import it; `dvc exp run -S`; and a forced
-rebuild that reproduces every committed data/ and models/ hash."""
+edit to core code marking exactly the stages that import it (once stage `code` re-hashed it);
+`dvc exp run -S`; and a forced rebuild that reproduces every committed data/ and models/ hash."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,47 +14,15 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
+from tests.conftest import sh
 
 pytestmark = pytest.mark.e2e
-COPY = ["conf", "onnxship", "stages", "serving", "tools", "dvc.yaml", "params.yaml", "pyproject.toml"]
-
-
-def sh(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
-    # mlflow.set_*_uri write these variables: a test that ran a stage in this process leaves them set
-    full.pop("MLFLOW_TRACKING_URI", None)
-    full.pop("MLFLOW_REGISTRY_URI", None)
-    done = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git repository holding the project on the smoke experiment, after one `dvc repro`,
-    everything committed (as a user's clone would be after `make run` and a commit)."""
-    root = tmp_path_factory.mktemp("project")
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, root / name)
-    config = root / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("  - experiment: null", "  - experiment: smoke"))
-    sh(["git", "init", "-q"], root)
-    sh(["git", "config", "user.email", "test@example.invalid"], root)
-    sh(["git", "config", "user.name", "test"], root)
-    sh(["dvc", "init", "-q"], root)
-    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")  # Hydra integration on
-    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
-    (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n__pycache__/\n")
-    sh([sys.executable, "-m", "tools.params"], root)
-    root.joinpath("first_repro.log").write_text(sh(["dvc", "repro"], root).stdout)
-    sh(["git", "add", "-A"], root)
-    sh(["git", "commit", "-q", "-m", "smoke run"], root)
-    return root
+def project(smoke_build) -> Path:
+    """The suite's one smoke run (tests/conftest.py): a git repository after `dvc repro`, committed."""
+    return smoke_build["project"]
 
 
 def client_of(project: Path) -> MlflowClient:
@@ -119,11 +85,14 @@ def test_editing_core_code_marks_the_stages_that_use_it(project: Path, edited: s
     original = path.read_text()
     try:
         path.write_text(original + "\n# an edit\n")
+        assert stale_stages(project) == {"code"}  # the code folders changed: their digests are stale
+        sh(["dvc", "repro", "-s", "code"], project)  # rewrites reports/code/<stage>.txt
         found = stale_stages(project)
         assert stale <= found, found
         assert not fresh & found, found
     finally:
         path.write_text(original)
+    sh(["dvc", "repro", "-s", "code"], project)
     assert stale_stages(project) == set()
 
 
