@@ -37,11 +37,11 @@ run: install ## install, then rebuild everything with `dvc repro` and say where 
 	@echo "  MLflow UI        make ui   then open http://127.0.0.1:5000  (store: mlflow.db, artifacts: mlartifacts/)"
 
 test: install system-packages ## install, then run the default test suite (no GPU needed)
-	pytest
+	pytest -n 2 --dist loadgroup   # two workers: the shared smoke run's tests on one (tests/conftest.py)
 	@python -m tools.timings test --since $(STARTED)
 
 test-all: install system-packages ## every test, the slow ones included
-	pytest -m "slow or not slow"
+	pytest -n 2 --dist loadgroup -m "slow or not slow"
 
 params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
 	python -m tools.params

@@ -111,15 +111,25 @@ class PhaseClock:
         self.last = now
         log.info("benchmark %s: %s done in %.1f s", self.model, phase, self.laps[phase])
 
-    def counter(self, phase: str, steps: int) -> Callable[[], None]:
-        """A callback for each finished step of `phase`: logs step k/n and the time left at this pace."""
+    def counter(self, phase: str, steps: list[str]) -> Callable[[], None]:
+        """A callback for each finished step of `phase` (named by `steps`, in order): logs which
+        step finished, k/n, and the time left at this pace."""
         done = [0]
 
         def step() -> None:
             done[0] += 1
             spent = time.perf_counter() - self.last
-            eta = spent / done[0] * (steps - done[0])
-            log.info("benchmark %s: %s %d/%d, about %.0f s left", self.model, phase, done[0], steps, eta)
+            eta = spent / done[0] * (len(steps) - done[0])
+            label = steps[done[0] - 1] if done[0] <= len(steps) else ""
+            log.info(
+                "benchmark %s: %s %s done (%d/%d), about %.0f s left",
+                self.model,
+                phase,
+                label,
+                done[0],
+                len(steps),
+                eta,
+            )
 
         return step
 
@@ -244,7 +254,9 @@ def measure_interleaved(
     return out
 
 
-def screen_in_workers(jobs: list[dict], sizes: list[int], bench: dict, pool: dict) -> list[dict]:
+def screen_in_workers(
+    jobs: list[dict], sizes: list[int], bench: dict, pool: dict, progress: Callable[[], object] | None = None
+) -> list[dict]:
     """The tuning screen: each job (one runtime under one settings combination) loaded once in a
     RuntimeWorker, kept in `pool` for the rounds, and timed briefly per batch size (at least
     `min_iterations` calls, about `time_budget_s` of them, after the worker's warm-up). Figures in
@@ -265,6 +277,8 @@ def screen_in_workers(jobs: list[dict], sizes: list[int], bench: dict, pool: dic
             )
             batches[str(size)] = summarize_samples(worker.time(size, calls), size)
         measured.append(worker.loaded | {"batches": batches, "sha256": job.get("sha256")})
+        if progress:
+            progress()
     return measured
 
 
@@ -281,7 +295,7 @@ def measure_model(
     "phases_s": seconds each phase took}. Progress goes to the log: phase, batch size, ETA.
     `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all)."""
     from onnxship.coldstart import cold_starts
-    from onnxship.tuning import best_per_batch, tuned_figures, tuning_jobs
+    from onnxship.tuning import best_per_batch, tuned_figures, tuned_knobs, tuning_jobs
 
     clock = PhaseClock(name or native.get("model", "model"))
     pool: dict[str, RuntimeWorker] = {}  # one process per runtime and settings, screen and rounds
@@ -289,7 +303,13 @@ def measure_model(
         # 1. the screen: settings combinations, briefly, each runtime in its own process
         mode = bench.get("screen", "every")
         screen_jobs = tuning_jobs(native, variants, base, bench.get("tuning") or {}, mode)
-        figures = screen_in_workers(screen_jobs, bench["batch_sizes"], bench, pool)
+        labels = [
+            f"{j['runtime']} {tuned_knobs(j['runtime_settings'], j['runtime'] == native['runtime'])}"
+            for j in screen_jobs
+        ]
+        figures = screen_in_workers(
+            screen_jobs, bench["batch_sizes"], bench, pool, clock.counter("screen", labels)
+        )
         measured = tuned_figures(screen_jobs, figures, native["runtime"])
         clock.lap("screen")
         screen = {runtime: best_per_batch(m) for runtime, m in measured.items()}
@@ -301,7 +321,7 @@ def measure_model(
         for key in [k for k in pool if k not in winners]:  # free the losers' memory
             pool.pop(key).close()
         loads: dict[str, dict] = {}
-        rounds = clock.counter("rounds", len(by_size))
+        rounds = clock.counter("rounds", [f"batch {size}" for size in by_size])
         final = measure_interleaved(by_size, screen, bench["interleaved"], rounds, loads, pool)
         clock.lap("rounds")
     finally:
@@ -321,6 +341,6 @@ def measure_model(
     started = cold_start_of(runtimes) if cold_start_of else list(jobs)
     probes = [jobs[r] | {"runtime_settings": base, "peak_batch": peak} for r in jobs if r in started]
     runs = bench["cold_start_runs"]
-    cold = cold_starts(probes, runs, clock.counter("cold start", runs))
+    cold = cold_starts(probes, runs, clock.counter("cold start", [f"round {i + 1}" for i in range(runs)]))
     clock.lap("cold_start")
     return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps}

@@ -60,6 +60,14 @@ def _working_tree_stays_clean():
 SMOKE_COPY = ["conf", "onnxship", "stages", "serving", "tools", "dvc.yaml", "params.yaml", "pyproject.toml"]
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test) every test that reads the shared smoke run
+    goes to one worker, so it is built once; the other tests share the second worker."""
+    for item in items:
+        if "smoke_build" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pipeline"))
+
+
 def sh(cmd: list[str], cwd: Path, **env: str):
     """Run a command as a user would (this venv first on PATH); fail the test with its output."""
     import os

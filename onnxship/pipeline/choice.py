@@ -62,7 +62,7 @@ def served_runtimes(validation: dict, batch_size: int, min_gain: float) -> Calla
 
     def pick(runtimes: dict) -> list[str]:
         chosen, _ = choose_variant(validation, {"runtimes": runtimes}, batch_size, min_gain)
-        return ["native", BASE_VARIANT, *([chosen] if chosen else [])]
+        return list(dict.fromkeys(["native", BASE_VARIANT, *([chosen] if chosen else [])]))
 
     return pick
 
