@@ -154,6 +154,22 @@ def inherited_screens(screen: dict[str, dict], variants: list[dict], mode: str) 
     }
 
 
+def settings_for_all(best: dict, sizes: list[int]) -> dict:
+    """A screen that timed only some batch sizes (`screen_batch_sizes`: the release-size models,
+    whose large batches take seconds a call) gives each other size the winner of the largest
+    screened size below it (or the smallest screened); those sizes are sized by a pilot."""
+    screened = sorted(int(s) for s in best["batches"])
+    batches = dict(best["batches"])
+    for size in sizes:
+        if str(size) not in batches:
+            below = [s for s in screened if s <= size] or screened[:1]
+            batches[str(size)] = {
+                "settings": best["batches"][str(below[-1])]["settings"],
+                "screened_at": below[-1],
+            }
+    return best | {"batches": {str(s): batches[str(s)] for s in sizes}}
+
+
 def settings_key(job: dict) -> str:
     return job["runtime"] + json.dumps(job["runtime_settings"], sort_keys=True)
 
@@ -307,12 +323,11 @@ def measure_model(
             f"{j['runtime']} {tuned_knobs(j['runtime_settings'], j['runtime'] == native['runtime'])}"
             for j in screen_jobs
         ]
-        figures = screen_in_workers(
-            screen_jobs, bench["batch_sizes"], bench, pool, clock.counter("screen", labels)
-        )
+        sizes = bench.get("screen_batch_sizes") or bench["batch_sizes"]
+        figures = screen_in_workers(screen_jobs, sizes, bench, pool, clock.counter("screen", labels))
         measured = tuned_figures(screen_jobs, figures, native["runtime"])
         clock.lap("screen")
-        screen = {runtime: best_per_batch(m) for runtime, m in measured.items()}
+        screen = {rt: settings_for_all(best_per_batch(m), bench["batch_sizes"]) for rt, m in measured.items()}
         screen |= inherited_screens(screen, variants, mode)
         # 2. the figures: each runtime at its best settings, in interleaved rounds
         jobs = {native["runtime"]: native} | {v["runtime"]: v for v in variants}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from onnxship.bench_rounds import inherited_screens
+from onnxship.bench_rounds import inherited_screens, settings_for_all
 from onnxship.benchmarking import bench_settings, variants_to_time
 from onnxship.pipeline.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, compose_config
@@ -29,9 +29,11 @@ def test_the_default_is_quick_and_deep_is_one_switch_away():
 
 
 def test_a_heavy_zoo_entry_takes_the_groups_heavy_block_over_its_own_batch_sizes():
-    quick = group("default")
+    quick, deep = group("default"), group("deep")
     bench = bench_settings(dict(quick), {"batch_sizes": [1, 8, 32], "heavy": True})
-    assert bench["batch_sizes"] == [1, 8, 32] and "heavy" not in bench
+    # calls of seconds: the quick default leaves batch 32 to the deep benchmark
+    assert bench["batch_sizes"] == [1, 8] and bench["screen_batch_sizes"] == [1] and "heavy" not in bench
+    assert bench_settings(dict(deep), {"batch_sizes": [1, 8, 32], "heavy": True})["batch_sizes"] == [1, 8, 32]
     assert bench["interleaved"] == quick["interleaved"] | quick["heavy"]["interleaved"]
     assert bench["min_iterations"] == quick["heavy"]["min_iterations"]
     light = bench_settings(dict(quick), {"batch_sizes": [1, 8]})
@@ -89,3 +91,11 @@ def test_start_up_is_measured_for_what_package_would_register():
     }
     assert served_runtimes(validation, 1, 1.05)(runtimes) == ["native", "base", "int8"]
     assert served_runtimes(validation, 1, 3.0)(runtimes) == ["native", "base"]  # base is registered
+
+
+def test_sizes_the_screen_skipped_take_the_winner_of_the_largest_screened_size_below():
+    best = {"load_seconds": 1.0, "batches": {"1": {"p50_ms": 5.0, "settings": {"intra_op_threads": 2}}}}
+    full = settings_for_all(best, [1, 8, 32])
+    assert list(full["batches"]) == ["1", "8", "32"] and full["load_seconds"] == 1.0
+    assert full["batches"]["32"] == {"settings": {"intra_op_threads": 2}, "screened_at": 1}
+    assert full["batches"]["1"]["p50_ms"] == 5.0
