@@ -60,6 +60,7 @@ def _working_tree_stays_clean():
 SMOKE_COPY = ["conf", "onnxship", "stages", "serving", "tools", "dvc.yaml", "params.yaml", "pyproject.toml"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks to group the tests
 def pytest_collection_modifyitems(items) -> None:
     """Under `pytest -n 2 --dist loadgroup` (make test) every test that reads the shared smoke run
     goes to one worker, so it is built once; the other tests share the second worker."""
@@ -90,9 +91,17 @@ def smoke_build(tmp_path_factory) -> dict[str, Path]:
     commit) -> "project"; and a snapshot of its outputs and MLflow store taken right then ->
     "outputs", for the tests that read or add to a pipeline's results, so the end-to-end tests
     (which edit, rebuild and re-run the project) and they never see each other's writes."""
+    import os
     import shutil
     import sys
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers share the parent of their base temp
+        built = tmp_path_factory.getbasetemp().parent / "smoke-built-by"
+        assert not built.exists(), (
+            f"the smoke run was already built by {built.read_text()}: the tests that use it were not "
+            "kept on one worker (pytest-xdist --dist loadgroup; pytest 9.2 breaks it, pytest-xdist#1386)"
+        )
+        built.write_text(os.environ["PYTEST_XDIST_WORKER"])
     root = tmp_path_factory.mktemp("smoke")
     project = root / "project"
     project.mkdir()
