@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
 
-.PHONY: help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive docs lint format clean
+.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive docs lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test: install system-packages ## install, then run the default test suite (no GP
 
 test-all: install system-packages ## every test, the slow ones included
 	pytest -n 2 --dist loadgroup -m "slow or not slow"
+
+timings: install ## render reports/timings.json (written by make run / make test) into the README
+	python -m tools.timings readme
 
 params: install ## rewrite params.yaml from conf/ (DVC tracks params.yaml)
 	python -m tools.params

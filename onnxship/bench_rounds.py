@@ -32,16 +32,10 @@ log = logging.getLogger("onnxship.stage")
 
 def worker_main(conn: Any, job: dict) -> None:
     """In the spawned process: load the runtime, then time rounds of calls on command."""
-    from onnxship.benchmarking import load_runtime
-    from onnxship.coldstart import rss_mb
+    from onnxship.benchmarking import load_and_call_once
 
     try:
-        started = time.perf_counter()
-        call, feeds, file_bytes = load_runtime(job)
-        loaded = {"load_seconds": time.perf_counter() - started, "file_bytes": file_bytes}
-        first = time.perf_counter()
-        call({k: v[:1] for k, v in feeds.items()})
-        loaded |= {"first_call_ms": (time.perf_counter() - first) * 1e3, "rss_after_load_mb": rss_mb()}
+        call, feeds, loaded = load_and_call_once(job)
     except Exception as err:  # the parent reports it; a traceback in a child helps nobody
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
@@ -77,6 +71,7 @@ class RuntimeWorker:
         self.conn, child = spawn.Pipe()
         self.process = spawn.Process(target=worker_main, args=(child, job), daemon=True)
         self.process.start()
+        child.close()  # the child's end lives in the child: a worker that dies is then an EOFError here
         kind, detail = self.conn.recv()
         self.loaded = detail if kind == "ready" else {}  # load time, file size, first call, RSS
         if kind != "ready":
@@ -280,7 +275,7 @@ def screen_in_workers(
     from onnxship.benchmarking import summarize_samples
 
     measured = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         worker = pool.get(settings_key(job)) or pool.setdefault(settings_key(job), RuntimeWorker(job))
         batches = {}
         for size in sizes:
@@ -295,7 +290,22 @@ def screen_in_workers(
         measured.append(worker.loaded | {"batches": batches, "sha256": job.get("sha256")})
         if progress:
             progress()
+        if i + 1 == len(jobs) or jobs[i + 1]["runtime"] != job["runtime"]:
+            close_losers(jobs[: i + 1], measured, job["runtime"], pool)
     return measured
+
+
+def close_losers(jobs: list[dict], measured: list[dict], runtime: str, pool: dict) -> None:
+    """Once a runtime's grid is screened, close its workers that are fastest at no batch size:
+    only the winners go on to the rounds (a release-size graph holds ~0.5 GB a process)."""
+    mine = [(j, m) for j, m in zip(jobs, measured, strict=True) if j["runtime"] == runtime]
+    winners = {
+        settings_key(min(mine, key=lambda jm: jm[1]["batches"][size]["p50_ms"])[0])
+        for size in mine[0][1]["batches"]
+    }
+    for job, _ in mine:
+        if settings_key(job) not in winners and settings_key(job) in pool:
+            pool.pop(settings_key(job)).close()
 
 
 def measure_model(
@@ -346,7 +356,8 @@ def measure_model(
         runtime: (best if "load_seconds" in best else best | loads[runtime])
         | {
             "batches": {
-                b: final[runtime][b] | {"settings": c["settings"]} for b, c in best["batches"].items()
+                b: final[runtime][b] | {k: c[k] for k in ("settings", "screened_as", "screened_at") if k in c}
+                for b, c in best["batches"].items()
             }
         }
         for runtime, best in screen.items()

@@ -25,10 +25,15 @@ def bench_settings(group: dict, entry: dict) -> dict:
     """The benchmark settings for one zoo entry: the group's, then the entry's own (forecasters:
     batch sizes 1, 8, 32 windows), then the group's `heavy` block where the entry says its calls
     take seconds."""
-    heavy = group.pop("heavy", {})
-    bench = group | entry
+
+    def over(base: dict, top: dict) -> dict:  # `interleaved` merges key by key, the rest replaces
+        return base | top | {"interleaved": base.get("interleaved", {}) | top.get("interleaved", {})}
+
+    bench = over({k: v for k, v in group.items() if k != "heavy"}, entry)
     if bench.pop("heavy", False):
-        bench |= heavy | {"interleaved": bench["interleaved"] | heavy.get("interleaved", {})}
+        bench = over(bench, group.get("heavy", {}))
+    if bench.get("cold_start", "all") not in ("all", "served"):
+        raise ValueError(f"benchmark.cold_start must be 'all' or 'served', not {bench['cold_start']!r}")
     return bench
 
 
@@ -100,19 +105,29 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
     return model.run_feed, feeds, file_bytes
 
 
+def load_and_call_once(job: dict) -> tuple[Any, dict[str, np.ndarray], dict]:
+    """In a fresh process: load one runtime and make its first call (one row / one window);
+    (call, feeds, {load_seconds, file_bytes, first_call_ms, rss_after_load_mb})."""
+    import psutil
+
+    started = time.perf_counter()
+    call, feeds, file_bytes = load_runtime(job)
+    loaded = {"load_seconds": time.perf_counter() - started, "file_bytes": file_bytes}
+    first = time.perf_counter()
+    call({k: v[:1] for k, v in feeds.items()})
+    loaded["first_call_ms"] = (time.perf_counter() - first) * 1e3
+    loaded["rss_after_load_mb"] = psutil.Process().memory_info().rss / 2**20
+    return call, feeds, loaded
+
+
 def measure_runtime(job: dict) -> dict:
     """Runs in a fresh process: load one runtime, time the first call, then every batch size."""
     import psutil
 
     proc = psutil.Process()
     rss_start = proc.memory_info().rss
-    started = time.perf_counter()
-    call, feeds, file_bytes = load_runtime(job)
-    load_s = time.perf_counter() - started
-    first = time.perf_counter()
+    call, feeds, loaded = load_and_call_once(job)
     rows = len(next(iter(feeds.values())))
-    call({k: v[:1] for k, v in feeds.items()})
-    first_call_ms = (time.perf_counter() - first) * 1e3
     rss_loaded = proc.memory_info().rss
     batches = {}
     for size in job["bench"]["batch_sizes"]:
@@ -131,10 +146,7 @@ def measure_runtime(job: dict) -> dict:
     if set(job["runtime_settings"].get("providers", [])) & set(GPU_PROVIDERS):
         placement["vram_mb"] = process_vram_mb(os.getpid())  # None: NVML could not say
     return placement | {
-        "load_seconds": load_s,
-        "first_call_ms": first_call_ms,
-        "file_bytes": file_bytes,
-        "rss_after_load_mb": rss_loaded / 2**20,
+        **loaded,
         "rss_peak_mb": max(rss_end, rss_loaded) / 2**20,
         "rss_growth_mb": (max(rss_end, rss_loaded) - rss_start) / 2**20,
         "batches": batches,

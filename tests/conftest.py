@@ -118,6 +118,7 @@ def smoke_build(tmp_path_factory) -> dict[str, Path]:
     sh(["git", "config", "user.name", "test"], project)
     sh(["dvc", "init", "-q"], project)
     shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")  # Hydra integration on
+    shutil.copy(ROOT / ".dvcignore", project / ".dvcignore")  # bytecode is not code (stage `code`)
     shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots", dirs_exist_ok=True)
     (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n__pycache__/\n")
     sh([sys.executable, "-m", "tools.params"], project)

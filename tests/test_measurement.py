@@ -14,7 +14,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxship.bench_rounds import RuntimeWorker, calls_per_round, measure_interleaved
+from onnxship.bench_rounds import (
+    RuntimeWorker,
+    calls_per_round,
+    measure_interleaved,
+    screen_in_workers,
+    settings_key,
+)
 from onnxship.benchmarking import add_speedups, identity_graph
 from onnxship.coldstart import cold_starts
 from onnxship.pipeline.lineage import is_dvc_run, pipeline_run_id, source_state
@@ -180,3 +186,27 @@ def test_stages_of_one_dvc_run_share_an_id_and_the_next_run_gets_another(tmp_pat
     assert pipeline_run_id() == "standalone"  # pytest is no dvc run
     monkeypatch.setenv("ONNXSHIP_PIPELINE_RUN", "nightly-42")
     assert pipeline_run_id() == "nightly-42"
+
+
+def test_the_screen_keeps_one_process_per_winner_for_the_rounds(graphs):
+    bench = {"min_iterations": 5, "max_iterations": 50, "time_budget_s": 0.01}
+    one, two = (graphs["heavy"] | {"runtime_settings": SETTINGS | {"intra_op_threads": n}} for n in (1, 2))
+    pool: dict = {}
+    try:
+        measured = screen_in_workers([one, two], [1, 64], bench, pool)
+        assert [set(m["batches"]) for m in measured] == [{"1", "64"}, {"1", "64"}]
+        for m in measured:
+            assert m["load_seconds"] > 0 and m["rss_after_load_mb"] > 0 and m["file_bytes"] > 0
+            assert all(c["iterations"] >= 5 and c["p50_ms"] > 0 for c in m["batches"].values())
+        # the settings fastest at no batch size lost their process; each winner kept its own
+        winners = {
+            settings_key(
+                min(zip((one, two), measured, strict=True), key=lambda jm: jm[1]["batches"][s]["p50_ms"])[0]
+            )
+            for s in ("1", "64")
+        }
+        assert set(pool) == winners
+        assert all(w.process.is_alive() for w in pool.values())
+    finally:
+        for worker in pool.values():
+            worker.close()

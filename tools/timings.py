@@ -1,7 +1,9 @@
 """Where a `make run` spent its time: per stage, from the MLflow runs it started, beside the whole
-command's wall time (install included). `make run` calls it last;
-it prints the table, writes reports/timings.json and reports/timings.md, and fills the README's
-generated section from them (figures are never copied into prose by hand).
+command's wall time (install included). `make run` and `make test` call it last: it prints the
+table and writes reports/timings.json and reports/timings.md. `python -m tools.timings readme`
+(`make timings`) renders them into the README's generated section, so the README's figures are
+never copied by hand and a run never edits a tracked file outside reports/ (lineage would call
+the tree dirty).
 
     python -m tools.timings run --since EPOCH_SECONDS   # after `make run` (started at EPOCH)
     python -m tools.timings test --since EPOCH_SECONDS  # after `make test`
@@ -124,7 +126,8 @@ def main(argv: list[str]) -> int:
         return 2
     text = render(report)
     TABLE.write_text("# How long it takes\n\n" + text)
-    fill_readme(text)
+    if argv == ["readme"]:
+        fill_readme(text)
     print(text, end="")
     return 0
 
