@@ -14,8 +14,8 @@ help: ## list the targets
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
+	$(BIN)/pip install -q uv -c constraints.txt   # uv installs the pinned set in seconds (tools/install.py)
+	$(BIN)/python -m tools.install $(BIN)/python -e ".[dev]" -c constraints.txt
 	touch $@
 
 install: $(BIN)/.installed ## create .venv and install the project with its dev tools

@@ -50,3 +50,32 @@ def test_make_constraints_writes_versions_for_packages_installed_from_files():
     # --format=freeze` writes `name==version` for every package
     recipe = (ROOT / "Makefile").read_text().split("\nconstraints:")[1].split("\n\n")[0]
     assert "list --format=freeze" in recipe and " freeze " not in recipe.replace("list --format=freeze", "")
+
+
+def test_uv_installs_under_the_users_pip_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """uv does not read pip's configuration: tools/install.py hands pip's settings over, a PIP_*
+    variable over a config file, as pip itself ranks them."""
+    import sys
+
+    from tools.install import pip_settings, uv_options
+
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        "[global]\nextra-index-url = https://a.example/simple https://b.example/simple\n"
+        "find-links = https://wheels.example/file\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("PIP_FIND_LINKS", "https://env.example/links")
+    settings = pip_settings(sys.executable)
+    assert settings["extra-index-url"] == ["https://a.example/simple", "https://b.example/simple"]
+    assert settings["find-links"] == ["https://env.example/links"]  # the variable wins
+    options = uv_options(settings)
+    assert options[:2] == ["--index-strategy", "unsafe-best-match"]  # pip's resolution across indexes
+    assert " ".join(options).count("--extra-index-url https://") == 2
+    assert "--find-links https://env.example/links" in " ".join(options)
+
+
+def test_make_install_uses_uv_with_pip_as_the_fallback():
+    recipe = (ROOT / "Makefile").read_text().split("/.installed:")[1].split("\n\n")[0]
+    assert "pip install -q uv -c constraints.txt" in recipe and "-m tools.install" in recipe
+    assert "uv==" in (ROOT / "constraints.txt").read_text()
