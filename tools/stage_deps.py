@@ -64,8 +64,9 @@ def closure(script: Path) -> set[Path]:
     """Every project file `script` can import, directly or not."""
     seen: set[Path] = set()
     todo = [script]
-    if (script.parent / "__init__.py").is_file():  # `python -m stages.x` imports stages/ first
-        todo.append(script.parent / "__init__.py")
+    for entry in ("__init__.py", "__main__.py"):  # `python -m stages x` runs both before stages/x.py
+        if (script.parent / entry).is_file():
+            todo.append(script.parent / entry)
     while todo:
         path = todo.pop()
         if path in seen:

@@ -1,0 +1,154 @@
+"""Warm starts (onnxship/warm.py): a stage run that a fork server answers behaves like a new process:
+the caller's directory, environment, arguments, standard streams and exit status; a killed caller
+takes its stage with it; ONNXSHIP_WARM=0 and a missing server both run it cold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from onnxship import warm
+
+PROBE = """
+import json, os, sys, time
+print("out", " ".join(sys.argv[1:]))
+print("err line", file=sys.stderr)
+with open("seen.json", "w") as f:
+    json.dump({"cwd": os.getcwd(), "pid": os.getpid(), "pgid": os.getpgid(0), "argv": sys.argv[1:],
+               "served": os.environ.get("ONNXSHIP_WARM_SERVED"), "mark": os.environ.get("PROBE_MARK"),
+               "run": os.environ.get("ONNXSHIP_PIPELINE_RUN"),
+               "own": sorted(m for m in sys.modules if m.split(".")[0] == "onnxship")}, f)
+if "--sleep" in sys.argv:
+    time.sleep(60)
+sys.exit(int(sys.argv[1]))
+"""
+
+CALL = "import sys; from onnxship.warm import run; sys.exit(run('warm_probe', sys.argv[1:]))"
+
+
+@pytest.fixture
+def probe_dir(tmp_path: Path) -> Path:
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    return tmp_path
+
+
+def probe_env(**extra: str) -> dict[str, str]:
+    # a key of its own (no other test's server answers) and a light preload (seconds, not ten)
+    return os.environ | {"ONNXSHIP_WARM_PRELOAD": "json", "PROBE_MARK": uuid.uuid4().hex} | extra
+
+
+def call(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", CALL, *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def wait_for_server(env: dict[str, str]) -> None:
+    """The first call runs cold and starts the server; wait until it answers."""
+    key = warm.server_key(env | {"ONNXSHIP_PIPELINE_RUN": "x"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sock = warm._connect(warm.address(key))
+        if sock is not None:
+            sock.close()
+            return
+        time.sleep(0.2)
+    raise AssertionError("the warm server did not come up in 60 s")
+
+
+def seen(cwd: Path) -> dict:
+    import json
+
+    return json.loads((cwd / "seen.json").read_text())
+
+
+def test_a_warm_run_is_the_callers_process_in_all_it_sees(probe_dir: Path):
+    env = probe_env()
+    first = call(probe_dir, env, "0", "a=1")
+    assert first.returncode == 0 and seen(probe_dir)["served"] is None  # cold, and the server starts
+    wait_for_server(env)
+
+    other = probe_dir / "other"
+    other.mkdir()
+    (other / "warm_probe.py").write_text(PROBE)
+    done = call(other, env, "3", "b=2")
+    got = seen(other)
+    assert got["served"] == "1", "the second call was not served warm"
+    assert done.returncode == 3
+    assert done.stdout == "out 3 b=2\n" and done.stderr == "err line\n"
+    assert got["cwd"] == str(other) and got["argv"] == ["3", "b=2"] and got["mark"] == env["PROBE_MARK"]
+    assert got["pgid"] == got["pid"]  # its own process group: a kill reaches everything it started
+    assert got["run"] == "standalone"  # lineage found by the caller (no `dvc repro` above it here)
+    assert got["own"] == []  # the project's code is never the server's copy
+
+
+def test_killing_the_caller_stops_the_stage(probe_dir: Path):
+    env = probe_env()
+    call(probe_dir, env, "0")
+    wait_for_server(env)
+    (probe_dir / "seen.json").unlink()
+    caller = subprocess.Popen([sys.executable, "-c", CALL, "0", "--sleep"], cwd=probe_dir, env=env)
+    deadline = time.monotonic() + 30
+    while not (probe_dir / "seen.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stage = seen(probe_dir)
+    assert stage["served"] == "1"
+    caller.send_signal(signal.SIGTERM)
+    assert caller.wait(timeout=30) != 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(stage["pid"], 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the stage outlived its caller")
+
+
+def test_warm_off_runs_cold(probe_dir: Path):
+    env = probe_env(ONNXSHIP_WARM="0")
+    for _ in range(2):
+        done = call(probe_dir, env, "5")
+        assert done.returncode == 5 and seen(probe_dir)["served"] is None
+
+
+def test_the_server_key_follows_the_environment_but_not_per_stage_variables():
+    base = {"PATH": "/usr/bin", "OMP_NUM_THREADS": "1"}
+    assert warm.server_key(base) == warm.server_key(base | {"DVC_STAGE": "export@xgboost", "SHLVL": "3"})
+    assert warm.server_key(base) != warm.server_key(base | {"OMP_NUM_THREADS": "2"})
+
+
+def test_stages_that_pin_library_variables_run_cold():
+    """A stage that sets a library's variable before importing it (train: numeric-kernel pins)
+    cannot run in a process that imported the library already."""
+    import ast
+
+    from stages.__main__ import COLD, STAGES
+    from tests.conftest import ROOT
+
+    assert set(STAGES) == {p.stem for p in (ROOT / "stages").glob("*.py") if not p.stem.startswith("_")}
+    for stage in STAGES:
+        tree = ast.parse((ROOT / "stages" / f"{stage}.py").read_text())
+        sets_env = any(
+            isinstance(node, ast.Assign) and "os.environ" in ast.unparse(node.targets[0])
+            for node in tree.body
+        )
+        assert not sets_env or stage in COLD, f"{stage} sets os.environ before its imports: it must run cold"
+
+
+def test_every_stage_command_goes_through_the_warm_entry():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        if name != "code":
+            assert stage.get("do", stage)["cmd"].startswith(f"python -m stages {name}"), name
