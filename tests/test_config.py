@@ -26,6 +26,29 @@ def test_drift_is_detected(tmp_path: Path):
     ]
 
 
+def test_a_stage_warns_on_drift_and_compares_each_state_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from onnxship.pipeline import runner
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the agreement stamp lands here
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    runner.warn_on_drift()
+    assert not caplog.records and len(list(tmp_path.glob("onnxship-params-agree-*"))) == 1
+    zoo = tmp_path / "conf" / "zoo" / "default.yaml"
+    zoo.write_text(zoo.read_text().replace("max_depth: 6", "max_depth: 4"))
+    for _ in range(2):  # a disagreement is never remembered: every stage says it
+        caplog.clear()
+        runner.warn_on_drift()
+        assert "zoo.models.xgboost.params.max_depth" in caplog.text
+    assert len(list(tmp_path.glob("onnxship-params-agree-*"))) == 1
+
+
 def test_unknown_model_is_named():
     cfg = compose_config(["model=nope"], config_dir=ROOT / "conf")
     with pytest.raises(ConfigError, match=r"'nope' is not in the zoo.*xgboost"):

@@ -97,10 +97,10 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
             assert low <= cell["speedup_vs_native_p50"] <= high
     # cold start and memory: fresh processes per runtime; ONNX imports only onnxruntime
     start = rep["cold_start"]
-    # start-up of what a deployment compares: native, the plain export, the registered variant
+    # start-up of what a deployment compares: native and the registered variant
     registered = read_json(Path(cfg.paths.reports) / "package" / "xgboost.json")["variant"]
-    assert set(start) == {"native", "base", registered}
-    assert start["base"]["imports"] == ["numpy", "onnxruntime"]
+    assert set(start) == {"native", registered}
+    assert start[registered]["imports"] == ["numpy", "onnxruntime"]
     assert "xgboost" in start["native"]["imports"]
     for figures in start.values():
         assert figures["runs"] == bench.cold_start_runs

@@ -82,7 +82,12 @@ def _log_to_console() -> None:
 def warn_on_drift() -> None:
     """DVC decides from params.yaml; say so when conf/ says something else (an edit of conf/
     without `make params`). Inside `dvc exp run -S` the overridden keys differ on purpose."""
+    agreed = _agreement_stamp()
+    if agreed is not None and agreed.exists():
+        return
     drift = params_drift()
+    if not drift and agreed is not None:
+        agreed.touch()
     if drift:
         log.warning(
             "warning: params.yaml differs from conf/ at %s; this stage runs with params.yaml (what DVC "
@@ -104,6 +109,24 @@ def exit_now(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)
+
+
+def _agreement_stamp() -> Path | None:
+    """A file whose existence says: this params.yaml and this conf/ were compared and agree.
+    Named by their contents, so any edit of either means a new comparison; it spares each of the
+    80-odd stage runs of one `dvc repro` half a second of composing conf/ again."""
+    import hashlib
+    import tempfile
+
+    from onnxship.pipeline.config import PARAMS_FILE, conf_dir
+
+    digest = hashlib.sha256()
+    try:
+        for path in [Path(PARAMS_FILE), *sorted(conf_dir().rglob("*.yaml"))]:
+            digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return None
+    return Path(tempfile.gettempdir()) / f"onnxship-params-agree-{digest.hexdigest()[:32]}"
 
 
 def main(run: Callable[[DictConfig], Any], argv: Sequence[str] | None = None) -> NoReturn:
