@@ -17,9 +17,9 @@ PYTHONHASHSEED when they load), hashed into the socket's name. A call in another
 its own server. A server exits after IDLE_S without work. The socket lives in Linux's abstract
 namespace (no file to clean up) and answers only processes of the same user (SO_PEERCRED).
 
-Stages that set library variables before their imports (train, checkpoint: numeric-kernel pins
-for byte-reproducible weights) always run cold. ONNXSHIP_WARM=0 turns warm starts off; anything
-that fails on the warm path falls back to running the stage cold.
+A stage that sets library variables before its imports (train: numeric-kernel pins for
+byte-reproducible weights) passes them to run(): they are part of the environment its server
+starts with. ONNXSHIP_WARM=0 turns warm starts off; a call that finds no server runs cold.
 
     python -m stages <stage> key=value ...   # stages/__main__.py calls run() below
 """
@@ -37,7 +37,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 ENABLED_ENV = "ONNXSHIP_WARM"  # "0": always cold
 PRELOAD_ENV = "ONNXSHIP_WARM_PRELOAD"  # comma-separated modules, instead of PRELOAD
@@ -108,10 +108,12 @@ def _run_cold(module: str, args: Sequence[str]) -> int:
     return 1  # not reached
 
 
-def run(module: str, args: Sequence[str], cold: bool = False) -> int:
+def run(module: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Run `python -m <module> <args>` warm when a server is up, else cold (starting a server for
-    the calls after this one). Returns the stage's exit status."""
-    if cold or os.environ.get(ENABLED_ENV) == "0" or not sys.platform.startswith("linux"):
+    the calls after this one), with `env` on top of this environment (variables the module sets
+    before its imports). Returns the stage's exit status."""
+    os.environ.update(env or {})
+    if os.environ.get(ENABLED_ENV) == "0" or not sys.platform.startswith("linux"):
         return _run_cold(module, args)
     from onnxship.pipeline.lineage import PIPELINE_RUN_ENV, pipeline_run_id
 

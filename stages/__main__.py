@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from onnxship.kernels import REPRODUCIBLE_KERNELS, TORCH_KERNELS
+
 STAGES = (
     "prepare",
     "checkpoint",
@@ -20,9 +22,9 @@ STAGES = (
     "package",
     "summarize",
 )
-# these set numeric-library variables before their imports (byte-reproducible weights): a process
-# that imported the libraries already could not honour them
-COLD = frozenset({"checkpoint", "train"})
+# variables a stage sets before its imports, because libraries read them when they load: its warm
+# server is one started with them (onnxship/kernels.py: byte-reproducible weights)
+STAGE_ENV = {"train": REPRODUCIBLE_KERNELS, "checkpoint": TORCH_KERNELS}
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> int:
         return 2
     from onnxship.warm import run
 
-    return run(f"stages.{argv[0]}", argv[1:], cold=argv[0] in COLD)
+    return run(f"stages.{argv[0]}", argv[1:], env=STAGE_ENV.get(argv[0], {}))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-# the same CPU-kernel pins as train (see stages/train.py): the same weights on every machine
-os.environ["MKL_CBWR"] = "COMPATIBLE"
-os.environ["ATEN_CPU_CAPABILITY"] = "default"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "SSE41"
+from onnxship.kernels import TORCH_KERNELS
+
+# PyTorch's CPU-kernel pins, before torch loads: the same weights on every machine
+os.environ.update(TORCH_KERNELS)
 
 from pathlib import Path
 

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import os
 
-# OpenBLAS picks its kernels by CPU, and the kernels round differently: the Ridge meta-model of
-# stack_ridge came out with other last bits (so other file bytes) per CPU type. Training on the
-# one kernel every x86-64 CPU has makes the saved models the same on every machine. It must be
-# set before numpy loads OpenBLAS, hence here, above the other imports. Train-only: benchmark and
-# serving keep the fast native kernels.
-os.environ["OPENBLAS_CORETYPE"] = "Prescott"
-# The same for PyTorch: MKL's conditional numerical reproducibility mode, ATen's portable
-# (non-vectorised) CPU kernels and oneDNN's baseline instruction set give the same weights on
-# every x86-64 CPU, where AVX2 and AVX-512 kernels round differently.
-os.environ["MKL_CBWR"] = "COMPATIBLE"
-os.environ["ATEN_CPU_CAPABILITY"] = "default"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "SSE41"
+from onnxship.kernels import REPRODUCIBLE_KERNELS
+
+# before numpy and torch load: they read these once (onnxship/kernels.py says why)
+os.environ.update(REPRODUCIBLE_KERNELS)
 
 import time
 from pathlib import Path

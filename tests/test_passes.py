@@ -161,3 +161,29 @@ def test_plan_names_the_variant_and_step_that_is_wrong():
         plan(OmegaConf.create({"v": [{"pass": "nope"}]}))
     with pytest.raises(ConfigError, match="'base' is reserved"):
         plan(OmegaConf.create({"base": [{"pass": "onnxslim"}]}))
+
+
+def test_slim_dim_names_do_not_depend_on_a_counter():
+    """onnxslim names intermediate symbolic dims after a counter that differs between runs: the
+    same graph must come out as the same bytes."""
+    from onnx import TensorProto, helper
+
+    from onnxship.passes.onnxslim import canonical_dim_names
+
+    def graph_with(first: str, second: str):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+        mid = [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", first]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [first, second]),
+        ]
+        nodes = [helper.make_node("Identity", ["x"], ["a"]), helper.make_node("Identity", ["a"], ["y"])]
+        return helper.make_model(helper.make_graph(nodes, "g", [x], [y], value_info=mid))
+
+    one, two = (
+        graph_with("ConstantOfShape_142_o0__d0", "unk__7"),
+        graph_with("ConstantOfShape_90_o0__d0", "unk__3"),
+    )
+    assert canonical_dim_names(one) == canonical_dim_names(two) == 2
+    assert one.SerializeToString() == two.SerializeToString()
+    assert [d.dim_param for d in one.graph.value_info[0].type.tensor_type.shape.dim] == ["batch", "slim_d0"]

@@ -23,6 +23,7 @@ print("err line", file=sys.stderr)
 with open("seen.json", "w") as f:
     json.dump({"cwd": os.getcwd(), "pid": os.getpid(), "pgid": os.getpgid(0), "argv": sys.argv[1:],
                "served": os.environ.get("ONNXSHIP_WARM_SERVED"), "mark": os.environ.get("PROBE_MARK"),
+               "pin": os.environ.get("PROBE_PIN"),
                "run": os.environ.get("ONNXSHIP_PIPELINE_RUN"),
                "own": sorted(m for m in sys.modules if m.split(".")[0] == "onnxship")}, f)
 if "--sleep" in sys.argv:
@@ -125,22 +126,36 @@ def test_the_server_key_follows_the_environment_but_not_per_stage_variables():
     assert warm.server_key(base) != warm.server_key(base | {"OMP_NUM_THREADS": "2"})
 
 
-def test_stages_that_pin_library_variables_run_cold():
+def test_variables_a_stage_sets_before_its_imports_reach_its_server():
     """A stage that sets a library's variable before importing it (train: numeric-kernel pins)
-    cannot run in a process that imported the library already."""
+    must have its server started with it: a process that imported the library already would
+    not honour it."""
     import ast
 
-    from stages.__main__ import COLD, STAGES
+    from onnxship import kernels
+    from stages.__main__ import STAGE_ENV, STAGES
     from tests.conftest import ROOT
 
     assert set(STAGES) == {p.stem for p in (ROOT / "stages").glob("*.py") if not p.stem.startswith("_")}
     for stage in STAGES:
         tree = ast.parse((ROOT / "stages" / f"{stage}.py").read_text())
-        sets_env = any(
-            isinstance(node, ast.Assign) and "os.environ" in ast.unparse(node.targets[0])
-            for node in tree.body
-        )
-        assert not sets_env or stage in COLD, f"{stage} sets os.environ before its imports: it must run cold"
+        sets_env = [ast.unparse(node) for node in tree.body if "os.environ" in ast.unparse(node)]
+        if stage in STAGE_ENV:
+            (pins,) = [name for name in ("REPRODUCIBLE_KERNELS", "TORCH_KERNELS") if name in str(sets_env)]
+            assert sets_env == [f"os.environ.update({pins})"], stage
+            assert STAGE_ENV[stage] == getattr(kernels, pins), stage
+        else:
+            assert not sets_env, f"{stage} sets variables before its imports: add them to STAGE_ENV"
+
+
+def test_the_pins_reach_a_warm_child(probe_dir: Path):
+    env = probe_env()
+    call_pinned = CALL.replace("sys.argv[1:])", "sys.argv[1:], env={'PROBE_PIN': 'pinned'})")
+    subprocess.run([sys.executable, "-c", call_pinned, "0"], cwd=probe_dir, env=env, check=True)
+    wait_for_server(env | {"PROBE_PIN": "pinned"})
+    subprocess.run([sys.executable, "-c", call_pinned, "0"], cwd=probe_dir, env=env, check=True)
+    got = seen(probe_dir)
+    assert got["served"] == "1" and got["pin"] == "pinned"
 
 
 def test_every_stage_command_goes_through_the_warm_entry():
