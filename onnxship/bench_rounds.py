@@ -33,13 +33,15 @@ log = logging.getLogger("onnxship.stage")
 def worker_main(conn: Any, job: dict) -> None:
     """In the spawned process: load the runtime, then time rounds of calls on command."""
     from onnxship.benchmarking import load_and_call_once
+    from onnxship.coldstart import imported_since, top_level_modules
 
+    before = top_level_modules()
     try:
         call, feeds, loaded = load_and_call_once(job)
     except Exception as err:  # the parent reports it; a traceback in a child helps nobody
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready", loaded))
+    conn.send(("ready", loaded, imported_since(before)))
     rows, batches = len(next(iter(feeds.values()))), {}
     while True:
         command = conn.recv()
@@ -72,8 +74,10 @@ class RuntimeWorker:
         self.process = spawn.Process(target=worker_main, args=(child, job), daemon=True)
         self.process.start()
         child.close()  # the child's end lives in the child: a worker that dies is then an EOFError here
-        kind, detail = self.conn.recv()
+        kind, detail, *imports = self.conn.recv()
+        self.runtime = job["runtime"]
         self.loaded = detail if kind == "ready" else {}  # load time, file size, first call, RSS
+        self.imports = imports[0] if imports else []  # what loading it imported (onnxship.coldstart)
         if kind != "ready":
             self.close()
             raise RuntimeError(f"{job['runtime']} could not be loaded for timing: {detail}")
@@ -337,6 +341,8 @@ def measure_model(
         figures = screen_in_workers(screen_jobs, sizes, bench, pool, clock.counter("screen", labels))
         measured = tuned_figures(screen_jobs, figures, native["runtime"])
         clock.lap("screen")
+        # what loading native imports, as its timing worker saw it: cold start needs no discovery run
+        loader_imports = next((w.imports for w in pool.values() if w.runtime == native["runtime"]), None)
         screen = {rt: settings_for_all(best_per_batch(m), bench["batch_sizes"]) for rt, m in measured.items()}
         screen |= inherited_screens(screen, variants, mode)
         # 2. the figures: each runtime at its best settings, in interleaved rounds
@@ -366,6 +372,8 @@ def measure_model(
     peak = max(bench["batch_sizes"])
     started = cold_start_of(runtimes) if cold_start_of else list(jobs)
     probes = [jobs[r] | {"runtime_settings": base, "peak_batch": peak} for r in jobs if r in started]
+    if loader_imports is not None:
+        probes = [p | {"imports": loader_imports} if p["runtime"] == native["runtime"] else p for p in probes]
     runs = bench["cold_start_runs"]
     cold = cold_starts(probes, runs, clock.counter("cold start", [f"round {i + 1}" for i in range(runs)]))
     clock.lap("cold_start")

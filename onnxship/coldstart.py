@@ -113,14 +113,23 @@ def loaded_packages() -> list[str]:
     return sorted(n for n in names - set(sys.stdlib_module_names) if not n.startswith("_"))
 
 
-def _discover(job: dict) -> dict:
-    """Which top-level modules loading this native model imports (beyond the standard library,
-    numpy and onnxship): the probe imports them first, so import and load are timed apart."""
-    before = {m.split(".")[0] for m in sys.modules}
-    _probe(job)
-    after = {m.split(".")[0] for m in sys.modules}
+def top_level_modules() -> set[str]:
+    return {m.split(".")[0] for m in sys.modules}
+
+
+def imported_since(before: set[str]) -> list[str]:
+    """Top-level modules imported since `before` (beyond the standard library, numpy and
+    onnxship): what loading a native model imports. The probe imports them first, so import and
+    load are timed apart. The benchmark's native timing worker reports them as it loads; a
+    discovery run finds them where there is no such worker."""
     skip = set(sys.stdlib_module_names) | {"onnxship", "numpy", "onnx"}
-    return {"imports": sorted(m for m in after - before if m not in skip and not m.startswith("_"))}
+    return sorted(m for m in top_level_modules() - before if m not in skip and not m.startswith("_"))
+
+
+def _discover(job: dict) -> dict:
+    before = top_level_modules()
+    _probe(job)
+    return {"imports": imported_since(before)}
 
 
 def run_probe(job: dict, discover: bool = False) -> dict:
@@ -158,7 +167,10 @@ def cold_starts(jobs: list[dict], runs: int, progress: Callable[[], object] | No
     (`progress` is called after each round)."""
     from onnxship.stats import percentile_interval
 
-    jobs = [j | run_probe(j, discover=True) if j["runtime"] == "native" else j for j in jobs]
+    jobs = [
+        j | run_probe(j, discover=True) if j["runtime"] == "native" and "imports" not in j else j
+        for j in jobs
+    ]
     samples: dict[str, list[dict]] = {j["runtime"]: [] for j in jobs}
     for round_ in range(runs):
         for job in jobs if round_ % 2 == 0 else jobs[::-1]:
