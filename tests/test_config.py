@@ -22,7 +22,10 @@ def test_drift_is_detected(tmp_path: Path):
     zoo = tmp_path / "conf" / "zoo" / "default.yaml"
     zoo.write_text(zoo.read_text().replace("max_depth: 6", "max_depth: 4"))
     assert params_drift(tmp_path / "params.yaml", tmp_path / "conf") == [
-        "zoo.models.xgboost.params.max_depth"
+        # the stacks hold their bases' entries (conf/zoo interpolates them): their copy changes too
+        "zoo.models.stack_lightgbm.base.xgboost.params.max_depth",
+        "zoo.models.stack_ridge.base.xgboost.params.max_depth",
+        "zoo.models.xgboost.params.max_depth",
     ]
 
 

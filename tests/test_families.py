@@ -29,7 +29,11 @@ def data(task: str, classes: int = 2, n: int = 300, width: int = 6):
 
 def tiny_zoo() -> dict:
     """One zoo entry per registered family, named after it: ensembles refer to the others."""
-    return {name: {"family": name, **cls.tiny_spec} for name, cls in families.FAMILIES.classes().items()}
+    zoo = {name: {"family": name, **cls.tiny_spec} for name, cls in families.FAMILIES.classes().items()}
+    for entry in zoo.values():  # an ensemble's bases are whole entries: the other families' tiny ones
+        if isinstance(entry.get("base"), dict):
+            entry["base"] = {name: zoo[name] for name in entry["base"]}
+    return zoo
 
 
 def fitted(family_name: str, task: str, X, y):
@@ -111,9 +115,18 @@ def test_stacking_takes_missing_values_only_when_every_base_does():
     stacking = families.get("stacking")
     trees = stacking.fit(stacking.build(zoo["stacking"], zoo, "regression", 0), X, y)
     assert stacking.takes_missing_values(trees)
-    with_linear_base = {**zoo["stacking"], "base": ["xgboost", "linear"]}
+    with_linear_base = {**zoo["stacking"], "base": {"xgboost": zoo["xgboost"], "linear": zoo["linear"]}}
     mixed = stacking.fit(stacking.build(with_linear_base, zoo, "regression", 0), X, y)
     assert not stacking.takes_missing_values(mixed)
+
+
+def test_stacking_bases_are_whole_entries_so_dvc_tracks_their_params():
+    from onnxship.errors import ConfigError
+
+    zoo = tiny_zoo()
+    by_name = {**zoo["stacking"], "base": ["xgboost", "lightgbm"]}
+    with pytest.raises(ConfigError, match=r"maps each base's name to its entry"):
+        families.get("stacking").build(by_name, zoo, "regression", 0)
 
 
 @pytest.mark.parametrize("family_name", TABULAR)

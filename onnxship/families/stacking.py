@@ -23,23 +23,28 @@ class StackingFamily(_SklearnBase):
     estimator_types = ("StackingRegressor", "StackingClassifier")
 
     tiny_spec: ClassVar[dict[str, Any]] = {
-        "base": ["xgboost", "lightgbm", "catboost"],
+        # the tests fill each base in with its own family's tiny spec
+        "base": {name: {"family": name} for name in ("xgboost", "lightgbm", "catboost")},
         "meta": {"family": "linear"},
         "cv": 2,
     }
 
     def build(self, spec: Mapping[str, Any], zoo: Mapping[str, Any], task: str, seed: int) -> Any:
-        """Bases are zoo entries by name (built from their own family and params); `meta` is an
-        inline entry."""
+        """`base` maps each base's name to its entry (in conf/zoo, an interpolation of the zoo
+        entry of that name: the stack trains its own copies, and DVC tracks their params as the
+        stack's own); `meta` is an inline entry."""
         from sklearn.ensemble import StackingClassifier, StackingRegressor
 
+        bases = spec["base"]
+        if not isinstance(bases, Mapping):
+            raise ConfigError(
+                "stacking `base` maps each base's name to its entry, e.g. "
+                "{xgboost: ${zoo.models.xgboost}}: a list of names would hide the bases' params from DVC"
+            )
         estimators = []
-        for base_name in spec["base"]:
-            if base_name not in zoo:
-                raise ConfigError(
-                    f"stacking base '{base_name}' is not a zoo entry (zoo has: {', '.join(zoo)})"
-                )
-            base = zoo[base_name]
+        for base_name, base in bases.items():
+            if not isinstance(base, Mapping) or "family" not in base:
+                raise ConfigError(f"stacking base '{base_name}' needs an entry with a `family`")
             estimators.append((base_name, get(base["family"]).build(base, zoo, task, seed)))
         meta = get(spec["meta"]["family"]).build(spec["meta"], zoo, task, seed)
         cls = StackingRegressor if task == "regression" else StackingClassifier
