@@ -42,16 +42,24 @@ def worker_main(conn: Any, job: dict) -> None:
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
     conn.send(("ready", loaded, imported_since(before)))
-    rows, batches = len(next(iter(feeds.values()))), {}
+    set_threads = native_thread_setter(job)
+    rows, batches, warm = len(next(iter(feeds.values()))), {}, set()
+    threads = job["runtime_settings"].get("intra_op_threads")
     while True:
         command = conn.recv()
         if command[0] == "stop":
             return
-        _, size, calls = command
+        _, size, calls, *wanted = command
         samples: list[float] = []
         try:
-            if size not in batches:  # a batch size's first round: build it and warm up, untimed
+            if wanted and wanted[0] is not None and wanted[0] != threads and set_threads:
+                threads = wanted[0]
+                set_threads(threads)
+                warm.clear()  # a resized thread pool: every size warms up again
+            if size not in batches:
                 batches[size] = {k: v[np.arange(size) % rows] for k, v in feeds.items()}
+            if (size, threads) not in warm:  # a batch size's first round (per thread count): warm up, untimed
+                warm.add((size, threads))
                 for _ in range(job["bench"]["warmup_iterations"]):
                     call(batches[size])
             batch = batches[size]
@@ -63,6 +71,26 @@ def worker_main(conn: Any, job: dict) -> None:
             conn.send(("error", f"{type(err).__name__}: {err}"))
             return
         conn.send(("samples", samples))
+
+
+def native_thread_setter(job: dict) -> Callable[[int], None] | None:
+    """For native: its family's thread setting, which takes effect between calls, so one process
+    times every thread count of the screen (a Chronos model loads in seconds). None for ONNX:
+    a session's threads are fixed when it is built."""
+    if job["runtime"] != "native":
+        return None
+    from pathlib import Path
+
+    from onnxship import families
+    from onnxship.io import read_json
+
+    meta = read_json(Path(job["native_dir"]) / "meta.json")
+    return families.get(meta["family"]).set_threads
+
+
+def threads_of(job: dict) -> int | None:
+    """The thread count a native worker is asked to switch to for this job (None: ONNX)."""
+    return job["runtime_settings"].get("intra_op_threads") if job["runtime"] == "native" else None
 
 
 class RuntimeWorker:
@@ -82,8 +110,9 @@ class RuntimeWorker:
             self.close()
             raise RuntimeError(f"{job['runtime']} could not be loaded for timing: {detail}")
 
-    def time(self, size: int, calls: int) -> list[float]:
-        self.conn.send(("time", size, calls))
+    def time(self, size: int, calls: int, threads: int | None = None) -> list[float]:
+        """`calls` timed calls at batch `size` (native: after switching to `threads`)."""
+        self.conn.send(("time", size, calls, threads))
         kind, samples = self.conn.recv()
         if kind != "samples":
             raise RuntimeError(f"timing failed at batch {size}: {samples}")
@@ -170,7 +199,12 @@ def settings_for_all(best: dict, sizes: list[int]) -> dict:
 
 
 def settings_key(job: dict) -> str:
-    return job["runtime"] + json.dumps(job["runtime_settings"], sort_keys=True)
+    """Which worker runs `job`: one per runtime and session settings; native's thread count is
+    switched inside its one worker (native_thread_setter), so it is not part of native's key."""
+    settings = dict(job["runtime_settings"])
+    if job["runtime"] == "native":
+        settings.pop("intra_op_threads", None)
+    return job["runtime"] + json.dumps(settings, sort_keys=True)
 
 
 def calls_per_round(screen_p50_ms: float, round_s: float) -> int:
@@ -244,11 +278,12 @@ def measure_interleaved(
                 worker = pool.get(key) or workers[key]
                 screened = (screen or {}).get(runtime, {}).get("batches", {}).get(str(size), {})
                 # not screened: a pilot of 3 calls sizes the rounds, untimed for the figures
-                pilot = screened.get("p50_ms") or float(np.median(worker.time(size, 3)))
+                threads = threads_of(job)
+                pilot = screened.get("p50_ms") or float(np.median(worker.time(size, 3, threads)))
                 if loads is not None:
                     loads.setdefault(runtime, worker.loaded)
                 calls = calls_per_round(pilot, rounds["round_s"])
-                runners[runtime] = lambda w=worker, c=calls, s=size: w.time(s, c)
+                runners[runtime] = lambda w=worker, c=calls, s=size, t=threads: w.time(s, c, t)
             measured = interleaved(
                 runners,
                 q=rounds.get("stop_on", 99),
@@ -281,16 +316,16 @@ def screen_in_workers(
     measured = []
     for i, job in enumerate(jobs):
         worker = pool.get(settings_key(job)) or pool.setdefault(settings_key(job), RuntimeWorker(job))
-        batches = {}
+        batches, threads = {}, threads_of(job)
         for size in sizes:
-            pilot = float(np.median(worker.time(size, 1)))  # the first call at a size warms up first
+            pilot = float(np.median(worker.time(size, 1, threads)))  # the first call at a size warms up first
             calls = int(
                 min(
                     bench["max_iterations"],
                     max(bench["min_iterations"], bench["time_budget_s"] * 1e3 / pilot),
                 )
             )
-            batches[str(size)] = summarize_samples(worker.time(size, calls), size)
+            batches[str(size)] = summarize_samples(worker.time(size, calls, threads), size)
         measured.append(worker.loaded | {"batches": batches, "sha256": job.get("sha256")})
         if progress:
             progress()

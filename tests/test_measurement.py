@@ -210,3 +210,15 @@ def test_the_screen_keeps_one_process_per_winner_for_the_rounds(graphs):
     finally:
         for worker in pool.values():
             worker.close()
+
+
+def test_one_native_worker_times_every_thread_count():
+    """Native switches threads between calls (its family's setting), so its screen loads it once;
+    an ONNX session's threads are fixed when it is built: one worker per setting."""
+    from onnxship.bench_rounds import threads_of
+
+    native = [{"runtime": "native", "runtime_settings": SETTINGS | {"intra_op_threads": n}} for n in (1, 2)]
+    onnx_jobs = [{"runtime": "base", "runtime_settings": SETTINGS | {"intra_op_threads": n}} for n in (1, 2)]
+    assert settings_key(native[0]) == settings_key(native[1])
+    assert settings_key(onnx_jobs[0]) != settings_key(onnx_jobs[1])
+    assert [threads_of(j) for j in native] == [1, 2] and threads_of(onnx_jobs[0]) is None
