@@ -78,4 +78,5 @@ def test_uv_installs_under_the_users_pip_settings(tmp_path: Path, monkeypatch: p
 def test_make_install_uses_uv_with_pip_as_the_fallback():
     recipe = (ROOT / "Makefile").read_text().split("/.installed:")[1].split("\n\n")[0]
     assert "pip install -q uv -c constraints.txt" in recipe and "-m tools.install" in recipe
+    assert '"--compile-bytecode"' in (ROOT / "tools" / "install.py").read_text()  # imports from .pyc, as pip
     assert "uv==" in (ROOT / "constraints.txt").read_text()

@@ -62,7 +62,10 @@ def uv_options(settings: dict[str, list[str]]) -> list[str]:
 def main(argv: list[str]) -> int:
     python, *args = argv
     uv = os.path.join(os.path.dirname(python), "uv")
-    command = [uv, "pip", "install", "--quiet", "--python", python, *uv_options(pip_settings(python)), *args]
+    # --compile-bytecode: as pip does. Without .pyc files every process imports from source (where
+    # PYTHONDONTWRITEBYTECODE is set, for good): measured here, PyTorch + Chronos in 13 s instead of 6
+    command = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    command += [*uv_options(pip_settings(python)), *args]
     if subprocess.run(command).returncode == 0:
         return 0
     print("uv could not install the pinned set; installing it with pip instead (slower)", file=sys.stderr)
