@@ -8,20 +8,21 @@ from typing import Any
 from onnxship.passes import Pass, PassContext, register
 
 
-def canonical_dim_names(model: Any) -> int:
-    """Rename the symbolic dimensions onnxslim's shape inference invents for intermediate values
-    (`ConstantOfShape_142_o0__d0`): the number in such a name comes from a counter whose value
-    differs from run to run, so the same graph came out as other bytes. Each invented name becomes
-    `slim_d<k>`, k in order of first appearance; names on the graph's inputs and outputs are kept.
-    Returns how many names were renamed."""
+def forget_invented_dim_names(model: Any) -> int:
+    """Drop the names of the symbolic dimensions onnxslim's shape inference invents for
+    intermediate values (`ConstantOfShape_142_o0__d0`): both the numbers in those names and which
+    dimensions share one differ from run to run, so the same graph came out as other bytes. Such a
+    dimension becomes unnamed (unknown), as ONNX's own inference leaves it; names on the graph's
+    inputs and outputs are kept. Returns how many dimensions lost their name."""
     graph = model.graph
     kept = {d.dim_param for v in [*graph.input, *graph.output] for d in v.type.tensor_type.shape.dim}
-    renamed: dict[str, str] = {}
+    dropped = 0
     for value in graph.value_info:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param and dim.dim_param not in kept:
-                dim.dim_param = renamed.setdefault(dim.dim_param, f"slim_d{len(renamed)}")
-    return len(renamed)
+                dim.ClearField("dim_param")
+                dropped += 1
+    return dropped
 
 
 @register
@@ -35,6 +36,6 @@ class OnnxSlimPass(Pass):
         slimmed = onnxslim.slim(onnx.load(str(src)))
         if slimmed is None:
             raise RuntimeError("onnxslim returned no model")
-        canonical_dim_names(slimmed)
+        forget_invented_dim_names(slimmed)
         onnx.save(slimmed, str(dst))
         return {}
