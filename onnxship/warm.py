@@ -50,7 +50,11 @@ PRELOAD = (
     "onnx", "onnxslim", "onnxmltools", "skl2onnx",
     "mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
+    # what MLflow imports on first use, not at its own import: set_tracking_uri resets tracing
+    # (OpenTelemetry's SDK), the SQLite store loads its dialect, runs record the git commit
+    "mlflow.tracing.processor.base_mlflow", "sqlalchemy.dialects.sqlite", "git",
     "xgboost", "lightgbm", "catboost", "torch", "chronos", "matplotlib",
+    "torch.onnx", "onnxscript",  # the PyTorch exporter's first call imports these
 )  # fmt: skip
 # Not onnxruntime: it starts native threads when it loads, which a forked child does not have
 # (the child aborts at exit). Each stage imports it itself (a few tenths of a second).
