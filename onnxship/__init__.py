@@ -1,11 +1,22 @@
 """onnxship: the core library that the pipeline stages (stages/) and the server (serving/) share.
 
-Layers, each importing only those above it:
-  contract, errors, io, plugins        what a model folder and a version hold; no heavy imports
-  runtime                              ONNX Runtime sessions (onnxruntime + numpy only): serving uses it
-  graph, families/, passes/, data, features, metrics, hostile, parity, benchmarking
-                                       the pipeline's library (training frameworks imported lazily)
-  pipeline/                            Hydra config, MLflow tracking, the stage runner, packaging
+One folder per stage concept, in dvc.yaml order (the verb is stages/<verb>.py):
 
-The server process imports contract, io and runtime only (tests/test_layout.py checks it).
+  prepare      data/             tables, features, series; a model's workload (Rows or Series)
+  checkpoint   families/chronos/ Chronos checkpoints built with the library's own classes
+  train        families/         one module per model family (@register), data/
+  export       families/, graph  each family's exporter; graph surgery shared with passes
+  optimize     passes/           one module per graph pass (@register)
+  validate     parity/           does each variant answer like native? (rows, forecasts, hostile)
+  benchmark    measure/          screen, interleaved rounds, cold starts, intervals, report
+  package      packaging/        choose, build the version folder, register
+               version/          what a registered version holds (also read by the server)
+  summarize    report/           the zoo's table and figures
+  every stage  pipeline/         Hydra config, the stage runner, MLflow tracking, lineage,
+                                 warm starts (warm) and the numeric-kernel pins (kernels)
+
+Shared base, importing nothing heavy: contract, errors, io, plugins, runtime (ONNX Runtime +
+numpy: the server uses it), scoring (task metrics and the metric gate).
+torch_nets stays at the top: its class paths are stored inside trained models' files.
+The server process imports contract, io, runtime and version/ only (tests/test_layout.py).
 """

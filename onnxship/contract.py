@@ -35,6 +35,7 @@ ONNX_FILE = "model.onnx"
 EXPORT_REPORT = "export.json"
 OPTIMIZE_REPORT = "optimize.json"
 BASE_VARIANT = "base"  # the exported graph, unchanged, among the optimized variants
+NATIVE = "native"  # the original model, run by its own library, in benchmark and validate reports
 # files of a registered version's artifact folder
 MODEL_FILE = ONNX_FILE
 METADATA_FILE = "onnxship.json"
@@ -229,3 +230,32 @@ class ForecastSpec:
         expected = (batch, self.prediction_length, len(self.quantile_levels))
         if quantiles.shape != expected:
             raise ValueError(f"quantiles output has shape {list(quantiles.shape)}, expected {list(expected)}")
+
+
+@dataclass
+class Prediction:
+    """Native or ONNX output in one shape: regression values, or class labels + probabilities."""
+
+    values: np.ndarray  # regression: float64 (N,); classification: int64 labels (N,)
+    proba: np.ndarray | None = None  # classification: float64 (N, n_classes)
+
+
+# A benchmark report (reports/benchmark/<model>.json; a version's benchmark.json) holds one cell
+# per runtime and batch size: report["runtimes"][runtime]["batches"][str(batch)] -> p50_ms,
+# p99_ms, their intervals, speedups. These three are the only readers of that layout.
+def timed_runtimes(report: dict) -> dict[str, dict]:
+    """runtime -> its entry (load time, memory, sha256, batches); {} when nothing was timed."""
+    runtimes = report.get("runtimes") if isinstance(report, dict) else None
+    return runtimes if isinstance(runtimes, dict) else {}
+
+
+def bench_cells(report: dict, runtime: str) -> dict[str, dict]:
+    """batch size (a string, as in JSON) -> cell, for one runtime; {} when it was not timed."""
+    entry = timed_runtimes(report).get(runtime)
+    cells = entry.get("batches") if isinstance(entry, dict) else None
+    return cells if isinstance(cells, dict) else {}
+
+
+def bench_cell(report: dict, runtime: str, batch: int | str) -> dict:
+    """One runtime's figures at one batch size; {} when not timed there."""
+    return bench_cells(report, runtime).get(str(batch), {})

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+CPU = "CPUExecutionProvider"
+
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -32,7 +34,7 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    providers: tuple[str, ...] = (CPU,)
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"

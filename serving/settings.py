@@ -19,6 +19,8 @@ import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from onnxship import store
+
 CONFIG_ENV = "ONNXSHIP_SERVING_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "serving" / "default.yaml"
@@ -57,8 +59,9 @@ def read_config(path: Path) -> dict[str, Any]:
     for group in REFERENCED_GROUPS:
         found = _chosen_group_file(conf, group)
         root[group] = yaml.safe_load(found.read_text()) if found and found.is_file() else {}
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        root["tracking"]["uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    uri = store.tracking_uri(root["tracking"].get("uri"))
+    if uri:
+        root["tracking"]["uri"] = uri
     merged = OmegaConf.create({**root, "serving": yaml.safe_load(path.read_text()) or {}})
     try:
         return OmegaConf.to_container(merged.serving, resolve=True)

@@ -1,29 +1,21 @@
 """`python -m stages <stage> key=value ...`: run one stage, from a warm process when one is up.
 
 dvc.yaml calls every stage this way. It runs `python -m stages.<stage> key=value ...` (what to
-type to run a stage by hand, always cold), started by onnxship.warm's fork server where it can
+type to run a stage by hand, always cold), started by onnxship.pipeline.warm's fork server where it can
 be: the seconds of imports a new process would spend are spent there once.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from onnxship.kernels import REPRODUCIBLE_KERNELS, TORCH_KERNELS
+from onnxship.pipeline.kernels import REPRODUCIBLE_KERNELS, TORCH_KERNELS
 
-STAGES = (
-    "prepare",
-    "checkpoint",
-    "train",
-    "export",
-    "optimize",
-    "validate",
-    "benchmark",
-    "package",
-    "summarize",
-)
+# every script in this folder is a stage (tests/test_layout.py: stages/ holds nothing else)
+STAGES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*.py") if not p.stem.startswith("_")))
 # variables a stage sets before its imports, because libraries read them when they load: its warm
-# server is one started with them (onnxship/kernels.py: byte-reproducible weights)
+# server is one started with them (onnxship/pipeline/kernels.py: byte-reproducible weights)
 STAGE_ENV = {"train": REPRODUCIBLE_KERNELS, "checkpoint": TORCH_KERNELS}
 
 
@@ -31,7 +23,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in STAGES:
         print(f"usage: python -m stages {{{','.join(STAGES)}}} key=value ...", file=sys.stderr)
         return 2
-    from onnxship.warm import run
+    from onnxship.pipeline.warm import run
 
     return run(f"stages.{argv[0]}", argv[1:], env=STAGE_ENV.get(argv[0], {}))
 

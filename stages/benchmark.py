@@ -1,9 +1,9 @@
 """benchmark: native predict vs every ONNX variant, in one run, per batch size.
 
-A screen times session-settings combinations briefly (onnxship.tuning); then each runtime at its
+A screen times session-settings combinations briefly (onnxship.measure.screen); then each runtime at its
 fastest settings is timed in interleaved rounds until its interval is tight or the budget ends
-(onnxship.bench_rounds); cold start and memory come from fresh processes that import only their
-runtime (onnxship.coldstart). conf/benchmark says how deep. Every runtime runs in its own process;
+(onnxship.measure.rounds); cold start and memory come from fresh processes that import only their
+runtime (onnxship.measure.coldstart). conf/benchmark says how deep. Every runtime runs in its own process;
 ONNX sessions come from onnxship.runtime, as in serving: what is measured is what is served.
 """
 
@@ -16,25 +16,15 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from onnxship.bench_rounds import measure_model
-from onnxship.benchmarking import (
-    FLOOR,
-    NATIVE,
-    add_speedups,
-    bench_settings,
-    compact_metrics,
-    flat_metrics,
-    gpu_runs,
-    latency_rows,
-    measure_floor,
-    variants_to_time,
-)
-from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT
+from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT, timed_runtimes
 from onnxship.io import read_json
-from onnxship.pipeline.choice import served_runtimes
+from onnxship.measure.report import add_speedups, compact_metrics, flat_metrics, latency_rows
+from onnxship.measure.rounds import measure_model
+from onnxship.measure.timing import FLOOR, NATIVE, bench_settings, gpu_runs, measure_floor, variants_to_time
+from onnxship.packaging.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.workloads import workload
+from onnxship.pipeline.workload import workload
 
 
 @stage("benchmark", lambda cfg: {k: as_plain(cfg[k]) for k in ("benchmark", "runtime", "package")})
@@ -74,14 +64,16 @@ def run(cfg: DictConfig, _run) -> Outcome:
     else:
         report["skipped"] = "export failed"
     add_speedups(report)
-    from onnxship.plots import latency_plot  # matplotlib: not in the timing processes this module spawns
+    from onnxship.report.plots import (
+        latency_plot,  # matplotlib: not in the timing processes this module spawns
+    )
 
     out = Path(cfg.paths.reports) / "benchmark"
-    plots = {latency_plot(report, out / name / "latency.png"): "plots"} if report["runtimes"] else {}
+    plots = {latency_plot(report, out / name / "latency.png"): "plots"} if timed_runtimes(report) else {}
     lines = [
         f"{runtime} load {r['load_seconds']:.2f}s, "
         + ", ".join(f"b{b} p50 {c['p50_ms']:.3f} ms" for b, c in r["batches"].items())
-        for runtime, r in report["runtimes"].items()
+        for runtime, r in timed_runtimes(report).items()
     ]
     return Outcome(
         report,

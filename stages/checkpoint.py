@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from onnxship.kernels import TORCH_KERNELS
+from onnxship.pipeline.kernels import TORCH_KERNELS
 
 # PyTorch's CPU-kernel pins, before torch loads: the same weights on every machine
 os.environ.update(TORCH_KERNELS)

@@ -20,7 +20,7 @@ from onnxship.io import atomic_dir, read_json, sha256_file, write_json
 from onnxship.passes import PassContext, apply_chain, for_family, plan
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.workloads import workload
+from onnxship.pipeline.workload import workload
 
 
 def variants(cfg: DictConfig) -> dict:

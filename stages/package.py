@@ -1,6 +1,6 @@
 """package: the best variant that passed every gate -> MLflow Model Registry.
 
-One registered model per zoo model, one version per pipeline run (onnxship.pipeline.packaging
+One registered model per zoo model, one version per pipeline run (onnxship.packaging.build
 says what a version holds). A variant that failed validation is never registered; alias
 `candidate` moves to the new version only when every gate passed.
 """
@@ -14,19 +14,19 @@ from omegaconf import DictConfig
 
 from onnxship.contract import BENCHMARK_FILE, CANDIDATES_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
 from onnxship.io import read_json, sha256_file
-from onnxship.pipeline.choice import candidate_table, choose_variant, tuned_settings
-from onnxship.pipeline.config import as_plain, model_spec
-from onnxship.pipeline.packaging import (
+from onnxship.packaging.build import (
     gates_for,
     log_version,
     register,
     version_metadata,
     version_tags,
 )
+from onnxship.packaging.choice import candidate_table, choose_variant, tuned_settings
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
 from onnxship.pipeline.tracking import configure
+from onnxship.pipeline.workload import workload
 from onnxship.runtime import InferenceSettings
-from onnxship.workloads import workload
 
 
 @stage("package", lambda cfg: {"package": as_plain(cfg.package)})

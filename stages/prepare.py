@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship.data import SCHEMA_FILE, prepare
+from onnxship.data.tables import SCHEMA_FILE, prepare
 from onnxship.io import atomic_dir, write_json
 from onnxship.pipeline.config import as_plain
 from onnxship.pipeline.runner import Outcome, main, stage

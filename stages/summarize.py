@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from onnxship.io import write_text
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.plots import fan_chart, parity_histograms, speedup_bars
-from onnxship.summary import (
+from onnxship.report.plots import fan_chart, parity_histograms, speedup_bars
+from onnxship.report.summary import (
     candidates_markdown,
     forecast_markdown,
     forecast_row,

@@ -2,7 +2,7 @@
 
 reports/validate/<model>.json holds, per variant, max/mean absolute diff, max relative diff, share
 of rows within tolerance, the task metric native vs ONNX, and a verdict with its reasons
-(onnxship.parity). A variant that fails is never packaged.
+(onnxship.parity.rows). A variant that fails is never packaged.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship import families, validation
+from onnxship import families
 from onnxship.contract import OPTIMIZE_REPORT
 from onnxship.io import read_json
-from onnxship.parity import compact_metrics
-from onnxship.pipeline.config import as_plain
+from onnxship.parity.cases import parity_case
+from onnxship.parity.rows import compact_metrics
+from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
-from onnxship.workloads import workload
+from onnxship.pipeline.workload import workload
 
 
 @stage("validate", lambda cfg: {"validate": as_plain(cfg.validate), "runtime": as_plain(cfg.runtime)})
@@ -30,12 +31,12 @@ def run(cfg: DictConfig, _run) -> Outcome:
     report: dict = {"model": name, "family": meta["family"], "task": meta["task"], "tolerance": tol}
     report |= {"speed_only": bool(meta.get("speed_only")), "variants": {}}
     if opt["export_status"] == "ok":
-        # feature rows / tensors, or forecast windows (onnxship/validation.py)
-        case = validation.parity_case(workload(cfg), cfg, family, est, meta, tol)
+        # feature rows / tensors, or forecast windows (onnxship/parity/cases.py)
+        case = parity_case(workload(cfg), cfg, model_spec(cfg), family, est, meta, tol)
         report["native_metrics"] = case.native_metrics
-        report["hostile_rows"] = validation.set_sizes(case)
-        if validation.is_forecast(case):  # native's side of the fan chart (reports/plots)
-            report["fan"] = validation.fan_chart(case)
+        report["hostile_rows"] = case.set_sizes()
+        if (fan := case.fan()) is not None:  # native's side of a forecaster's fan chart (reports/plots)
+            report["fan"] = fan
         for variant, entry in opt["variants"].items():
             if entry["status"] != "ok":
                 report["variants"][variant] = {
@@ -45,7 +46,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
                 continue
             try:
                 path = optimized / f"{variant}.onnx"
-                report["variants"][variant] = validation.check_variant(case, path, entry["lossy"])
+                report["variants"][variant] = case.check(path, entry["lossy"])
             except Exception as err:  # a graph ONNX Runtime cannot load or run fails alone
                 report["variants"][variant] = {"verdict": "fail", "reasons": [f"{type(err).__name__}: {err}"]}
             # which file was judged: package registers only this exact file

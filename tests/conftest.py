@@ -42,8 +42,7 @@ def _no_env_tracking(monkeypatch):
     """Each test's config decides the MLflow store, whatever the developer's environment says."""
     from onnxship.pipeline import tracking
 
-    monkeypatch.setattr(tracking, "USER_TRACKING_URI", None)
-    monkeypatch.setattr(tracking, "USER_REGISTRY_URI", None)
+    monkeypatch.setattr(tracking, "USER_ENV", {})
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # mlflow.set_registry_uri sets it
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
@@ -191,3 +190,7 @@ def modules_loaded_by(code: str) -> dict[str, str | None]:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# the serving tests' shared registry and server (tests/served.py), as fixtures for every module
+from tests.served import registry, server  # noqa: E402, F401

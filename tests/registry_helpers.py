@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from onnxship.manifest import file_manifest, manifest_tags
+from onnxship.version.manifest import file_manifest, manifest_tags
 
 Tags = dict[str, str]
 
@@ -61,3 +61,18 @@ def register_folder(
         client.create_registered_model(name)
     version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
     return str(version.version)
+
+
+def champion_registry(root: Path, graphs: dict[str, tuple]) -> str:
+    """A fresh SQLite registry under `root` with one version per model, aliased `champion`:
+    graphs maps a model name to (ONNX graph, task)."""
+    from mlflow.tracking import MlflowClient
+
+    from tests import tiny_versions
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name, (graph, task) in graphs.items():
+        version = register_folder(uri, name, tiny_versions.write_version(root / name / "v1", graph, task))
+        client.set_registered_model_alias(name, "champion", version)
+    return uri

@@ -20,7 +20,7 @@ QUICK = ["--batch-sizes", "1,10", "--budget-s", "0.4", "--cold-start-runs", "1"]
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "onnxship.bench_cli", *args],
+        [sys.executable, "-m", "onnxship.cli.bench", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from onnxship.bench_rounds import inherited_screens, settings_for_all
-from onnxship.benchmarking import bench_settings, variants_to_time
-from onnxship.pipeline.choice import served_runtimes
+from onnxship.measure.rounds import inherited_screens, settings_for_all
+from onnxship.measure.screen import tuning_jobs
+from onnxship.measure.timing import bench_settings, variants_to_time
+from onnxship.packaging.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, compose_config
-from onnxship.tuning import tuning_jobs
 from tests.conftest import ROOT
 
 BASE = {"intra_op_threads": 1, "execution_mode": "sequential", "inter_op_threads": 1, "allow_spinning": False}

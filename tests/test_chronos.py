@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from onnxship import families
-from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec, ModelIO
+from onnxship.contract import CONTEXT, FUTURE, ForecastSpec, ModelIO
 from onnxship.runtime import OnnxModel
+from tests.builders import feed, pipeline, spec_of
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("chronos")
@@ -28,44 +29,6 @@ PATTERNS = {
     "past_only": (("load", False),),
     "known_future": (("temperature", True), ("load", False)),
 }
-
-
-def pipeline(name: str):
-    family = families.get(name)
-    return family, family.build(family.tiny_spec, {}, "forecast", seed=0)
-
-
-def spec_of(est, horizon: int, covariates=()) -> ForecastSpec:
-    return ForecastSpec.from_metadata(
-        {
-            "task": "forecast",
-            "forecast": {
-                "context_length": 96,
-                "prediction_length": horizon,
-                "quantile_levels": [float(q) for q in est.quantiles],
-                "covariates": [{"name": n, "future": f} for n, f in covariates],
-            },
-        }
-    )
-
-
-def feed(spec: ForecastSpec, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Demand-like series: level, daily cycle, noise; a NaN hole and a short (NaN-padded) row."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length + spec.prediction_length)
-    series = 5 + np.sin(2 * np.pi * t / 48)[None] + rng.normal(0, 0.2, (batch, len(t)))
-    out = {CONTEXT: series[:, :length].astype(np.float32)}
-    out[CONTEXT][0, length // 3 : length // 3 + 5] = np.nan
-    if batch > 1:
-        out[CONTEXT][1, : length // 2] = np.nan  # a short context, left-padded
-    if spec.covariates:
-        cov = rng.normal(20, 3, (batch, len(t), len(spec.covariates))).astype(np.float32)
-        out[PAST] = cov[:, :length].copy()
-        out[FUTURE] = cov[:, length:].copy()
-        for i, name in enumerate(spec.covariates):
-            if name not in spec.future_covariates:
-                out[FUTURE][:, :, i] = np.nan
-    return out
 
 
 def export(family, est, spec: ForecastSpec) -> OnnxModel:

@@ -70,7 +70,7 @@ def stale_stages(project: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("edited", "stale", "fresh"),
     [
-        ("onnxship/hostile.py", {"validate"}, {"train", "export", "benchmark"}),
+        ("onnxship/parity/hostile.py", {"validate"}, {"train", "export", "benchmark"}),
         (
             "onnxship/families/stacking.py",
             {"train", "export", "validate", "benchmark"},

@@ -6,43 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from onnxship import families
 from onnxship.contract import OUTPUTS, ModelIO
 from onnxship.errors import ModelLoadError, UnknownEntryError
 from onnxship.graph import standardize
-from onnxship.parity import compare, onnx_prediction
+from onnxship.parity.rows import compare, onnx_prediction
 from onnxship.runtime import OnnxModel
-
-
-def data(task: str, classes: int = 2, n: int = 300, width: int = 6):
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, width)).astype(np.float32).astype(np.float64)
-    score = X[:, 0] * 2 + X[:, 1] - X[:, 2] ** 2
-    if task == "regression":
-        return X, score * 10 + 100
-    edges = np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])
-    return X, np.digitize(score, edges).astype(np.int64)
-
-
-def tiny_zoo() -> dict:
-    """One zoo entry per registered family, named after it: ensembles refer to the others."""
-    zoo = {name: {"family": name, **cls.tiny_spec} for name, cls in families.FAMILIES.classes().items()}
-    for entry in zoo.values():  # an ensemble's bases are whole entries: the other families' tiny ones
-        if isinstance(entry.get("base"), dict):
-            entry["base"] = {name: zoo[name] for name in entry["base"]}
-    return zoo
-
-
-def fitted(family_name: str, task: str, X, y):
-    zoo = tiny_zoo()
-    family = families.get(family_name)
-    est = family.fit(family.build(zoo[family_name], zoo, task, 0), X, y)
-    family.make_reproducible(est)
-    return family, est
-
+from tests.builders import data, fitted, tiny_zoo
 
 # families of feature rows / tensors (the forecasters have tests/test_chronos.py)
 ROWS = {"regression", "classification"}
@@ -78,6 +50,14 @@ def test_every_family_declares_a_tiny_fixture_and_its_tasks():
     for name, cls in families.FAMILIES.classes().items():
         assert cls.tiny_spec, f"family '{name}' has no tiny_spec: the completeness test cannot run it"
         assert cls.tasks and cls.native_file and cls.converter, name
+
+
+def test_every_family_names_the_summary_group_it_is_ranked_in():
+    from onnxship.report.summary import family_group
+
+    groups = {name: family_group(name) for name in families.names()}
+    assert "other" not in groups.values(), groups
+    assert family_group("no_such_family") == "other"
 
 
 def test_unknown_family_lists_the_registered_ones():

@@ -14,8 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxship.io import sha256_file
-from onnxship.manifest import file_manifest
-from serving.registry.fetch import RejectedModel, Vouched, probe, verify
+from onnxship.version.manifest import file_manifest
+from onnxship.version.verify import RejectedModel, Vouched, verify
+from serving.registry.fetch import probe
 from tests.tiny_versions import regressor as tiny_graph
 
 GATES = {"export": True, "parity": True, "benchmark": True}

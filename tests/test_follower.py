@@ -14,20 +14,13 @@ from mlflow.tracking import MlflowClient
 from serving.http.app import create_app
 from serving.settings import Settings
 from tests import tiny_versions
-from tests.registry_helpers import register_folder
+from tests.registry_helpers import champion_registry, register_folder
 from tests.services import eventually
 
 
 @pytest.fixture
 def registry(tmp_path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version = register_folder(
-        uri, "tiny_reg", tiny_versions.write_version(tmp_path / "v1", tiny_versions.regressor(), "regression")
-    )
-    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(
-        "tiny_reg", "champion", version
-    )
-    return uri
+    return champion_registry(tmp_path, {"tiny_reg": (tiny_versions.regressor(), "regression")})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from schemathesis.config import SchemathesisConfig
 
 from serving.http.app import create_app
 from serving.settings import Settings
-from tests.test_serving import MODELS, registry, server  # noqa: F401  (fixtures)
+from tests.served import MODELS
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,12 @@ def fuzz(cases: int, derandomize: bool) -> settings:
 
 @schema.parametrize()
 @fuzz(25, derandomize=True)
-def test_every_operation_conforms_bounded(case, server):  # noqa: F811
+def test_every_operation_conforms_bounded(case, server):
     case.call_and_validate(base_url=server["url"])
 
 
 @pytest.mark.slow
 @schema.parametrize()
 @fuzz(1000, derandomize=False)
-def test_every_operation_conforms_thorough(case, server):  # noqa: F811
+def test_every_operation_conforms_thorough(case, server):
     case.call_and_validate(base_url=server["url"])

@@ -12,13 +12,12 @@ import pytest
 
 from onnxship import passes
 from onnxship.contract import INPUT, ModelIO
-from onnxship.metrics import metric_gate, task_metrics
-from onnxship.parity import ParityCase, check_variant
-from onnxship.pipeline.choice import choose_variant, regime_table, tuned_settings
+from onnxship.measure.screen import best_per_batch, settings_grid
+from onnxship.packaging.choice import choose_variant, regime_table, tuned_settings
+from onnxship.parity.rows import ParityCase, check_variant
 from onnxship.runtime import InferenceSettings
-from onnxship.tuning import best_per_batch, settings_grid
-from tests.test_families import data, fitted
-from tests.test_parity import GATES
+from onnxship.scoring import metric_gate, task_metrics
+from tests.builders import GATES, data, fitted
 
 
 def test_metric_gate_knows_which_way_is_worse():
@@ -169,7 +168,7 @@ def test_tuned_settings_reach_the_session(classifier):
 
 
 def test_the_runtime_floor_graph_returns_its_inputs(tmp_path: Path):
-    from onnxship.benchmarking import identity_graph
+    from onnxship.measure.timing import identity_graph
     from onnxship.runtime import OnnxModel
 
     feeds = {"context": np.arange(12, dtype=np.float32).reshape(2, 6), "past": np.ones((2, 6, 2), np.float32)}
@@ -184,8 +183,8 @@ def test_a_forecaster_variant_that_forecasts_worse_is_refused(tmp_path: Path, wi
     variant averaging 2 forecasts noisier series worse, and WQL and MASE refuse it, in the batch
     and window by window."""
     from onnxship.contract import ForecastSpec
-    from onnxship.forecast_parity import ForecastCase, check_forecast_variant
-    from onnxship.series import forecast_metrics
+    from onnxship.parity.forecasts import ForecastCase, check_forecast_variant
+    from onnxship.scoring import forecast_metrics
     from tests import toy_forecaster
 
     spec = ForecastSpec.from_metadata(toy_forecaster.metadata(32, 8, [0.1, 0.5, 0.9], []))

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tests import tiny_versions
 from tests.conftest import ROOT
-from tests.registry_helpers import register_folder
+from tests.registry_helpers import champion_registry, register_folder
 from tests.services import eventually, start_server, stop
 
 MODELS = ["tiny_reg", "tiny_clf", "tiny_gather"]
@@ -32,16 +32,10 @@ ROW = {"a": 1.0, "b": 2.0, "c": 3.0}
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("versions")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    graphs = {"tiny_reg": tiny_versions.regressor(), "tiny_clf": tiny_versions.classifier()}
-    graphs["tiny_gather"] = tiny_versions.gatherer()
-    for name, graph in graphs.items():
-        kind = "classification" if name == "tiny_clf" else "regression"
-        version = register_folder(uri, name, tiny_versions.write_version(root / name / "v1", graph, kind))
-        client.set_registered_model_alias(name, "champion", version)
-    return uri
+    graphs = {"tiny_reg": (tiny_versions.regressor(), "regression")}
+    graphs |= {"tiny_clf": (tiny_versions.classifier(), "classification")}
+    graphs |= {"tiny_gather": (tiny_versions.gatherer(), "regression")}
+    return champion_registry(tmp_path_factory.mktemp("versions"), graphs)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxship.bench_rounds import (
+from onnxship.measure.coldstart import cold_starts
+from onnxship.measure.report import add_speedups
+from onnxship.measure.rounds import (
     RuntimeWorker,
     calls_per_round,
     measure_interleaved,
     screen_in_workers,
     settings_key,
 )
-from onnxship.benchmarking import add_speedups, identity_graph
-from onnxship.coldstart import cold_starts
+from onnxship.measure.timing import identity_graph
 from onnxship.pipeline.lineage import is_dvc_run, pipeline_run_id, source_state
 
 SETTINGS = {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1, "inter_op_threads": 1}
@@ -215,7 +216,7 @@ def test_the_screen_keeps_one_process_per_winner_for_the_rounds(graphs):
 def test_one_native_worker_times_every_thread_count():
     """Native switches threads between calls (its family's setting), so its screen loads it once;
     an ONNX session's threads are fixed when it is built: one worker per setting."""
-    from onnxship.bench_rounds import threads_of
+    from onnxship.measure.rounds import threads_of
 
     native = [{"runtime": "native", "runtime_settings": SETTINGS | {"intra_op_threads": n}} for n in (1, 2)]
     onnx_jobs = [{"runtime": "base", "runtime_settings": SETTINGS | {"intra_op_threads": n}} for n in (1, 2)]

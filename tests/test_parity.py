@@ -9,22 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from omegaconf import OmegaConf
 
-from onnxship.families import Prediction
-from onnxship.metrics import task_metrics
-from onnxship.parity import ParityCase, check_variant
+from onnxship.contract import Prediction
+from onnxship.parity.rows import ParityCase, check_variant
 from onnxship.runtime import InferenceSettings
+from onnxship.scoring import task_metrics
+from tests.builders import GATES
 from tests.tiny_versions import WEIGHTS, regressor
-
-GATES = OmegaConf.create(
-    {
-        "max_metric_rel_change": 0.01,
-        "min_label_agreement": 0.999,
-        "min_within_test": 0.999,
-        "min_within_hostile": 0.99,
-    }
-)
 
 
 @pytest.fixture(scope="module")

@@ -11,37 +11,16 @@ import onnx
 import pytest
 
 from onnxship import passes
-from onnxship.contract import INPUT, ModelIO
+from onnxship.contract import ModelIO
 from onnxship.errors import ConfigError, UnknownEntryError
 from onnxship.passes import PassContext, apply_chain, for_family, plan
 from onnxship.runtime import OnnxModel
-from tests.test_families import data, fitted
-
-Graph = tuple[Path, dict[str, np.ndarray], PassContext]
-
-
-def saved(model: onnx.ModelProto, folder: Path) -> Path:
-    path = folder / "model.onnx"
-    onnx.save(model, path)
-    return path
-
-
-def rows_graph(family_name: str, task: str, folder: Path) -> Graph:
-    """A tiny exported graph of feature rows; calibration rows are other rows than the checked ones."""
-    from onnxship.graph import standardize
-
-    X, y = data(task)
-    family, est = fitted(family_name, task, X, y)
-    model = standardize(family.to_onnx(est, ModelIO.tabular(task, X.shape[1]), 17), task)
-    X32 = X.astype(np.float32)
-    context = PassContext(family_name, calibration=lambda n: [{INPUT: X32[100 : 100 + n]}])
-    return saved(model, folder), {INPUT: X32[:50]}, context
+from tests.builders import Graph, feed, pipeline, rows_graph, saved, spec_of
 
 
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory) -> dict[str, Graph]:
     """The kinds of graph passes are made for: trees, a neural network, a transformer."""
-    from tests.test_chronos import feed, pipeline, spec_of
 
     family, est = pipeline("chronos2")
     spec = spec_of(est, 16)

@@ -9,8 +9,8 @@ import pytest
 
 from serving.registry.promote import promote
 from tests.conftest import packaging_into
+from tests.served import registry_errors, served_version, start_server, stop
 from tests.services import MlflowServer, Postgres, eventually
-from tests.test_serving import registry_errors, served_version, start_server, stop
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from onnxship.placement import node_placement
-from onnxship.providers import gpu_count, usable_gpu_providers
-from tests.test_passes import rows_graph
+from onnxship.measure.placement import node_placement
+from onnxship.measure.providers import gpu_count, usable_gpu_providers
+from tests.builders import rows_graph
 
 GPU_PROVIDERS = ["CUDAExecutionProvider", "TensorrtExecutionProvider"]
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers() and gpu_count() > 0

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from serving.registry.promote import PromotionRefused, promote
 from tests.conftest import packaging_into
+from tests.served import served_version, start_server, stop
 from tests.services import MlflowServer, Postgres, S3Server, eventually
-from tests.test_serving import served_version, start_server, stop
 
 pytestmark = pytest.mark.e2e
 

@@ -21,73 +21,23 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from onnxship.contract import ForecastSpec, ModelIO
+from onnxship.contract import ForecastSpec
 from onnxship.io import read_json
-from onnxship.manifest import GATES_TAG
+from onnxship.version.manifest import GATES_TAG
 from serving.registry.promote import PromotionRefused, promote
-from tests import services, toy_forecaster
+from tests import toy_forecaster
 from tests.conftest import ROOT
+from tests.served import (
+    FORECASTER,
+    MODELS,
+    registry_errors,
+    served_version,
+    start_server,
+    tiny_chronos2,
+)
 from tests.services import eventually, stop
 
 pytestmark = pytest.mark.e2e
-MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", "chronos2"]
-MODELS += ["chronos2_covariates"]  # registered by the pipeline itself
-CHRONOS_COVARIATES = [{"name": "temperature", "future": True}, {"name": "workday", "future": False}]
-FORECASTER = toy_forecaster.metadata(
-    context_length=32,
-    horizon=6,
-    levels=[0.1, 0.5, 0.9],
-    covariates=[{"name": "temperature", "future": True}, {"name": "load", "future": False}],
-)
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_pipeline, tmp_path_factory) -> str:
-    """A copy of the pipeline's MLflow store with every model promoted to `champion`."""
-    cfg, _ = tiny_pipeline
-    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    shutil.copy(cfg.tracking.uri.removeprefix("sqlite:///"), db)
-    uri = f"sqlite:///{db}"
-    toy_forecaster.register(uri, "toy_forecaster", FORECASTER)
-    family, est, spec = tiny_chronos2()
-    meta = chronos_metadata(est)
-    graph = family.to_onnx(est, ModelIO.forecast(spec), 17)
-    toy_forecaster.register(uri, "chronos2", meta, graph, lambda s, feed: family.forecast(est, feed, s))
-    for name in MODELS:
-        promote(name, None, "champion", uri)
-    return uri
-
-
-def tiny_chronos2():
-    """A real Chronos-2 (tiny, random weights, the library's own classes) and its forecast spec."""
-    from onnxship import families
-
-    family = families.get("chronos2")
-    est = family.build(family.tiny_spec, {}, "forecast", seed=0)
-    return family, est, ForecastSpec.from_metadata(chronos_metadata(est))
-
-
-def chronos_metadata(est) -> dict:
-    meta = toy_forecaster.metadata(
-        context_length=64, horizon=24, levels=[float(q) for q in est.quantiles], covariates=CHRONOS_COVARIATES
-    )
-    return meta | {"model": "chronos2", "family": "chronos2"}
-
-
-def start_server(
-    registry: str, tmp_path_factory, wait_ready: bool = True, models=MODELS, **settings: str
-) -> dict:
-    """A real server over `registry` serving this module's models (xgboost by default)."""
-    return services.start_server(
-        registry, tmp_path_factory, models, wait_ready, default_model="xgboost", **settings
-    )
-
-
-@pytest.fixture(scope="module")
-def server(registry, tmp_path_factory):
-    started = start_server(registry, tmp_path_factory)
-    yield started
-    stop(started)
 
 
 def test_predict_says_which_version_answered(server, row):
@@ -196,10 +146,6 @@ def new_version(uri: str, name: str, mutate=None) -> str:
     tags["package_run_id"] = run.info.run_id  # registered as the package stage does, from its run
     created = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
     return str(created.version)
-
-
-def served_version(server, name: str) -> str:
-    return httpx.get(f"{server['url']}/models/{name}").json()["version"]
 
 
 def test_alias_move_swaps_without_dropping_requests(server, row):
@@ -333,13 +279,6 @@ def test_registry_outage_keeps_loaded_models_serving(server, row):
         db.write_bytes(saved)
 
 
-def registry_errors(server) -> float:
-    for line in httpx.get(f"{server['url']}/metrics").text.splitlines():
-        if line.startswith("onnxship_registry_poll_errors_total "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def test_start_without_a_registry_is_live_but_not_ready_with_the_reason(tmp_path, tmp_path_factory):
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"not a database" * 100)
@@ -390,7 +329,7 @@ def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
     """The MLP answers /predict with feature rows, the CNN answers V2 infer with image tensors;
     both as the native PyTorch module does (the server itself has no torch: see above)."""
     from onnxship import families
-    from onnxship.data import load_split
+    from onnxship.data.tables import load_split
     from onnxship.pipeline.config import prepared_dir
 
     cfg, _ = tiny_pipeline

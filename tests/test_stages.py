@@ -11,13 +11,13 @@ import pytest
 
 from onnxship import families
 from onnxship.contract import INPUT, OUTPUTS, ModelIO
-from onnxship.data import load_split
+from onnxship.data.tables import load_split
 from onnxship.graph import tree_thresholds
 from onnxship.io import read_json, sha256_file
-from onnxship.manifest import GATES_TAG, MANIFEST_TAG, file_manifest, parse_gates, parse_manifest
-from onnxship.parity import compare, onnx_prediction
+from onnxship.parity.rows import compare, onnx_prediction
 from onnxship.pipeline.config import prepared_dir
 from onnxship.pipeline.tracking import configure
+from onnxship.version.manifest import GATES_TAG, MANIFEST_TAG, file_manifest, parse_gates, parse_manifest
 from stages import export, summarize, validate
 from tests.conftest import with_model
 
@@ -262,7 +262,7 @@ def test_unsnapped_lightgbm_thresholds_fail_the_gate(tiny_pipeline, tmp_path, na
 
     from onnxship import families
     from onnxship.graph import tree_thresholds
-    from onnxship.hostile import threshold_rows
+    from onnxship.parity.hostile import threshold_rows
     from onnxship.runtime import OnnxModel
 
     cfg, _ = tiny_pipeline

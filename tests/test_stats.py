@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import lognorm
 
-from onnxship.stats import interleaved, measure_until, monte_carlo_interval, percentile_interval
+from onnxship.measure.intervals import interleaved, measure_until, monte_carlo_interval, percentile_interval
 
 LATENCY = lognorm(s=0.5, scale=1.0)  # right-skewed, like request latencies
 

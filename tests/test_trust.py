@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from onnxship.manifest import GATES_TAG, MANIFEST_TAG
+from onnxship.version.manifest import GATES_TAG, MANIFEST_TAG
 from serving.registry.promote import PromotionRefused, check_version
 from tests import tiny_versions
 from tests.conftest import ROOT

@@ -1,4 +1,4 @@
-"""Warm starts (onnxship/warm.py): a stage run that a fork server answers behaves like a new process:
+"""Warm starts (onnxship/pipeline/warm.py): a stage run that a fork server answers behaves like a new process:
 the caller's directory, environment, arguments, standard streams and exit status; a killed caller
 takes its stage with it; ONNXSHIP_WARM=0 and a missing server both run it cold."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from onnxship import warm
+from onnxship.pipeline import warm
 
 PROBE = """
 import json, os, sys, time
@@ -31,7 +31,7 @@ if "--sleep" in sys.argv:
 sys.exit(int(sys.argv[1]))
 """
 
-CALL = "import sys; from onnxship.warm import run; sys.exit(run('warm_probe', sys.argv[1:]))"
+CALL = "import sys; from onnxship.pipeline.warm import run; sys.exit(run('warm_probe', sys.argv[1:]))"
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_variables_a_stage_sets_before_its_imports_reach_its_server():
     not honour it."""
     import ast
 
-    from onnxship import kernels
+    from onnxship.pipeline import kernels
     from stages.__main__ import STAGE_ENV, STAGES
     from tests.conftest import ROOT
 

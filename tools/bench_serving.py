@@ -30,7 +30,8 @@ import psutil
 from onnxship.contract import METADATA_FILE, MODEL_FILE
 from onnxship.io import write_json
 from onnxship.runtime import InferenceSettings, OnnxModel
-from serving.registry.fetch import download, verify, vouched
+from onnxship.version.verify import verify, vouched
+from serving.registry.fetch import download
 from serving.settings import Settings
 from tools.hostile_load import HostileLoad
 

@@ -24,7 +24,7 @@ def feeds_and_reference(model: str, folder: Path, rows: int = 32) -> tuple[Path,
     from onnxship.contract import NATIVE_META, OUTPUTS, Task
     from onnxship.io import read_json
     from onnxship.pipeline.config import compose_config, model_spec
-    from onnxship.workloads import workload
+    from onnxship.pipeline.workload import workload
 
     cfg = compose_config([f"model={model}"], config_dir=ROOT / "conf")
     meta = read_json(Path(cfg.paths.native) / model / NATIVE_META)

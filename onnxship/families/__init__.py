@@ -10,24 +10,15 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import onnx
 
-from onnxship.contract import NATIVE_META, ModelIO, Task
+from onnxship.contract import NATIVE_META, ModelIO, Prediction, Task
 from onnxship.errors import ModelLoadError, UnknownEntryError
 from onnxship.plugins import Registry
-
-
-@dataclass
-class Prediction:
-    """Native or ONNX output in one shape: regression values, or class labels + probabilities."""
-
-    values: np.ndarray  # regression: float64 (N,); classification: int64 labels (N,)
-    proba: np.ndarray | None = None  # classification: float64 (N, n_classes)
 
 
 class Family:
@@ -35,6 +26,7 @@ class Family:
     for ensembles, a verdict on missing values) goes through these methods."""
 
     name: ClassVar[str]
+    group: ClassVar[str] = "other"  # the family group the summary ranks it in
     native_file: ClassVar[str]  # file name inside models/native/<model>/
     converter: ClassVar[str]  # library that writes the ONNX graph
     estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises

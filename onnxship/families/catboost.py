@@ -16,6 +16,7 @@ from onnxship.families import Family, register
 @register
 class CatBoostFamily(Family):
     name = "catboost"
+    group = "boosting"
     native_file = "model.cbm"
     converter = "catboost"
     estimator_types = ("CatBoostRegressor", "CatBoostClassifier")
@@ -51,7 +52,7 @@ class CatBoostFamily(Family):
     def predict(self, est: Any, X, task: str):
         import numpy as np
 
-        from onnxship.families import Prediction
+        from onnxship.contract import Prediction
 
         if task == "regression":
             return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))

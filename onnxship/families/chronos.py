@@ -131,6 +131,7 @@ class ChronosFamily(Family):
 @register
 class Chronos2Family(ChronosFamily):
     name = "chronos2"
+    group = "foundation"
     pipeline_class = "Chronos2Pipeline"
     tiny_spec: ClassVar[dict[str, Any]] = {"checkpoint": {"size": "tiny", "context_length": 256}}
 
@@ -165,6 +166,7 @@ class Chronos2Family(ChronosFamily):
 @register
 class ChronosBoltFamily(ChronosFamily):
     name = "chronos_bolt"
+    group = "foundation"
     pipeline_class = "ChronosBoltPipeline"
     tiny_spec: ClassVar[dict[str, Any]] = {"checkpoint": {"size": "tiny", "context_length": 256}}
 

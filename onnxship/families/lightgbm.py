@@ -17,6 +17,7 @@ from onnxship.graph import snap_thresholds
 @register
 class LightGBMFamily(Family):
     name = "lightgbm"
+    group = "boosting"
     native_file = "model.txt"
     converter = "onnxmltools"
     estimator_types = ("LGBMRegressor", "LGBMClassifier", "Booster")
@@ -42,7 +43,7 @@ class LightGBMFamily(Family):
         return booster
 
     def predict(self, est: Any, X, task: str):
-        from onnxship.families import Prediction
+        from onnxship.contract import Prediction
 
         if hasattr(est, "booster_"):  # fitted sklearn wrapper (e.g. inside a stacking ensemble)
             return super().predict(est, X, task)

@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from onnxship.contract import ModelIO, Task
+from onnxship.contract import ModelIO, Prediction, Task
 from onnxship.errors import ConfigError, ModelLoadError
-from onnxship.families import Family, Prediction, register
+from onnxship.families import Family, register
 
 DEFAULT_MODULE = "onnxship.torch_nets.MLP"
 IMAGE_MODULE = "onnxship.torch_nets.SmallCNN"
@@ -99,6 +99,7 @@ def _fit_scaling(net: Any, X: np.ndarray, y: np.ndarray | None) -> None:
 @register
 class TorchFamily(Family):
     name = "torch"
+    group = "neural"
     native_file = "model.safetensors"
     converter = "torch.onnx (dynamo)"
     accepts_nan = False

@@ -49,6 +49,7 @@ class _SklearnBase(Family):
 @register
 class LinearFamily(_SklearnBase):
     name = "linear"
+    group = "classical"
     estimator_types = ("Ridge", "LogisticRegression")
     accepts_nan = False
 
@@ -65,6 +66,7 @@ class LinearFamily(_SklearnBase):
 @register
 class SklearnFamily(_SklearnBase):
     name = "sklearn"
+    group = "classical"
     accepts_nan = False
     tiny_spec: ClassVar[dict[str, Any]] = {
         "params": {

@@ -19,6 +19,7 @@ from onnxship.graph import merge_stack, standardize
 @register
 class StackingFamily(_SklearnBase):
     name = "stacking"
+    group = "ensembles"
     converter = "onnxship-stacking (per-base converters + onnx.compose)"
     estimator_types = ("StackingRegressor", "StackingClassifier")
 

@@ -14,6 +14,7 @@ from onnxship.families import Family, float_input, register
 @register
 class XGBoostFamily(Family):
     name = "xgboost"
+    group = "boosting"
     native_file = "model.json"
     converter = "onnxmltools"
     estimator_types = ("XGBRegressor", "XGBClassifier")

@@ -36,8 +36,14 @@ class PassContext:
     calibration: Callable[[int], Feeds] | None = None
 
 
-class NoOptions(BaseModel):
+class PassOptions(BaseModel):
+    """A pass's options: an unknown key is an error naming it, and options never change once read."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(PassOptions):
+    pass
 
 
 class Pass:

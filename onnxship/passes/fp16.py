@@ -11,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from onnxship.passes import Pass, PassContext, load_without_shapes, register
+from onnxship.passes import Pass, PassContext, PassOptions, load_without_shapes, register
 
 
-class Fp16Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Fp16Options(PassOptions):
     keep_io_types: bool = Field(True, description="graph inputs/outputs stay float32")
     op_block_list: list[str] | None = Field(
         None, description="op types left in float32 (default: the converter's list, e.g. tree ops)"

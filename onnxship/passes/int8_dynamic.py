@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from onnxship.passes import Pass, PassContext, load_without_shapes, register
+from onnxship.passes import Pass, PassContext, PassOptions, load_without_shapes, register
 
 
-class Int8DynamicOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Int8DynamicOptions(PassOptions):
     per_channel: bool = Field(False, description="one scale per output channel of each weight")
     reduce_range: bool = Field(False, description="7-bit weights (older CPUs without VNNI overflow)")
     weight_type: Literal["qint8", "quint8"] = "qint8"

@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from onnxship.passes import Pass, PassContext, load_without_shapes, register
+from onnxship.passes import Pass, PassContext, PassOptions, load_without_shapes, register
 from onnxship.passes.int8_dynamic import quant_type, quantized_nodes, quiet_quantizer
 
 
-class Int8StaticOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Int8StaticOptions(PassOptions):
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(99.999, gt=50, le=100, description="for calibrate_method: percentile")
     calibration_rows: int = Field(512, ge=1, le=100_000, description="validation rows (or windows) seen")

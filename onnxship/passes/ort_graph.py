@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from onnxship.passes import Pass, PassContext, register
+from onnxship.passes import Pass, PassContext, PassOptions, register
 
 PORTABLE_ONLY = ("NchwcTransformer",)  # optimizers left to load time (see run)
 
 
-class OrtGraphOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class OrtGraphOptions(PassOptions):
     level: Literal["basic", "extended", "all"] = Field("basic", description="ORT graph optimization level")
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from onnxship.passes import Pass, PassContext, register
+from onnxship.passes import Pass, PassContext, PassOptions, register
 
 FUSIONS = Literal[
     "gelu",
@@ -28,8 +28,7 @@ FUSIONS = Literal[
 ]
 
 
-class TransformerFusionOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TransformerFusionOptions(PassOptions):
     model_type: Literal["t5", "bert", "gpt2", "bart"] = Field(
         "t5", description="fusion patterns to try (Chronos is T5-based: RMSNorm, no bias)"
     )

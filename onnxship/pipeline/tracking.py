@@ -14,17 +14,17 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from onnxship import store
 from onnxship.io import sha256_file, write_json
 from onnxship.pipeline.lineage import pipeline_run_id, source_state
 
-# The user's MLFLOW_TRACKING_URI, read once at import: mlflow.set_tracking_uri() writes that variable
+# The user's MLFLOW_* variables, read once at import: mlflow.set_tracking_uri() writes that variable
 # itself, so reading it later would pin every later call to the first store configured.
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
-USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
+USER_ENV = {k: os.environ[k] for k in (store.TRACKING_ENV, store.REGISTRY_ENV) if k in os.environ}
 
 
 def tracking_uri(cfg: DictConfig) -> str:
-    return USER_TRACKING_URI or cfg.tracking.uri
+    return store.tracking_uri(cfg.tracking.uri, USER_ENV)
 
 
 def configure(cfg: DictConfig) -> MlflowClient:
@@ -32,7 +32,7 @@ def configure(cfg: DictConfig) -> MlflowClient:
     # The registry lives in the same store (SQLite file or tracking server) unless the user says
     # otherwise; set both every time: set_*_uri are process-global, and a registry URI left from an
     # earlier configure() would send versions to the previous store.
-    registry = USER_REGISTRY_URI or uri
+    registry = store.registry_uri(uri, USER_ENV)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry)
     return MlflowClient(tracking_uri=uri, registry_uri=registry)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxship.contract import bench_cells, timed_runtimes
+
 CELL_KEYS = ("p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "iterations", "stopped")
 START_KEYS = ("cold_start_s", "import_s", "load_s", "rss_rest_mb", "rss_peak_mb")
 
@@ -17,12 +19,11 @@ def _cell(cell: Any) -> dict:
 
 
 def served_figures(report: dict, variant: str | None) -> dict:
-    runtimes = report.get("runtimes") if isinstance(report, dict) else None
-    if not isinstance(runtimes, dict) or variant not in runtimes:
+    if variant not in timed_runtimes(report):
         return {}
-    native = runtimes.get("native", {}).get("batches", {})
+    native = bench_cells(report, "native")
     out: dict[str, Any] = {"variant": variant, "batches": {}}
-    for size, cell in runtimes[variant].get("batches", {}).items():
+    for size, cell in bench_cells(report, variant).items():
         entry = {"served": _cell(cell), "native": _cell(native.get(size))}
         for key in ("speedup_vs_native_p50", "speedup_ci"):
             if key in cell:

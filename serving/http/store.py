@@ -17,7 +17,7 @@ import numpy as np
 
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
-from onnxship.version_schema import parse_metadata
+from onnxship.version.schema import parse_metadata
 from serving.http.redact import redact
 
 

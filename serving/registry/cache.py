@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from serving.registry.fetch import Vouched, download, probe, verify
+from onnxship.version.verify import Vouched, verify
+from serving.registry.fetch import download, probe
 
 KEEP_VERSIONS = 2  # the served version and the one before it (a rollback is a cache hit)
 

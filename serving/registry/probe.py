@@ -14,7 +14,7 @@ import numpy as np
 
 from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
-from onnxship.version_schema import parse_metadata
+from onnxship.version.schema import parse_metadata
 
 
 def main(folder: Path) -> dict:

@@ -30,7 +30,8 @@ class PromotionRefused(Exception):
 def check_version(mv, tracking_uri: str, max_model_bytes: int) -> dict:
     """The watcher's checks, all of them: the registry's manifest and gates tags, every file
     against the manifest, the metadata schema, external data, and a probe. Returns the metadata."""
-    from serving.registry.fetch import RejectedModel, download, probe, verify, vouched
+    from onnxship.version.verify import RejectedModel, verify, vouched
+    from serving.registry.fetch import download, probe
 
     try:
         trusted = vouched(mv)

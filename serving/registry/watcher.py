@@ -86,8 +86,8 @@ class Watcher:
     def poll(self, name: str, state: ModelState) -> None:
         from mlflow.exceptions import MlflowException
 
+        from onnxship.version.verify import RejectedModel, vouched
         from serving.registry.cache import fetch_verified, prune
-        from serving.registry.fetch import RejectedModel, vouched
 
         try:
             mv = self.client().get_model_version_by_alias(name, self.args.alias)
@@ -143,8 +143,9 @@ class Watcher:
         on this registry, checked again against the manifest recorded with it (every file, the
         schema, external data) and probed unless this host's probe marker vouches for it. The
         first answer from the registry confirms it or replaces it."""
+        from onnxship.version.verify import Vouched, verify
         from serving.registry.cache import marker
-        from serving.registry.fetch import Vouched, probe, verify
+        from serving.registry.fetch import probe
 
         try:
             record = json.loads(self.record_path(name).read_text())

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec
-from onnxship.metrics import GATED, metric_gate
-from onnxship.parity import diff_histogram, row_diff, verdict
+from onnxship.parity.rows import diff_histogram, row_diff, verdict
 from onnxship.runtime import InferenceSettings, OnnxModel
-from onnxship.series import forecast_metrics
+from onnxship.scoring import GATED, forecast_metrics, metric_gate
 
 
 @dataclass
@@ -35,6 +34,17 @@ class ForecastCase:
     sets: dict[str, dict[str, np.ndarray]]  # name -> feed; "test" first
     native: dict[str, np.ndarray]  # name -> quantiles [n, H, Q]
     native_metrics: dict[str, float]
+
+    def check(self, path: Path, lossy: bool) -> dict:
+        return check_forecast_variant(path, lossy, self)
+
+    def set_sizes(self) -> dict[str, int]:
+        """Windows per hostile set."""
+        return {k: len(f["context"]) for k, f in self.sets.items() if k != "test"}
+
+    def fan(self) -> dict | None:
+        """Native's side of the fan chart (reports/plots)."""
+        return fan_chart(self)
 
 
 def hostile_feeds(feed: dict[str, np.ndarray], spec: ForecastSpec, rng: np.random.Generator) -> dict:

@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from onnxship.contract import BASE_VARIANT
+from onnxship.contract import BASE_VARIANT, NATIVE, bench_cell, bench_cells, timed_runtimes
 
 
 def proven(validation: dict, bench: dict) -> list[str]:
-    return [v for v in validation.get("passed", []) if v in bench.get("runtimes", {})]
+    return [v for v in validation.get("passed", []) if v in timed_runtimes(bench)]
 
 
 def cell(bench: dict, variant: str, batch: int) -> dict:
-    return bench["runtimes"][variant]["batches"][str(batch)]
+    return bench_cell(bench, variant, batch)
 
 
 def choose_variant(
@@ -63,7 +63,7 @@ def served_runtimes(validation: dict, batch_size: int, min_gain: float) -> Calla
 
     def pick(runtimes: dict) -> list[str]:
         chosen, _ = choose_variant(validation, {"runtimes": runtimes}, batch_size, min_gain)
-        return ["native", chosen or BASE_VARIANT]
+        return [NATIVE, chosen or BASE_VARIANT]
 
     return pick
 
@@ -86,7 +86,7 @@ def candidate_table(validation: dict, bench: dict) -> list[dict]:
             "test_max_abs_diff": test.get("max_abs_diff"),
             "metric_rel_worse": test.get("metric_rel_worse"),
         }
-        timed = bench.get("runtimes", {}).get(variant)
+        timed = timed_runtimes(bench).get(variant)
         if timed:
             row["file_bytes"] = timed.get("file_bytes")
             row["batches"] = {
@@ -108,13 +108,13 @@ def regime_table(validation: dict, bench: dict, variant: str) -> dict[str, dict]
     proven variant beats native, with the ratio: the version records it rather than hide it."""
     passed = proven(validation, bench)
     out = {}
-    for size in bench.get("runtimes", {}).get(variant, {}).get("batches", {}):
+    for size in bench_cells(bench, variant):
         ours = cell(bench, variant, int(size))
         best = max(passed, key=lambda v: cell(bench, v, int(size)).get("speedup_vs_native_p50", 0))
         best_speedup = cell(bench, best, int(size)).get("speedup_vs_native_p50")
         out[size] = {
             "p50_ms": ours["p50_ms"],
-            "native_p50_ms": bench["runtimes"]["native"]["batches"][size]["p50_ms"],
+            "native_p50_ms": bench_cell(bench, NATIVE, size)["p50_ms"],
             "speedup_vs_native_p50": ours.get("speedup_vs_native_p50"),
             "settings": ours.get("settings"),
             "fastest_proven_variant": best,

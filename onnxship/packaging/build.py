@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxship.contract import METADATA_FILE, MODEL_FILE, describe_io
+from onnxship.contract import METADATA_FILE, MODEL_FILE, NATIVE, bench_cell, describe_io, timed_runtimes
 from onnxship.io import sha256_file, write_json
-from onnxship.manifest import file_manifest, manifest_tags
-from onnxship.pipeline.choice import regime_table
+from onnxship.packaging.choice import regime_table
 from onnxship.runtime import InferenceSettings, OnnxModel
-from onnxship.version_schema import parse_metadata
+from onnxship.version.manifest import file_manifest, manifest_tags
+from onnxship.version.schema import parse_metadata
 
 
 def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sha256: str) -> dict[str, bool]:
@@ -28,7 +28,7 @@ def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sh
     return {
         "export": export["status"] == "ok",
         "parity": judged["verdict"] == "pass" and judged.get("sha256") == onnx_sha256,
-        "benchmark": bench["runtimes"][variant].get("sha256") == onnx_sha256,
+        "benchmark": timed_runtimes(bench)[variant].get("sha256") == onnx_sha256,
     }
 
 
@@ -46,8 +46,8 @@ def version_metadata(
     """onnxship.json of a version (sha256 and bytes are added once model.onnx is written).
     `settings` are the tuned session settings serving applies; `regimes` the speed per batch size."""
     sets = validation["variants"][variant]["sets"]
-    cell = bench["runtimes"][variant]["batches"][str(batch)]
-    native_cell = bench["runtimes"]["native"]["batches"][str(batch)]
+    cell = bench_cell(bench, variant, batch)
+    native_cell = bench_cell(bench, NATIVE, batch)
     return {
         "model": name,
         "variant": variant,
@@ -149,7 +149,7 @@ def version_tags(
 ) -> dict:
     """Lineage on the registry version: what it was built from, what was registered, how fast;
     and what serving trusts: the sha256 of every file (manifest) and the gates."""
-    cell = bench["runtimes"][variant]["batches"][str(batch)]
+    cell = bench_cell(bench, variant, batch)
     return {
         # what was committed, whether the tree was clean (pipeline outputs aside), the diff's digest
         **{

@@ -12,6 +12,8 @@ from typing import Any
 
 import matplotlib
 
+from onnxship.contract import NATIVE, timed_runtimes
+
 matplotlib.use("Agg")  # files only: no display on a build machine
 import matplotlib.pyplot as plt
 
@@ -39,7 +41,7 @@ def latency_plot(report: dict, path: Path, highlight: str | None = None) -> Path
     """p50 (solid) and p99 (dotted) latency per call vs batch size, one colour per runtime, log-log,
     with each figure's interval as an error bar; native in grey, the registered variant bold."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    runtimes = report.get("runtimes", {})
+    runtimes = timed_runtimes(report)
     colours = plt.get_cmap("tab10")
     samples = []
     for i, (runtime, measured) in enumerate(runtimes.items()):
@@ -47,8 +49,8 @@ def latency_plot(report: dict, path: Path, highlight: str | None = None) -> Path
         cells = [measured["batches"][s] for s in sizes]
         samples += [c.get("iterations", 0) for c in cells]
         x = [int(s) for s in sizes]
-        colour = NATIVE_COLOUR if runtime == "native" else colours(i % 10)
-        width = 2.6 if runtime in ("native", highlight) else 1.1
+        colour = NATIVE_COLOUR if runtime == NATIVE else colours(i % 10)
+        width = 2.6 if runtime in (NATIVE, highlight) else 1.1
         p50, p50_err = _bars(cells, "p50")
         p99, p99_err = _bars(cells, "p99")
         ax.errorbar(x, p50, yerr=p50_err, color=colour, lw=width, marker="o", ms=3, capsize=2, label=runtime)

@@ -3,8 +3,6 @@ that cannot (no onnxruntime-gpu, no NVIDIA GPU), so a report says why a GPU figu
 
 from __future__ import annotations
 
-CPU = "CPUExecutionProvider"
-
 
 def gpu_count() -> int:
     """NVIDIA GPUs visible to this process (0 without pynvml or a driver)."""

@@ -1,6 +1,6 @@
 """The schema of a registered version's onnxship.json, with bounds, checked before anything is served.
 
-The manifest (onnxship.manifest) proves the file is the one the pipeline wrote; this proves it is
+The manifest (onnxship.version.manifest) proves the file is the one the pipeline wrote; this proves it is
 a file serving can act on without surprises: names and counts within bounds, thread counts a
 process can afford, the feature count matching the input shape, classes and forecast settings
 consistent with the task. The package stage checks its own output against it, the watcher and

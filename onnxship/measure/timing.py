@@ -1,6 +1,5 @@
 """Latency measurement: one runtime per fresh process (load time, first call, RSS belong to it
-alone), each batch size timed call by call until its budget is spent; and the report's derived
-views (speedups, DVC plot rows, compact and flat metrics).
+alone), each batch size timed call by call until its budget is spent.
 
 measure_runtime runs in a spawned child process: keep its imports inside it, so the child loads
 only what that runtime needs.
@@ -15,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.gpu_memory import GPU_PROVIDERS, process_vram_mb
+from onnxship.contract import NATIVE
 from onnxship.io import size_bytes
-
-NATIVE = "native"
+from onnxship.measure.gpu_memory import GPU_PROVIDERS, process_vram_mb
 
 
 def bench_settings(group: dict, entry: dict) -> dict:
@@ -89,7 +87,7 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
             # this once, at load, so before any library is imported in this fresh process
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         from onnxship import families
-        from onnxship.coldstart import fed_like_the_graph
+        from onnxship.measure.coldstart import fed_like_the_graph
 
         family, est, meta = families.load_native(Path(job["native_dir"]))
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
@@ -136,7 +134,7 @@ def measure_runtime(job: dict) -> dict:
     rss_end = proc.memory_info().rss
     placement = {}
     if job.get("placement"):  # which provider ran each node (GPU sessions: CPU fallbacks)
-        from onnxship.placement import node_placement
+        from onnxship.measure.placement import node_placement
 
         placement = {
             "placement": node_placement(
@@ -184,82 +182,6 @@ def measure_floor(common: dict, settings: dict, folder: Path) -> dict:
     return result
 
 
-def add_speedups(report: dict) -> None:
-    """speedup = native p50 / runtime p50 at the same batch size (> 1: faster than native), both
-    at their fastest settings; every tuning combination gets its ratio to that native figure too.
-    Interleaved cells also get `speedup_ci`: the ratio's bounds from the two p50 intervals
-    (native low / runtime high, native high / runtime low): each holds with 95 %, so both at once
-    with at least 90 %; conservative, since the two runtimes were timed in the same rounds."""
-    native = report["runtimes"].get(NATIVE)
-    if not native:
-        return
-    tuned = [m for measured in report.get("tuning", {}).values() for m in measured]
-    for r in [*report["runtimes"].values(), *tuned]:
-        for size, cell in r["batches"].items():
-            base = native["batches"][size]
-            cell["speedup_vs_native_p50"] = base["p50_ms"] / cell["p50_ms"]
-            if "p50_ci_ms" in cell and "p50_ci_ms" in base:
-                (n_low, n_high), (low, high) = base["p50_ci_ms"], cell["p50_ci_ms"]
-                cell["speedup_ci"] = [n_low / high, n_high / low]
-
-
-def latency_rows(report: dict) -> list[dict]:
-    """Long-format rows for `dvc plots` (one line per runtime, latency vs batch size)."""
-    return [
-        {
-            "runtime": runtime,
-            "batch_size": int(size),
-            "p50_ms": c["p50_ms"],
-            "p99_ms": c["p99_ms"],
-            "p99_ci_low_ms": c.get("p99_ci_ms", [None, None])[0],
-            "p99_ci_high_ms": c.get("p99_ci_ms", [None, None])[1],
-            "samples": c["iterations"],
-            "throughput_rows_s": c["throughput_rows_s"],
-        }
-        for runtime, r in report["runtimes"].items()
-        for size, c in r["batches"].items()
-    ]
-
-
-def compact_metrics(report: dict) -> dict:
-    """The figures `dvc metrics show` lists per runtime: p50/p99 per batch size, load, memory."""
-    out = {}
-    for runtime, r in report["runtimes"].items():
-        cells = {f"b{size}_{k}": c[k] for size, c in r["batches"].items() for k in ("p50_ms", "p99_ms")}
-        start = report.get("cold_start", {}).get(runtime)
-        if start:  # from fresh processes that import only this runtime (onnxship.coldstart)
-            cells |= {k: start[k]["median"] for k in ("cold_start_s", "rss_rest_mb", "rss_peak_mb")}
-        out[runtime] = {**cells, "load_s": r["load_seconds"], "rss_mb": r["rss_after_load_mb"]}
-    return out
-
-
-def flat_metrics(report: dict) -> dict:
-    out = {}
-    for runtime, r in report["runtimes"].items():
-        out[f"{runtime}.load_seconds"] = r["load_seconds"]
-        out[f"{runtime}.rss_after_load_mb"] = r["rss_after_load_mb"]
-        out[f"{runtime}.file_bytes"] = r["file_bytes"]
-        for size, c in r["batches"].items():
-            for key in (
-                "p50_ms",
-                "p95_ms",
-                "p99_ms",
-                "mean_ms",
-                "throughput_rows_s",
-                "speedup_vs_native_p50",
-                "iterations",
-            ):
-                out[f"{runtime}.b{size}.{key}"] = c[key]
-            for key in ("p50_ci_ms", "p99_ci_ms", "speedup_ci"):
-                if key in c:
-                    out[f"{runtime}.b{size}.{key}_low"], out[f"{runtime}.b{size}.{key}_high"] = c[key]
-    for runtime, figures in report.get("cold_start", {}).items():
-        for key, value in figures.items():
-            if isinstance(value, dict):  # median and interval over the fresh processes
-                out[f"{runtime}.start.{key}"] = value["median"]
-    return out
-
-
 def measure_each(jobs: list[dict]) -> list[dict]:
     """Each job (one runtime under one set of session settings) in its own fresh spawned process,
     one after the other, so runtimes never compete for the cores; the sha256 of the file timed is
@@ -281,7 +203,7 @@ def gpu_runs(base_settings: dict, wanted: list[str], jobs: list[dict]) -> dict:
     """Every variant job on each GPU provider that can run here (CPU as the fallback for nodes the
     GPU cannot take, with the placement audited), or the line saying why it was skipped. Native
     stays on the CPU: the PyTorch here is a CPU build, and tree libraries are timed as served."""
-    from onnxship.providers import usable_gpu_providers
+    from onnxship.measure.providers import usable_gpu_providers
 
     usable, skipped = usable_gpu_providers(list(wanted))
     out: dict = {p: {"skipped": why} for p, why in skipped.items()}

@@ -1,5 +1,5 @@
 """Session tuning: runtimes are timed under each combination of session settings in the tuning grid
-(threads, execution mode, spinning), each in its own process (onnxship.bench_rounds); per batch
+(threads, execution mode, spinning), each in its own process (onnxship.measure.rounds); per batch
 size the fastest settings win, and the report keeps the whole grid.
 
     report["runtimes"][runtime]   the best settings per batch size (cell["settings"] says which)
@@ -76,7 +76,7 @@ def tuning_jobs(
 ) -> list[dict]:
     """Native under each thread count and every variant under every settings combination (mode
     "every"), or of the variants only the first (mode "representative": the others take its
-    winners, onnxship.bench_rounds.inherited_screens)."""
+    winners, onnxship.measure.rounds.inherited_screens)."""
     if mode not in ("every", "representative"):
         raise ValueError(f"benchmark.screen must be 'every' or 'representative', not {mode!r}")
     grid = settings_grid(base, tuning)

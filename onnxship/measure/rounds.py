@@ -1,7 +1,7 @@
 """The benchmark's final measurement: native and every variant timed in interleaved rounds.
 
 Each runtime (at the settings the tuning screen found fastest for a batch size) is loaded once in
-its own spawned process, a RuntimeWorker, and waits on a pipe. Per batch size, onnxship.stats
+its own spawned process, a RuntimeWorker, and waits on a pipe. Per batch size, onnxship.measure.intervals
 .interleaved asks each worker in turn for one round of calls (~`round_s` of work), the order
 reversed every round, until every runtime's `stop_on` percentile has its interval within ±target
 (the p50 in the default benchmark: speedups and their intervals are built from p50s; the p99 in
@@ -25,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.stats import interleaved, percentile_interval
+from onnxship.contract import NATIVE
+from onnxship.measure.intervals import interleaved, percentile_interval
 
 log = logging.getLogger("onnxship.stage")
 
 
 def worker_main(conn: Any, job: dict) -> None:
     """In the spawned process: load the runtime, then time rounds of calls on command."""
-    from onnxship.benchmarking import load_and_call_once
-    from onnxship.coldstart import imported_since, top_level_modules
+    from onnxship.measure.coldstart import imported_since, top_level_modules
+    from onnxship.measure.timing import load_and_call_once
 
     before = top_level_modules()
     try:
@@ -77,7 +78,7 @@ def native_thread_setter(job: dict) -> Callable[[int], None] | None:
     """For native: its family's thread setting, which takes effect between calls, so one process
     times every thread count of the screen (a Chronos model loads in seconds). None for ONNX:
     a session's threads are fixed when it is built."""
-    if job["runtime"] != "native":
+    if job["runtime"] != NATIVE:
         return None
     from pathlib import Path
 
@@ -90,7 +91,7 @@ def native_thread_setter(job: dict) -> Callable[[int], None] | None:
 
 def threads_of(job: dict) -> int | None:
     """The thread count a native worker is asked to switch to for this job (None: ONNX)."""
-    return job["runtime_settings"].get("intra_op_threads") if job["runtime"] == "native" else None
+    return job["runtime_settings"].get("intra_op_threads") if job["runtime"] == NATIVE else None
 
 
 class RuntimeWorker:
@@ -105,7 +106,7 @@ class RuntimeWorker:
         kind, detail, *imports = self.conn.recv()
         self.runtime = job["runtime"]
         self.loaded = detail if kind == "ready" else {}  # load time, file size, first call, RSS
-        self.imports = imports[0] if imports else []  # what loading it imported (onnxship.coldstart)
+        self.imports = imports[0] if imports else []  # what loading it imported (onnxship.measure.coldstart)
         if kind != "ready":
             self.close()
             raise RuntimeError(f"{job['runtime']} could not be loaded for timing: {detail}")
@@ -202,7 +203,7 @@ def settings_key(job: dict) -> str:
     """Which worker runs `job`: one per runtime and session settings; native's thread count is
     switched inside its one worker (native_thread_setter), so it is not part of native's key."""
     settings = dict(job["runtime_settings"])
-    if job["runtime"] == "native":
+    if job["runtime"] == NATIVE:
         settings.pop("intra_op_threads", None)
     return job["runtime"] + json.dumps(settings, sort_keys=True)
 
@@ -310,8 +311,8 @@ def screen_in_workers(
     """The tuning screen: each job (one runtime under one settings combination) loaded once in a
     RuntimeWorker, kept in `pool` for the rounds, and timed briefly per batch size (at least
     `min_iterations` calls, about `time_budget_s` of them, after the worker's warm-up). Figures in
-    the shape onnxship.tuning.best_per_batch reads."""
-    from onnxship.benchmarking import summarize_samples
+    the shape onnxship.measure.screen.best_per_batch reads."""
+    from onnxship.measure.timing import summarize_samples
 
     measured = []
     for i, job in enumerate(jobs):
@@ -359,8 +360,8 @@ def measure_model(
     each runtime's interleaved figures at its best settings per batch size, "cold_start",
     "phases_s": seconds each phase took}. Progress goes to the log: phase, batch size, ETA.
     `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all)."""
-    from onnxship.coldstart import cold_starts
-    from onnxship.tuning import best_per_batch, tuned_figures, tuned_knobs, tuning_jobs
+    from onnxship.measure.coldstart import cold_starts
+    from onnxship.measure.screen import best_per_batch, tuned_figures, tuned_knobs, tuning_jobs
 
     clock = PhaseClock(name or native.get("model", "model"))
     pool: dict[str, RuntimeWorker] = {}  # one process per runtime and settings, screen and rounds

@@ -1,6 +1,6 @@
 """Validate-stage work per kind of data: the native answers every ONNX variant is judged against
-(onnxship.parity for feature rows and tensors, onnxship.forecast_parity for forecasters), and
-the verdict on one variant."""
+(onnxship.parity.rows for feature rows and tensors, onnxship.parity.forecasts for forecasters).
+A case judges one variant (`case.check(path, lossy)`) whatever its kind."""
 
 from __future__ import annotations
 
@@ -10,22 +10,36 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from onnxship.data.workloads import Rows, Series
 from onnxship.runtime import InferenceSettings
-from onnxship.workloads import Rows, Series
 
 
 def parity_case(
-    data: Rows | Series, cfg: DictConfig, family: Any, est: Any, meta: dict, tolerance: dict
+    data: Rows | Series, cfg: DictConfig, entry: Any, family: Any, est: Any, meta: dict, tolerance: dict
 ) -> Any:
+    """The case for one model: `entry` is its zoo entry, `tolerance` its family's atol/rtol."""
     settings = InferenceSettings.from_mapping(cfg.runtime)
-    if isinstance(data, Series):
-        return forecast_case(data, cfg, family, est, meta, tolerance, settings)
+    build = {"rows": rows_case, "series": forecast_case}[data.kind]
+    return build(data, cfg, entry, family, est, meta, tolerance, settings)
+
+
+def rows_case(
+    data: Rows,
+    cfg: DictConfig,
+    entry: Any,
+    family: Any,
+    est: Any,
+    meta: dict,
+    tolerance: dict,
+    settings: InferenceSettings,
+) -> Any:
+    """Native on the test rows and on hostile rows built from the base graph's tree thresholds."""
     import onnx
 
     from onnxship.contract import BASE_VARIANT
-    from onnxship.hostile import build_sets
-    from onnxship.metrics import task_metrics
-    from onnxship.parity import ParityCase
+    from onnxship.parity.hostile import build_sets
+    from onnxship.parity.rows import ParityCase
+    from onnxship.scoring import task_metrics
 
     X_test, y_test = data.split("test")
     templates = X_test[: int(cfg.validate.hostile.rows)]
@@ -53,6 +67,7 @@ def parity_case(
 def forecast_case(
     data: Series,
     cfg: DictConfig,
+    entry: Any,
     family: Any,
     est: Any,
     meta: dict,
@@ -61,11 +76,10 @@ def forecast_case(
 ) -> Any:
     """Native (the library's own predict) on the test windows and on harder variants of them."""
     from onnxship.contract import ForecastSpec
-    from onnxship.forecast_parity import ForecastCase, hostile_feeds
-    from onnxship.pipeline.config import model_spec
-    from onnxship.series import forecast_metrics
+    from onnxship.parity.forecasts import ForecastCase, hostile_feeds
+    from onnxship.scoring import forecast_metrics
 
-    entry, spec = model_spec(cfg), ForecastSpec.from_metadata(meta)
+    spec = ForecastSpec.from_metadata(meta)
     feed, truth = data.windows(spec, "test", data.stride(entry, spec), data.limit(entry))
     sets = {"test": feed} | hostile_feeds(feed, spec, np.random.default_rng(cfg.seed))
     native = {name: family.forecast(est, f, spec) for name, f in sets.items()}
@@ -84,27 +98,3 @@ def forecast_case(
         native=native,
         native_metrics=accuracy,
     )
-
-
-def check_variant(case: Any, path: Path, lossy: bool) -> dict:
-    from onnxship.forecast_parity import ForecastCase, check_forecast_variant
-    from onnxship.parity import check_variant as check_rows
-
-    return (check_forecast_variant if isinstance(case, ForecastCase) else check_rows)(path, lossy, case)
-
-
-def is_forecast(case: Any) -> bool:
-    return not hasattr(case, "hostile")
-
-
-def fan_chart(case: Any) -> dict:
-    from onnxship.forecast_parity import fan_chart
-
-    return fan_chart(case)
-
-
-def set_sizes(case: Any) -> dict[str, int]:
-    """Rows (windows) per hostile set."""
-    if hasattr(case, "hostile"):
-        return {k: len(v) for k, v in case.hostile.items()}
-    return {k: len(f["context"]) for k, f in case.sets.items() if k != "test"}

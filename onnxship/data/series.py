@@ -17,6 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec
+from onnxship.data.splits import split_bounds
 from onnxship.errors import DataError
 from onnxship.io import read_json
 
@@ -25,8 +26,6 @@ SERIES_FILE = "series.parquet"
 
 def prepare_series(raw: pd.DataFrame, data: DictConfig, origin: str) -> tuple[pd.DataFrame, dict]:
     """The series table (target + covariates, float32) and its schema with the split bounds."""
-    from onnxship.data import split_bounds
-
     columns = [data.target, *list(data.covariates or [])]
     missing = [c for c in columns if c not in raw.columns]
     if missing:
@@ -86,36 +85,3 @@ def windows(
     if spec.covariates:
         feed |= {PAST: past, FUTURE: future}
     return feed, truth
-
-
-def weighted_quantile_loss(quantiles: np.ndarray, truth: np.ndarray, levels: list[float]) -> float:
-    """Mean over levels of 2 * sum(pinball loss) / sum(|truth|) (GluonTS's mean_wQuantileLoss).
-    quantiles [n, H, Q], truth [n, H]."""
-    y = truth.astype(np.float64)[..., None]
-    q = np.asarray(levels, dtype=np.float64)
-    error = y - quantiles.astype(np.float64)
-    pinball = np.maximum(q * error, (q - 1) * error)  # [n, H, Q]
-    return float(np.mean(2 * pinball.sum(axis=(0, 1)) / np.abs(truth).sum()))
-
-
-def mase(median: np.ndarray, truth: np.ndarray, context: np.ndarray, season: int) -> float:
-    """Mean absolute scaled error of the median forecast, scaled per window by the seasonal-naive
-    in-sample error of its context (NaN skipped), averaged over windows."""
-    scores = []
-    for m, y, c in zip(median, truth, context, strict=True):
-        naive = np.abs(c[season:] - c[:-season])
-        scale = np.nanmean(naive) if np.isfinite(naive).any() else np.nan
-        if np.isfinite(scale) and scale > 0:
-            scores.append(np.mean(np.abs(y - m)) / scale)
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def forecast_metrics(
-    quantiles: np.ndarray, truth: np.ndarray, feed: dict, spec: ForecastSpec, season: int
-) -> dict[str, float]:
-    levels = list(spec.quantile_levels)
-    median = quantiles[..., levels.index(0.5)] if 0.5 in levels else np.median(quantiles, axis=-1)
-    return {
-        "wql": weighted_quantile_loss(quantiles, truth, levels),
-        "mase": mase(median, truth, feed[CONTEXT], season),
-    }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-CPU = "CPUExecutionProvider"
+from onnxship.runtime import CPU
 
 
 def node_placement(model: str | Path, providers: list[str], feed: dict[str, np.ndarray]) -> dict:

@@ -95,7 +95,7 @@ def _start_server(key: str) -> None:
     """A detached server (its own session, so a Ctrl-C of this run does not stop it)."""
     with contextlib.suppress(OSError):
         subprocess.Popen(
-            [sys.executable, "-m", "onnxship.warm", "--serve", key],
+            [sys.executable, "-m", "onnxship.pipeline.warm", "--serve", key],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -311,7 +311,8 @@ def _become_stage(request: dict, fds: list[int]) -> int:
 def main(argv: Sequence[str]) -> int:
     if len(argv) == 2 and argv[0] == "--serve":
         return serve(argv[1])
-    print("usage: python -m onnxship.warm --serve KEY (started by `python -m stages`)", file=sys.stderr)
+    usage = "usage: python -m onnxship.pipeline.warm --serve KEY (started by `python -m stages`)"
+    print(usage, file=sys.stderr)
     return 2
 
 

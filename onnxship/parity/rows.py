@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.contract import LABEL, PREDICTION, PROBABILITIES
-from onnxship.families import Prediction
-from onnxship.metrics import GATED, metric_gate, task_metrics
+from onnxship.contract import LABEL, PREDICTION, PROBABILITIES, Prediction
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.scoring import GATED, metric_gate, task_metrics
 
 
 def onnx_prediction(model: OnnxModel, X: np.ndarray, task: str) -> Prediction:
@@ -95,6 +94,16 @@ class ParityCase:
     native_test: Prediction
     native_metrics: dict[str, float]
     native_hostile: dict[str, Prediction]
+
+    def check(self, path: Path, lossy: bool) -> dict:
+        return check_variant(path, lossy, self)
+
+    def set_sizes(self) -> dict[str, int]:
+        """Rows per hostile set."""
+        return {k: len(v) for k, v in self.hostile.items()}
+
+    def fan(self) -> dict | None:
+        return None  # a fan chart is a forecaster's figure
 
 
 def check_variant(path: Path, lossy: bool, case: ParityCase) -> dict:

@@ -1,7 +1,7 @@
 """Cold start and memory, as a deployment would see them: one fresh process per measurement that
 imports only what its runtime needs.
 
-`python -m onnxship.coldstart '<job json>'` is that process. It reports, on one JSON line:
+`python -m onnxship.measure.coldstart '<job json>'` is that process. It reports, on one JSON line:
   import_s        importing the runtime (ONNX: numpy + onnxruntime; native: the libraries its
                   loader imports, found by a discovery run, e.g. xgboost or torch + chronos)
   load_s          reading the model file into a ready session / estimator
@@ -28,6 +28,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from onnxship.contract import NATIVE
 
 START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it to its own
 
@@ -66,7 +68,7 @@ def _probe(job: dict) -> dict:
     t = time.monotonic()
     import numpy as np
 
-    native = job["runtime"] == "native"
+    native = job["runtime"] == NATIVE
     for module in job.get("imports") or ([] if native else ["onnxruntime"]):
         with contextlib.suppress(Exception):  # one its loader imported inside a try: not needed
             importlib.import_module(module)
@@ -141,7 +143,7 @@ def run_probe(job: dict, discover: bool = False) -> dict:
     args = [
         sys.executable,
         "-m",
-        "onnxship.coldstart",
+        "onnxship.measure.coldstart",
         json.dumps(job),
         *(["--discover"] if discover else []),
     ]
@@ -165,11 +167,10 @@ FIGURES += ("rss_rest_mb", "rss_peak_mb")
 def cold_starts(jobs: list[dict], runs: int, progress: Callable[[], object] | None = None) -> dict[str, dict]:
     """{runtime: {figure: {median, ci, n}}} over `runs` interleaved rounds of fresh processes
     (`progress` is called after each round)."""
-    from onnxship.stats import percentile_interval
+    from onnxship.measure.intervals import percentile_interval
 
     jobs = [
-        j | run_probe(j, discover=True) if j["runtime"] == "native" and "imports" not in j else j
-        for j in jobs
+        j | run_probe(j, discover=True) if j["runtime"] == NATIVE and "imports" not in j else j for j in jobs
     ]
     samples: dict[str, list[dict]] = {j["runtime"]: [] for j in jobs}
     for round_ in range(runs):

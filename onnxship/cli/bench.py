@@ -12,8 +12,8 @@ figure in a file:
      answer alike; with --native, parity against the native model (max |diff|, share of values
      within atol + rtol·|native|);
   3. latency: each runtime in its own process, in interleaved rounds until every p99 interval is
-     within ±10 % or the budget ends (onnxship.bench_rounds), per batch size, with intervals;
-  4. start-up and memory: fresh processes importing only their runtime (onnxship.coldstart).
+     within ±10 % or the budget ends (onnxship.measure.rounds), per batch size, with intervals;
+  4. start-up and memory: fresh processes importing only their runtime (onnxship.measure.coldstart).
 For a registered version the files are checked against the registry's manifest first, the
 version's own session settings are used, and the figures it was registered with are shown beside.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxship.contract import NATIVE
 from onnxship.errors import PipelineError
 
 DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64}
@@ -71,12 +71,12 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
     """Download a registered version and check every file against the registry's manifest."""
     from mlflow.tracking import MlflowClient
 
-    from onnxship.manifest import MANIFEST_TAG, file_manifest, parse_manifest
-
     name, sep, which = ref.partition("@") if "@" in ref else ref.partition("/")
     if not sep or not name or not which:
         raise CliError("--registered takes NAME@ALIAS or NAME/VERSION")
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    from onnxship import store
+
+    uri = tracking_uri or store.tracking_uri("sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty store there; say where to look instead
         raise CliError("no MLflow store at the tracking URI: give --tracking-uri or set MLFLOW_TRACKING_URI")
@@ -88,16 +88,17 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
             mv = client.get_model_version(name, which)
     except Exception:
         raise CliError("no such registered version: check the name, alias or version and store") from None
-    if MANIFEST_TAG not in mv.tags:
-        raise CliError(
-            f"version {mv.version} carries no {MANIFEST_TAG} tag: not written by the package stage"
-        )
     import mlflow.artifacts
 
-    source = client.get_model_version_download_uri(name, mv.version)  # the run's artifact folder
-    folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(into), tracking_uri=uri))
-    if file_manifest(folder) != parse_manifest(mv.tags[MANIFEST_TAG]):
-        raise CliError(f"version {mv.version}: the downloaded files differ from the registry's manifest")
+    from onnxship.version.verify import RejectedModel, verify, vouched
+
+    try:  # the same checks the server's watcher makes before it serves a version
+        trusted = vouched(mv)
+        source = client.get_model_version_download_uri(name, mv.version)  # the run's artifact folder
+        folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(into), tracking_uri=uri))
+        verify(folder, trusted)
+    except RejectedModel as err:
+        raise CliError(f"version {mv.version} refused: {err}") from None
     return folder, {"name": name, "version": mv.version}
 
 
@@ -184,7 +185,7 @@ def validate(
     onnx_path: Path, settings: dict, feeds: dict[str, np.ndarray], native: Path | None, args
 ) -> dict:
     """Runs, finite, batch 1 vs N, repeatable; and parity against the native model if given."""
-    from onnxship.parity import row_diff
+    from onnxship.parity.rows import row_diff
     from onnxship.runtime import InferenceSettings, create_session
 
     session = create_session(onnx_path, InferenceSettings.from_mapping(settings))
@@ -218,13 +219,17 @@ def validate(
 
 
 def parity(native: Path, outputs: list, names: list[str], feeds: dict, args) -> dict:
-    """Native predictions vs the ONNX output of the same shape (probabilities for classifiers)."""
+    """Native predictions vs the ONNX output of the same shape (probabilities for classifiers),
+    judged as the validate stage judges rows (onnxship.parity.rows.compare): a row is within
+    tolerance when every value in it is within atol + rtol * |native|."""
     from onnxship import families
+    from onnxship.contract import Prediction
+    from onnxship.parity.rows import compare, outputs_of
 
     family, est, meta = families.load_native(native)
     (X,) = feeds.values()
     pred = family.predict(est, X, meta["task"])
-    expected = (pred.values if pred.proba is None else pred.proba).reshape(len(X), -1).astype(np.float64)
+    expected = outputs_of(pred, len(X))
     for name, out in zip(names, outputs, strict=True):
         if (
             isinstance(out, np.ndarray)
@@ -232,13 +237,12 @@ def parity(native: Path, outputs: list, names: list[str], feeds: dict, args) -> 
             and out.reshape(len(X), -1).shape == expected.shape
         ):
             got = out.reshape(len(X), -1).astype(np.float64)
-            diff = np.abs(got - expected)
-            within = diff <= args.atol + args.rtol * np.abs(expected)
-            return {
-                "output": name,
-                "max_abs_diff": float(diff.max()),
-                "within_tolerance": float(within.mean()),
-            }
+            onnx_pred = (
+                Prediction(got.reshape(-1)) if pred.proba is None else Prediction(got.argmax(axis=1), got)
+            )
+            figures = compare(pred, onnx_pred, args.atol, args.rtol)
+            figures.pop("diff_histogram")
+            return {"output": name} | figures
     raise CliError(
         f"no ONNX output has the native prediction's shape {list(expected.shape)} "
         "(classifiers: convert without ZipMap so probabilities are a tensor)"
@@ -246,12 +250,12 @@ def parity(native: Path, outputs: list, names: list[str], feeds: dict, args) -> 
 
 
 def measure(jobs: dict[str, dict], sizes: list[int], args, progress) -> dict:
-    from onnxship.bench_rounds import measure_interleaved
+    from onnxship.measure.rounds import measure_interleaved
 
     rounds = {"round_s": 0.05, "target": 0.10, "budget_s": args.budget_s, "min_rounds": 3, "min_samples": 20}
     out = measure_interleaved({s: jobs for s in sizes}, None, rounds, progress=progress)
-    if "native" in out:
-        from onnxship.benchmarking import add_speedups
+    if NATIVE in out:
+        from onnxship.measure.report import add_speedups
 
         report = {"runtimes": {rt: {"batches": cells} for rt, cells in out.items()}}
         add_speedups(report)
@@ -284,7 +288,7 @@ def render(result: dict) -> str:
             sp = c.get("speedup_vs_native_p50")
             speed = (
                 f"{sp:.2f}× [{c['speedup_ci'][0]:.2f}–{c['speedup_ci'][1]:.2f}]"
-                if sp and runtime != "native"
+                if sp and runtime != NATIVE
                 else ""
             )
             lines.append(f"{runtime:<10} {size:>6} {p50:>26} {p99:>26} {speed:>20} {c['iterations']:>7}")
@@ -304,8 +308,8 @@ def render(result: dict) -> str:
 def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from onnxship.coldstart import cold_starts
     from onnxship.io import read_json, sha256_file
+    from onnxship.measure.coldstart import cold_starts
 
     sizes = sorted({int(s) for s in args.batch_sizes.split(",") if s.strip()})
     dims = {}
@@ -344,8 +348,8 @@ def run(args: argparse.Namespace) -> dict:
         }
         jobs = {"onnx": common | {"runtime": "onnx", "path": str(onnx_path)}}
         if native is not None:
-            native_job = {"runtime": "native", "native_dir": str(native), "rename_native_input": True}
-            jobs = {"native": common | native_job} | jobs
+            native_job = {"runtime": NATIVE, "native_dir": str(native), "rename_native_input": True}
+            jobs = {NATIVE: common | native_job} | jobs
         steps = len(sizes) + args.cold_start_runs
         with tqdm(total=steps, desc="onnxship-bench", file=sys.stderr, unit="step") as bar:
             validation = validate(

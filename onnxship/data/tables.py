@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from onnxship.data.features import RECIPES
+from onnxship.data.splits import split_bounds
 from onnxship.errors import ConfigError, DataError
-from onnxship.features import RECIPES
 from onnxship.io import read_json, sha256_file
 
 SCHEMA_FILE = "schema.json"
-SPLITS = ("train", "val", "test")
 
 
 # scikit-learn's bundled datasets (shipped inside the wheel, so offline): data.source "sklearn"
@@ -124,24 +124,12 @@ def encode_target(y: pd.Series, task: str) -> tuple[pd.Series, list | None]:
     raise ConfigError(f"data.task must be 'regression' or 'classification', got '{task}'")
 
 
-def split_bounds(n: int, split: DictConfig) -> dict[str, tuple[int, int]]:
-    fractions = [float(split[s]) for s in SPLITS]
-    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ConfigError(
-            "data.split fractions must be positive and sum to 1, "
-            f"got {dict(zip(SPLITS, fractions, strict=True))}"
-        )
-    cut1 = int(n * fractions[0])
-    cut2 = cut1 + int(n * fractions[1])
-    return {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
-
-
 def prepare(data: DictConfig) -> tuple[dict[str, pd.DataFrame], dict]:
     """One dataset's tables and its schema: the splits (features + target columns), or for a
     series dataset (`kind: series`, forecasters) the whole series with its split bounds."""
     raw, origin = load_raw(data)
     if data.get("kind") == "series":
-        from onnxship.series import SERIES_FILE, prepare_series
+        from onnxship.data.series import SERIES_FILE, prepare_series
 
         table, schema = prepare_series(raw, data, origin)
         return {SERIES_FILE.removesuffix(".parquet"): table}, schema

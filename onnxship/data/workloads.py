@@ -9,10 +9,9 @@ branch on the task themselves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import DictConfig
 
 from onnxship.contract import INPUT, ForecastSpec, Task
 from onnxship.io import read_json
@@ -31,16 +30,30 @@ def in_batches(feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 class Rows:
     """Feature rows [n, n_features] or tensors [n, *input_shape], with a label or value each."""
 
+    kind: ClassVar[str] = "rows"
+
     def __init__(self, prepared: Path) -> None:
         self.prepared = prepared
         self.schema = read_json(prepared / "schema.json")
         self.task = self.schema["task"]
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        from onnxship.data import load_split
+        from onnxship.data.tables import load_split
 
         X, y, _ = load_split(self.prepared, name)
         return X, y
+
+    def fit(self, family: Any, spec: Any, zoo: Any, seed: int) -> Any:
+        """The zoo entry's model, trained on the train split."""
+        X, y = self.split("train")
+        return family.fit(family.build(spec, zoo, self.task, seed), X, y)
+
+    def test_metrics(self, family: Any, est: Any, entry: Any) -> dict[str, float]:
+        """RMSE/MAE or accuracy/log-loss on the test split."""
+        from onnxship.scoring import task_metrics
+
+        X, y = self.split("test")
+        return task_metrics(self.task, y, family.predict(est, X, self.task))
 
     def meta_fields(self, spec: Any, est: Any, family: Any) -> dict[str, Any]:
         return {
@@ -63,8 +76,10 @@ class Series:
     """A series with covariates, cut into rolling windows; the model's ForecastSpec comes from
     its zoo entry (`forecast:`) and its checkpoint (quantile levels)."""
 
+    kind: ClassVar[str] = "series"
+
     def __init__(self, prepared: Path) -> None:
-        from onnxship.series import load_series
+        from onnxship.data.series import load_series
 
         self.prepared = prepared
         self.table, self.schema = load_series(prepared)
@@ -86,6 +101,32 @@ class Series:
             }
         )
 
+    def fit(self, family: Any, spec: Any, zoo: Any, seed: int) -> Any:
+        """The entry's checkpoint (zero-shot), or the checkpoint fine-tuned on the train split
+        (`finetune:`)."""
+        est = family.build(spec, zoo, self.task, seed)
+        if not spec.get("finetune"):
+            return est
+        forecast = self.spec(spec, family.quantile_levels(est))
+        lo, hi = self.schema["bounds"]["train"]
+        train = self.table.iloc[lo:hi]
+        # the library's input format: one long series; known-future covariates marked with None
+        series = {
+            "target": train[self.schema["target"]].to_numpy(np.float32),
+            "past_covariates": {c: train[c].to_numpy(np.float32) for c in forecast.covariates},
+            "future_covariates": {c: None for c in forecast.future_covariates},
+        }
+        return family.finetune(est, [series], forecast, spec.finetune, seed)
+
+    def test_metrics(self, family: Any, est: Any, entry: Any) -> dict[str, float]:
+        """Weighted quantile loss and MASE on the test windows."""
+        from onnxship.scoring import forecast_metrics
+
+        spec = self.spec(entry, family.quantile_levels(est))
+        feed, truth = self.windows(spec, "test", self.stride(entry, spec), self.limit(entry))
+        forecast = family.forecast(est, feed, spec)
+        return forecast_metrics(forecast, truth, feed, spec, self.schema["season_length"])
+
     @staticmethod
     def stride(entry: Any, spec: ForecastSpec) -> int:
         """Forecast origins this many steps apart (default: the horizon, windows side by side)."""
@@ -98,7 +139,7 @@ class Series:
         return entry.get("max_windows")
 
     def windows(self, spec: ForecastSpec, split: str, stride: int, limit: int | None = None) -> tuple:
-        from onnxship.series import window_origins, windows
+        from onnxship.data.series import window_origins, windows
 
         return windows(self.table, self.schema, spec, window_origins(self.schema, split, spec, stride, limit))
 
@@ -130,8 +171,8 @@ class Series:
         }
 
 
-def workload(cfg: DictConfig, name: str | None = None) -> Rows | Series:
-    from onnxship.pipeline.config import prepared_dir
+def workload_at(folder: Path) -> Rows | Series:
+    """The workload of a prepared dataset folder (a series folder holds series.parquet)."""
+    from onnxship.data.series import SERIES_FILE
 
-    folder = prepared_dir(cfg, name)
-    return Series(folder) if (folder / "series.parquet").exists() else Rows(folder)
+    return Series(folder) if (folder / SERIES_FILE).exists() else Rows(folder)

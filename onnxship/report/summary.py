@@ -1,9 +1,9 @@
 """The summary over the zoo: one row per model from its export, validate, benchmark and package
 reports (reports/summary.md and summary.json), the fastest proven model overall and per family
-group, and the figures the summary links to (onnxship.plots).
+group, and the figures the summary links to (onnxship.report.plots).
 
-Every latency is the interleaved measurement's (onnxship.bench_rounds) with its 95 % interval and
-sample count; start-up and memory are medians over fresh processes (onnxship.coldstart).
+Every latency is the interleaved measurement's (onnxship.measure.rounds) with its 95 % interval and
+sample count; start-up and memory are medians over fresh processes (onnxship.measure.coldstart).
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship.contract import EXPORT_REPORT
+from onnxship.contract import EXPORT_REPORT, NATIVE, bench_cell, bench_cells, timed_runtimes
 from onnxship.io import read_json
 
-# family -> the group the summary ranks it in
-GROUPS = {
-    "xgboost": "boosting",
-    "lightgbm": "boosting",
-    "catboost": "boosting",
-    "stacking": "ensembles",
-    "sklearn": "classical",
-    "torch": "neural",
-    "chronos2": "foundation",
-    "chronos_bolt": "foundation",
-}
 PROVEN, FAILED_GATE, NOT_EXPORTED = "✅", "❎", "❌"
+
+
+def family_group(family: str) -> str:
+    """The group the summary ranks a family in (Family.group); "other" for an unknown name."""
+    from onnxship import families
+    from onnxship.errors import UnknownEntryError
+
+    try:
+        return families.get(family).group
+    except UnknownEntryError:
+        return "other"
 
 
 def _read(path: Path) -> dict:
@@ -56,7 +56,7 @@ def status_of(r: dict[str, dict]) -> tuple[str, str]:
 
 
 def _cell(bench: dict, runtime: str, size: int) -> dict:
-    return bench.get("runtimes", {}).get(runtime, {}).get("batches", {}).get(str(size), {})
+    return bench_cell(bench, runtime, size)
 
 
 def model_row(cfg: DictConfig, name: str) -> dict:
@@ -66,11 +66,11 @@ def model_row(cfg: DictConfig, name: str) -> dict:
     variant = package.get("variant") or "base"
     test = validation.get("variants", {}).get(variant, {}).get("sets", {}).get("test", {})
     family = validation.get("family") or r["export"].get("family", "?")
-    sizes = sorted(int(b) for b in bench.get("runtimes", {}).get("native", {}).get("batches", {}))
+    sizes = sorted(int(b) for b in bench_cells(bench, NATIVE))
     row: dict = {
         "model": name,
         "family": family,
-        "group": GROUPS.get(family, "other"),
+        "group": family_group(family),
         "status": status,
         "reason": reason,
         "variant": variant,
@@ -86,7 +86,7 @@ def model_row(cfg: DictConfig, name: str) -> dict:
         if package.get("registered")
         else "no",
     }
-    runtimes = bench.get("runtimes", {})
+    runtimes = timed_runtimes(bench)
     if not sizes or variant not in runtimes:
         return row
     small, large = sizes[0], sizes[-1]

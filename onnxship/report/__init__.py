@@ -1,0 +1,1 @@
+"""summarize: the zoo's summary table (summary) and its figures (plots)."""
