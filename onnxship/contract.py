@@ -256,6 +256,12 @@ def bench_cells(report: dict, runtime: str) -> dict[str, dict]:
     return cells if isinstance(cells, dict) else {}
 
 
-def bench_cell(report: dict, runtime: str, batch: int | str) -> dict:
-    """One runtime's figures at one batch size; {} when not timed there."""
-    return bench_cells(report, runtime).get(str(batch), {})
+def bench_cell(report: dict, runtime: str, batch: int | str, missing_ok: bool = False) -> dict:
+    """One runtime's figures at one batch size. A missing cell is a KeyError naming it (a figure
+    a decision needs must not default), or {} with `missing_ok` (readers that show what is there)."""
+    cell = bench_cells(report, runtime).get(str(batch))
+    if cell is None:
+        if missing_ok:
+            return {}
+        raise KeyError(f"the benchmark report has no {runtime} figures at batch size {batch}")
+    return cell

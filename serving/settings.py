@@ -58,7 +58,8 @@ def read_config(path: Path) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for group in REFERENCED_GROUPS:
         found = _chosen_group_file(conf, group)
-        root[group] = yaml.safe_load(found.read_text()) if found and found.is_file() else {}
+        loaded = yaml.safe_load(found.read_text()) if found and found.is_file() else None
+        root[group] = loaded if isinstance(loaded, dict) else {}  # an empty file: nothing set
     uri = store.tracking_uri(root["tracking"].get("uri"))
     if uri:
         root["tracking"]["uri"] = uri

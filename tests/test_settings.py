@@ -57,3 +57,14 @@ def test_a_reference_to_an_unknown_pipeline_key_is_named(tmp_path: Path):
 def test_the_yaml_and_the_settings_class_list_the_same_keys():
     yaml_keys = set(read_config(ROOT / "conf" / "serving" / "default.yaml"))
     assert yaml_keys == set(Settings.model_fields), "every setting is in the YAML, and only settings"
+
+
+def test_an_empty_conf_group_file_sets_nothing_rather_than_crashing(tmp_path):
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    for found in (conf / "tracking").glob("*.yaml"):
+        found.write_text("")  # an empty YAML file loads as None
+    with pytest.raises(SettingsError, match="tracking"):
+        read_config(conf / "serving" / "default.yaml")

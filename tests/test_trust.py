@@ -320,3 +320,21 @@ def test_the_cache_keeps_the_served_and_previous_versions_only(uri, tmp_path):
         watcher.stop()
     kept = sorted(p.name for p in (cache / "pruned").iterdir() if p.is_dir())
     assert kept == sorted(f"v{v}" for v in served[-2:])
+
+
+def test_a_version_that_failed_a_gate_is_still_vouched_for_as_a_record_but_never_approved(uri, tmp_path):
+    """onnxship-bench re-times such a version (`approved=False`); serving never serves it."""
+    from onnxship.version.verify import RejectedModel, vouched
+
+    failed = '{"export": true, "parity": true, "benchmark": false}'
+    version = register_folder(uri, "tiny_reg", fresh(tmp_path), retag=with_tag(GATES_TAG, failed))
+    mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("tiny_reg", version)
+    with pytest.raises(RejectedModel, match=r"gate\(s\) failed at packaging: benchmark"):
+        vouched(mv)
+    trusted = vouched(mv, approved=False)
+    assert trusted.gates["benchmark"] is False and trusted.version == str(version)
+    # what is not a matter of approval is still refused
+    bad = register_folder(uri, "tiny_reg", fresh(tmp_path), retag=with_tag("package_run_id", "0" * 32))
+    mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("tiny_reg", bad)
+    with pytest.raises(RejectedModel, match="run and its package_run_id"):
+        vouched(mv, approved=False)

@@ -9,13 +9,16 @@ figure in a file:
   1. inputs: --data (.npy, or .csv of numeric columns) or, without it, random inputs shaped and
      typed like the graph's inputs (dynamic dimensions other than the batch: --dim name=size);
   2. validation: the graph runs, answers are finite, batch 1 and batch N answer alike, two runs
-     answer alike; with --native, parity against the native model (max |diff|, share of values
-     within atol + rtol·|native|);
+     answer alike; with --native, parity against the native model as the validate stage judges
+     it (onnxship.parity.rows.compare: max |diff|, share of rows whose every value is within
+     atol + rtol·|native|);
   3. latency: each runtime in its own process, in interleaved rounds until every p99 interval is
      within ±10 % or the budget ends (onnxship.measure.rounds), per batch size, with intervals;
   4. start-up and memory: fresh processes importing only their runtime (onnxship.measure.coldstart).
-For a registered version the files are checked against the registry's manifest first, the
-version's own session settings are used, and the figures it was registered with are shown beside.
+For a registered version the registry's record and every downloaded file are checked first, as
+the server's watcher checks them (onnxship.version.verify; a version that failed a gate is timed
+all the same, and says so), the version's own session settings are used, and the figures it was
+registered with are shown beside.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty store there; say where to look instead
         raise CliError("no MLflow store at the tracking URI: give --tracking-uri or set MLFLOW_TRACKING_URI")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=store.registry_uri(uri))
     try:
         if "@" in ref:
             mv = client.get_model_version_by_alias(name, which)
@@ -90,16 +93,20 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
         raise CliError("no such registered version: check the name, alias or version and store") from None
     import mlflow.artifacts
 
+    from onnxship.version.manifest import file_manifest
     from onnxship.version.verify import RejectedModel, verify, vouched
 
-    try:  # the same checks the server's watcher makes before it serves a version
-        trusted = vouched(mv)
+    try:  # the checks the server's watcher makes, but a version that failed a gate may be re-timed
+        trusted = vouched(mv, approved=False)
         source = client.get_model_version_download_uri(name, mv.version)  # the run's artifact folder
         folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(into), tracking_uri=uri))
         verify(folder, trusted)
+        if file_manifest(folder) != trusted.manifest:  # the evidence files too, not only the served ones
+            raise RejectedModel("the downloaded files differ from the registry's manifest")
     except RejectedModel as err:
         raise CliError(f"version {mv.version} refused: {err}") from None
-    return folder, {"name": name, "version": mv.version}
+    failed = sorted(g for g, ok in trusted.gates.items() if not ok)
+    return folder, {"name": name, "version": mv.version, "failed_gates": failed}
 
 
 def graph_inputs(path: Path, dims: dict[str, int]) -> list[dict]:
@@ -241,7 +248,10 @@ def parity(native: Path, outputs: list, names: list[str], feeds: dict, args) -> 
                 Prediction(got.reshape(-1)) if pred.proba is None else Prediction(got.argmax(axis=1), got)
             )
             figures = compare(pred, onnx_pred, args.atol, args.rtol)
+            # the histogram is for the pipeline's plots; label agreement needs the model's class
+            # labels, which an outside classifier may not number 0..k-1 as the argmax does
             figures.pop("diff_histogram")
+            figures.pop("label_agreement", None)
             return {"output": name} | figures
     raise CliError(
         f"no ONNX output has the native prediction's shape {list(expected.shape)} "
@@ -331,6 +341,8 @@ def run(args: argparse.Namespace) -> dict:
             settings = meta.get("inference_settings", settings) | {"allow_spinning": False}
             recorded = meta.get("latency_ms")
             label = f"{version['name']} v{version['version']}"
+            if version["failed_gates"]:  # timed all the same; serving would refuse it
+                label += f" (failed at packaging: {', '.join(version['failed_gates'])})"
         else:
             onnx_path, label = Path(args.onnx), args.onnx
             if not onnx_path.is_file():

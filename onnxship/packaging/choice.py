@@ -22,10 +22,6 @@ def proven(validation: dict, bench: dict) -> list[str]:
     return [v for v in validation.get("passed", []) if v in timed_runtimes(bench)]
 
 
-def cell(bench: dict, variant: str, batch: int) -> dict:
-    return bench_cell(bench, variant, batch)
-
-
 def choose_variant(
     validation: dict, bench: dict, batch_size: int, min_gain: float
 ) -> tuple[str | None, list[str]]:
@@ -36,7 +32,7 @@ def choose_variant(
         return None, [validation.get("skipped") or f"no variant passed validation: {failed}"]
 
     def p50(variant: str) -> float:
-        return cell(bench, variant, batch_size)["p50_ms"]
+        return bench_cell(bench, variant, batch_size)["p50_ms"]
 
     def lossy(variant: str) -> bool:
         return bool(validation["variants"].get(variant, {}).get("lossy"))
@@ -70,7 +66,7 @@ def served_runtimes(validation: dict, batch_size: int, min_gain: float) -> Calla
 
 def tuned_settings(bench: dict, variant: str, batch: int) -> dict[str, Any]:
     """The session settings that made `variant` fastest at `batch` (empty if not tuned)."""
-    return dict(cell(bench, variant, batch).get("settings") or {})
+    return dict(bench_cell(bench, variant, batch).get("settings") or {})
 
 
 def candidate_table(validation: dict, bench: dict) -> list[dict]:
@@ -109,9 +105,9 @@ def regime_table(validation: dict, bench: dict, variant: str) -> dict[str, dict]
     passed = proven(validation, bench)
     out = {}
     for size in bench_cells(bench, variant):
-        ours = cell(bench, variant, int(size))
-        best = max(passed, key=lambda v: cell(bench, v, int(size)).get("speedup_vs_native_p50", 0))
-        best_speedup = cell(bench, best, int(size)).get("speedup_vs_native_p50")
+        ours = bench_cell(bench, variant, int(size))
+        best = max(passed, key=lambda v: bench_cell(bench, v, int(size)).get("speedup_vs_native_p50", 0))
+        best_speedup = bench_cell(bench, best, int(size)).get("speedup_vs_native_p50")
         out[size] = {
             "p50_ms": ours["p50_ms"],
             "native_p50_ms": bench_cell(bench, NATIVE, size)["p50_ms"],

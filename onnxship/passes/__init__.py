@@ -24,7 +24,17 @@ from onnxship.contract import BASE_VARIANT
 from onnxship.errors import ConfigError
 from onnxship.plugins import Registry
 
-__all__ = ["NoOptions", "Pass", "PassContext", "apply_chain", "get", "names", "plan", "register"]
+__all__ = [
+    "NoOptions",
+    "Pass",
+    "PassContext",
+    "PassOptions",
+    "apply_chain",
+    "get",
+    "names",
+    "plan",
+    "register",
+]
 
 Feeds = list[dict[str, Any]]
 

@@ -56,7 +56,7 @@ def status_of(r: dict[str, dict]) -> tuple[str, str]:
 
 
 def _cell(bench: dict, runtime: str, size: int) -> dict:
-    return bench_cell(bench, runtime, size)
+    return bench_cell(bench, runtime, size, missing_ok=True)
 
 
 def model_row(cfg: DictConfig, name: str) -> dict:
@@ -91,9 +91,9 @@ def model_row(cfg: DictConfig, name: str) -> dict:
         return row
     small, large = sizes[0], sizes[-1]
     row["batch_sizes"] = [small, large]
-    row["bytes"] = {k: runtimes[k].get("file_bytes") for k in ("native", variant)}
+    row["bytes"] = {k: runtimes[k].get("file_bytes") for k in (NATIVE, variant)}
     for size in (small, large):
-        for runtime, side in (("native", "native"), (variant, "onnx")):
+        for runtime, side in ((NATIVE, "native"), (variant, "onnx")):
             c = _cell(bench, runtime, size)
             row[f"{side}_b{size}"] = {
                 k: c.get(k) for k in ("p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "iterations")
@@ -105,9 +105,7 @@ def model_row(cfg: DictConfig, name: str) -> dict:
     }
     start = bench.get("cold_start", {})
     for key in ("cold_start_s", "rss_rest_mb", "rss_peak_mb"):
-        row[key] = {
-            side: start.get(rt, {}).get(key) for side, rt in (("native", "native"), ("onnx", variant))
-        }
+        row[key] = {side: start.get(rt, {}).get(key) for side, rt in (("native", NATIVE), ("onnx", variant))}
     row["cold_start_runs"] = start.get(variant, {}).get("runs")
     return row
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onnxship.contract import bench_cells, timed_runtimes
+from onnxship.contract import NATIVE, bench_cells, timed_runtimes
 
 CELL_KEYS = ("p50_ms", "p50_ci_ms", "p99_ms", "p99_ci_ms", "iterations", "stopped")
 START_KEYS = ("cold_start_s", "import_s", "load_s", "rss_rest_mb", "rss_peak_mb")
@@ -21,7 +21,7 @@ def _cell(cell: Any) -> dict:
 def served_figures(report: dict, variant: str | None) -> dict:
     if variant not in timed_runtimes(report):
         return {}
-    native = bench_cells(report, "native")
+    native = bench_cells(report, NATIVE)
     out: dict[str, Any] = {"variant": variant, "batches": {}}
     for size, cell in bench_cells(report, variant).items():
         entry = {"served": _cell(cell), "native": _cell(native.get(size))}
@@ -34,7 +34,7 @@ def served_figures(report: dict, variant: str | None) -> dict:
         out["cold_start"] = {
             side: {k: starts[rt][k]["median"] for k in START_KEYS if k in starts.get(rt, {})}
             | {"runs": starts.get(rt, {}).get("runs")}
-            for side, rt in (("served", variant), ("native", "native"))
+            for side, rt in (("served", variant), ("native", NATIVE))
             if rt in starts
         }
     return out

@@ -15,7 +15,7 @@ router = APIRouter(tags=["forecast"])
 
 @router.post("/forecast", response_model=Forecast, responses=ERRORS)
 def forecast(body: ForecastRequest, store: StoreDep, settings: SettingsDep) -> Response:
-    """Quantile forecast of one series by a forecaster (see serving/forecasting.py for the contract).
+    """Quantile forecast of one series by a forecaster (see serving/http/forecasting.py for the contract).
 
     A context shorter than the model's is padded as missing; longer is refused (422), as is a
     horizon beyond the model's or a quantile level outside its range."""
