@@ -302,5 +302,9 @@ def test_registry_state_tells_a_fresh_store_from_a_filled_one(tiny_pipeline, tmp
     empty = OmegaConf.merge(cfg, {"tracking": {"uri": f"sqlite:///{tmp_path}/empty.db"}})
     try:
         assert missing_models(empty)[1] == list(cfg.zoo.models)
+        assert not (tmp_path / "empty.db").exists(), "no store file: answered without creating one"
+        configure(empty).search_experiments()  # now an empty store exists: MLflow is asked
+        assert (tmp_path / "empty.db").exists()
+        assert missing_models(empty)[1] == list(cfg.zoo.models)
     finally:
         configure(cfg)  # MLflow's URIs are process-wide: give them back to the shared store

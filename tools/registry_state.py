@@ -11,6 +11,7 @@ has no version in the store, `make run` runs every stage (`dvc repro --force`) i
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 MISSING = 3  # distinct from a crash's exit 1: only this one makes `make run` run every stage
@@ -18,6 +19,11 @@ MISSING = 3  # distinct from a crash's exit 1: only this one makes `make run` ru
 
 def missing_models(cfg) -> tuple[str, list[str]]:
     """(the store's URI, zoo models it has no registered version of)."""
+    from onnxship import store
+
+    uri = store.tracking_uri(cfg.tracking.uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return uri, list(cfg.zoo.models)  # no store file yet (a fresh clone): no need to load MLflow
     from onnxship.pipeline.tracking import configure, tracking_uri
 
     client = configure(cfg)  # an unreachable store raises: the caller decides
