@@ -17,17 +17,38 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 MISSING = 3  # distinct from a crash's exit 1: only this one makes `make run` run every stage
 
 
+def registered_in_sqlite(db: Path) -> set[str] | None:
+    """Names with at least one model version in an MLflow SQLite store (empty when there is no
+    store file yet: a fresh clone); None when the file is not a store this query can read, and
+    MLflow is asked instead."""
+    import sqlite3
+
+    if not db.exists():
+        return set()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            # MLflow keeps a deleted version's row, marked with this stage
+            rows = conn.execute(
+                "SELECT DISTINCT name FROM model_versions WHERE current_stage != 'Deleted_Internal'"
+            )
+            return {row[0] for row in rows}
+    except sqlite3.Error:
+        return None
+
+
 def missing_models(cfg) -> tuple[str, list[str]]:
     """(the store's URI, zoo models it has no registered version of)."""
     from onnxship import store
 
     uri = store.tracking_uri(cfg.tracking.uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        return uri, list(cfg.zoo.models)  # no store file yet (a fresh clone): no need to load MLflow
+    prefix = cfg.package.registered_model_prefix
+    if uri.startswith("sqlite:///"):  # the embedded store: read without loading MLflow (seconds)
+        registered = registered_in_sqlite(Path(uri.removeprefix("sqlite:///")))
+        if registered is not None:
+            return uri, [n for n in cfg.zoo.models if f"{prefix}{n}" not in registered]
     from onnxship.pipeline.tracking import configure, tracking_uri
 
     client = configure(cfg)  # an unreachable store raises: the caller decides
-    prefix = cfg.package.registered_model_prefix
     missing = [n for n in cfg.zoo.models if not client.search_model_versions(f"name='{prefix}{n}'")]
     return tracking_uri(cfg), missing
 

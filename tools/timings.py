@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "timings.json"
 TABLE = ROOT / "reports" / "timings.md"
 README = ROOT / "README.md"
+LOCK = ROOT / "dvc.lock"
 BEGIN, END = "<!-- BEGIN generated: timings (python -m tools.timings) -->", "<!-- END generated: timings -->"
 STAGE_ORDER = ("code", "prepare", "checkpoint", "train", "export", "optimize", "validate", "benchmark")
 STAGE_ORDER += ("package", "summarize")
@@ -110,10 +111,14 @@ def main(argv: list[str]) -> int:
             "date": time.strftime("%Y-%m-%d"),
         }
         if argv[0] == "run":
-            from onnxship.pipeline.config import load_params
-            from onnxship.pipeline.tracking import tracking_uri
+            entry["stages"] = {}
+            # DVC rewrites dvc.lock after every stage it runs: untouched since the start, nothing
+            # ran, and MLflow (seconds to load) need not be asked
+            if LOCK.exists() and LOCK.stat().st_mtime >= since:
+                from onnxship.pipeline.config import load_params
+                from onnxship.pipeline.tracking import tracking_uri
 
-            entry["stages"] = stage_seconds(stage_runs_since(tracking_uri(load_params([])), since))
+                entry["stages"] = stage_seconds(stage_runs_since(tracking_uri(load_params([])), since))
         if argv[0] == "run" and not entry["stages"]:  # nothing was out of date: keep the last figures
             print(
                 f"make run: no stage re-ran ({entry['wall_s']:.1f} s); below: the last run that re-ran some"
