@@ -136,3 +136,16 @@ def test_the_library_has_no_import_circle():
 
     for name in modules:
         visit(name)
+
+
+def test_test_modules_never_import_each_other():
+    """What several test modules need lives in helper modules (tests/builders.py, tests/served.py,
+    ...): a test module imported by another runs its module-scoped fixtures twice and hides who
+    owns what."""
+    importing = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tests").glob("test_*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_")
+    }
+    assert not importing, importing

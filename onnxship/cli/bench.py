@@ -83,7 +83,7 @@ def registered_version(ref: str, tracking_uri: str | None, into: Path) -> tuple[
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty store there; say where to look instead
         raise CliError("no MLflow store at the tracking URI: give --tracking-uri or set MLFLOW_TRACKING_URI")
-    client = MlflowClient(tracking_uri=uri, registry_uri=store.registry_uri(uri))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         if "@" in ref:
             mv = client.get_model_version_by_alias(name, which)

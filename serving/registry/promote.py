@@ -18,7 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from onnxship import store
 from serving.settings import Settings
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -55,7 +54,7 @@ def promote(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=store.registry_uri(tracking_uri))
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         mv = (
             client.get_model_version(name, version)

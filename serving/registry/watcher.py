@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxship import store
-
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _print_lock = threading.Lock()
 
@@ -60,7 +58,7 @@ class Watcher:
 
         # made on first use and kept: a store that is down at start raises here, and is retried
         self._client = self._client or MlflowClient(
-            tracking_uri=self.args.tracking_uri, registry_uri=store.registry_uri(self.args.tracking_uri)
+            tracking_uri=self.args.tracking_uri, registry_uri=self.args.tracking_uri
         )
         return self._client
 
