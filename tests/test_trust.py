@@ -119,6 +119,11 @@ ATTACKS = {
         "gate.s. failed at packaging: parity",
     ),
     "no gates tag": (dict(retag=drop(GATES_TAG)), "no onnxship_gates tag"),
+    # parity and benchmark never ran: a version must record every gate, not only pass those it has
+    "only the export gate": (
+        dict(retag=with_tag(GATES_TAG, '{"export": true}')),
+        r"gate\(s\) never recorded at packaging: parity, benchmark",
+    ),
     "parity verdict missing": (dict(retag=drop("parity_verdict")), "parity_verdict tag is not 'pass'"),
     "another run's files": (dict(retag=with_tag("package_run_id", "0" * 32)), "run and its package_run_id"),
     # 8. a folder where a file belongs is refused before it is fetched
@@ -338,3 +343,15 @@ def test_a_version_that_failed_a_gate_is_still_vouched_for_as_a_record_but_never
     mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("tiny_reg", bad)
     with pytest.raises(RejectedModel, match="run and its package_run_id"):
         vouched(mv, approved=False)
+
+
+@pytest.mark.parametrize("version", ["1/../../../evil", "../1", "v1", "", "1 ", "\u0661"])
+def test_a_version_that_is_not_a_number_never_names_a_folder(version):
+    """A cache record's version becomes a folder name (v<version>): only MLflow's numbers pass."""
+    from onnxship.version.verify import RejectedModel, Vouched
+
+    manifest = {"model.onnx": "0" * 64, "onnxship.json": "1" * 64}
+    record = {"version": version, "source": "s", "manifest": manifest, "gates": {"export": True}}
+    with pytest.raises(RejectedModel, match="not a version number"):
+        Vouched.from_record(record)
+    assert Vouched.from_record(record | {"version": "12"}).version == "12"

@@ -18,18 +18,19 @@ from onnxship.contract import METADATA_FILE, MODEL_FILE, NATIVE, bench_cell, des
 from onnxship.io import sha256_file, write_json
 from onnxship.packaging.choice import regime_table
 from onnxship.runtime import InferenceSettings, OnnxModel
-from onnxship.version.manifest import file_manifest, manifest_tags
+from onnxship.version.manifest import GATES, file_manifest, manifest_tags
 from onnxship.version.schema import parse_metadata
 
 
 def gates_for(variant: str, export: dict, validation: dict, bench: dict, onnx_sha256: str) -> dict[str, bool]:
     """Each gate also checks that its report judged this exact file (sha256)."""
     judged = validation["variants"][variant]
-    return {
+    passed = {
         "export": export["status"] == "ok",
         "parity": judged["verdict"] == "pass" and judged.get("sha256") == onnx_sha256,
         "benchmark": timed_runtimes(bench)[variant].get("sha256") == onnx_sha256,
     }
+    return {gate: passed[gate] for gate in GATES}  # every gate serving requires, in its order
 
 
 def version_metadata(

@@ -16,6 +16,8 @@ from onnxship.io import sha256_file
 
 MANIFEST_TAG = "onnxship_manifest"  # {"<file name>": "<sha256>", ...} of the version's folder
 GATES_TAG = "onnxship_gates"  # {"export": true, "parity": true, "benchmark": true}
+# the gates every version records; serving takes a version only when each one is recorded, passed
+GATES = ("export", "parity", "benchmark")
 ONNX_SHA_TAG = "onnx_sha256"
 RUN_TAG = "package_run_id"  # the MLflow run that logged the version's files
 SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -18,6 +18,7 @@ from typing import Any
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE
 from onnxship.io import sha256_file
 from onnxship.version.manifest import (
+    GATES,
     GATES_TAG,
     MANIFEST_TAG,
     ONNX_SHA_TAG,
@@ -46,6 +47,11 @@ class Vouched:
     source: str
     manifest: dict[str, str]
     gates: dict[str, bool]
+
+    def __post_init__(self) -> None:
+        # a version names a cache folder (v<version>): MLflow's are positive integers, nothing else
+        if not (isinstance(self.version, str) and self.version.isascii() and self.version.isdigit()):
+            raise RejectedModel("the version is not a version number")
 
     @property
     def files(self) -> list[str]:
@@ -83,6 +89,9 @@ def vouched(mv: Any, approved: bool = True) -> Vouched:
     missing = [f for f in SERVED_FILES if f not in manifest]
     if missing:
         raise RejectedModel(f"the {MANIFEST_TAG} tag does not list {', '.join(missing)}")
+    unrecorded = [g for g in GATES if g not in gates]
+    if approved and unrecorded:
+        raise RejectedModel(f"gate(s) never recorded at packaging: {', '.join(unrecorded)}")
     failed = sorted(g for g, ok in gates.items() if not ok)
     if approved and failed:
         raise RejectedModel(f"gate(s) failed at packaging: {', '.join(failed)}")
