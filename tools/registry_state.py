@@ -46,11 +46,11 @@ def missing_models(cfg) -> tuple[str, list[str]]:
         registered = registered_in_sqlite(Path(uri.removeprefix("sqlite:///")))
         if registered is not None:
             return uri, [n for n in cfg.zoo.models if f"{prefix}{n}" not in registered]
-    from onnxship.pipeline.tracking import configure, tracking_uri
+    from onnxship.pipeline.tracking import configure
 
     client = configure(cfg)  # an unreachable store raises: the caller decides
     missing = [n for n in cfg.zoo.models if not client.search_model_versions(f"name='{prefix}{n}'")]
-    return tracking_uri(cfg), missing
+    return uri, missing
 
 
 def main() -> int:
