@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from onnxship import store
@@ -92,19 +92,26 @@ class Settings(BaseSettings):
     max_backoff_s: float = Field(gt=0)
     following_stall_s: float = Field(gt=0)
     registry_timeout_s: float = Field(gt=0)
+    lock_timeout_s: float = Field(gt=0)
+    download_deadline_s: float = Field(gt=0)
+    registry_env_file: Path | None
     serve_local_copy: bool
     max_body_bytes: int = Field(gt=0)
     max_values: int = Field(gt=0)
     max_batch_rows: int = Field(gt=0)
     max_model_bytes: int = Field(gt=0)
+    max_call_s: float = Field(gt=0)
+    max_call_bytes: int = Field(gt=0)
     workers: int = Field(ge=1, le=64)
     max_in_flight: int = Field(ge=1)
     max_connections: int = Field(ge=1)
+    max_header_bytes: int = Field(ge=1024)
     header_timeout_s: float = Field(gt=0)
     body_timeout_s: float = Field(gt=0)
     keep_alive_s: float = Field(gt=0)
     graceful_shutdown_s: float = Field(gt=0)
     cache_dir: Path
+    state_dir: Path
     warmup_calls: int = Field(ge=0)
 
     @classmethod
@@ -126,10 +133,33 @@ class Settings(BaseSettings):
             return prefix + str(PROJECT_ROOT / uri[len(prefix) :])
         return uri
 
-    @field_validator("cache_dir")
+    @field_validator("cache_dir", "state_dir", "registry_env_file")
     @classmethod
-    def _rooted_cache(cls, path: Path) -> Path:
-        return path if path.is_absolute() else PROJECT_ROOT / path
+    def _rooted(cls, path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else PROJECT_ROOT / path
+
+    @model_validator(mode="after")
+    def _state_outside_cache(self) -> Settings:
+        cache, state = self.cache_dir.resolve(), self.state_dir.resolve()
+        if state == cache or cache in state.parents:
+            raise ValueError("state_dir must not be inside cache_dir (a cache writer could forge it)")
+        return self
+
+    def registry_env(self) -> dict[str, str]:
+        """The watcher's extra environment: the registry URI (off its command line) and the
+        KEY=VALUE lines of `registry_env_file`."""
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
+        if self.registry_env_file is None:
+            return env
+        for number, line in enumerate(self.registry_env_file.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip().replace("_", "").isalnum():
+                raise SettingsError(f"registry_env_file line {number}: expected KEY=VALUE")
+            env[key.strip()] = value.strip()
+        return env
 
     @property
     def default(self) -> str:

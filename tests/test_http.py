@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from onnxship.io import sha256_file
 from serving.http.app import create_app
 from serving.http.store import load_verified
 from serving.settings import Settings
@@ -15,6 +16,11 @@ from tests import tiny_versions, toy_forecaster
 
 MODELS = ["tiny_reg", "tiny_clf", "toy_forecaster"]
 ROW = {"a": 1.0, "b": 2.0, "c": 3.0}  # tiny_reg: 1 + 4 + 9 = 14
+
+
+def manifest_of(folder) -> dict[str, str]:
+    """What the registry would vouch for: every file's sha256."""
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 class FixedModels:
@@ -29,7 +35,12 @@ class FixedModels:
         for name, folder in self.folders.items():
             if name in self.store.names:
                 loaded = load_verified(
-                    name, "1", folder, self.settings.warmup_calls, self.settings.max_threads
+                    name,
+                    "1",
+                    folder,
+                    manifest_of(folder),
+                    self.settings.warmup_calls,
+                    self.settings.max_threads,
                 )
                 self.store.swap(loaded)
 

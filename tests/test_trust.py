@@ -295,13 +295,13 @@ def test_watchers_of_several_workers_share_one_cache_safely(uri, tmp_path):
     finally:
         for watcher in watchers:
             watcher.stop()
+    state = cache.parent / "cache.state"  # the watcher's default: beside the cache, never in it
+    assert state.stat().st_mode & 0o777 == 0o700
     for name, version in versions.items():
-        assert sorted(p.name for p in (cache / name).iterdir()) == [
-            ".lock",
-            "champion.json",
-            f"v{version}",
-            f"v{version}.verified",
-        ]
+        assert sorted(p.name for p in (cache / name).iterdir()) == [".lock", "champion.json", f"v{version}"]
+        private = sorted(p.name for p in (state / name).iterdir())
+        assert private == ["champion.json", f"v{version}.probed"]
+        assert all((state / name / p).stat().st_mode & 0o777 == 0o600 for p in private)
 
 
 def test_the_cache_keeps_the_served_and_previous_versions_only(uri, tmp_path):

@@ -65,7 +65,8 @@ async def supervise(following: Follower, every_s: float = 1.0) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            following.check()
+            # in a thread: restarting a watcher waits for it to exit, which must not hold the loop
+            await asyncio.to_thread(following.check)
         except Exception:  # the supervisor itself must not die
             log.exception("follower check failed")
 

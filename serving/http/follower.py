@@ -1,7 +1,14 @@
 """Follows the registry alias: runs the watcher sidecar and swaps in each version it announces.
 
-Loading happens on this background thread, never on the request path. A version that fails to
-load or warm up is logged and counted; the model already serving keeps serving.
+One thread reads the watcher's lines (so its heartbeats are heard however long a load takes);
+loading happens on a thread per model, never on the request path, the newest announcement winning.
+A version that fails to load or warm up is logged, counted and asked of the watcher again (with
+backoff); the model already serving keeps serving.
+
+The watcher gets the registry URI and `registry_env_file`'s credentials in its own environment
+only: never on its command line (readable by every user of the host) nor in this process's
+environment. What clients read (statuses, readiness) passes serving.redact.redact; log lines
+lose credentials but keep hosts.
 
 Following cannot stop silently: a line the follower cannot read is counted and skipped; a watcher
 that exits (or stops sending heartbeats) is killed and started again; the thread itself is
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -22,8 +30,8 @@ from pathlib import Path
 from typing import Protocol
 
 from serving.http.metrics import ServerMetrics
-from serving.http.redact import redact
 from serving.http.store import ModelStore, load_verified
+from serving.redact import redact, without_credentials
 from serving.settings import Settings
 
 log = logging.getLogger("onnxship.follower")
@@ -58,6 +66,11 @@ class RegistryFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher_exit: str | None = None
+        self.stalled: dict[str, str] = {}  # model -> why its following is stuck (from heartbeats)
+        self._stdin_lock = threading.Lock()
+        self._loads_lock = threading.Lock()
+        self._next_load: dict[str, tuple[str, Path, dict, str | None]] = {}
+        self._loaders: dict[str, threading.Thread] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="registry-follower", daemon=True)
@@ -77,6 +90,8 @@ class RegistryFollower:
         silent = time.monotonic() - self.last_heard
         if silent > self.settings.following_stall_s:
             return f"no word from the registry watcher for {silent:.0f} s"
+        if self.stalled:
+            return "; ".join(f"following of '{m}' stalled: {redact(why)}" for m, why in self.stalled.items())
         return self._watcher_exit
 
     def check(self) -> None:
@@ -101,14 +116,22 @@ class RegistryFollower:
             sys.executable,
             "-m",
             "serving.registry.watcher",
-            "--tracking-uri",
-            s.tracking_uri,
             "--alias",
             s.alias,
             "--models",
             ",".join(s.models),
             "--cache-dir",
             str(Path(s.cache_dir).resolve()),
+            "--state-dir",
+            str(Path(s.state_dir).resolve()),
+            "--lock-timeout",
+            str(s.lock_timeout_s),
+            "--download-deadline",
+            str(s.download_deadline_s),
+            "--max-call-s",
+            str(s.max_call_s),
+            "--max-call-bytes",
+            str(s.max_call_bytes),
             "--interval",
             str(s.poll_interval_s),
             "--max-backoff",
@@ -134,9 +157,11 @@ class RegistryFollower:
                 time.sleep(RESTART_DELAY_S)
 
     def _follow_one_watcher(self) -> None:
+        env = {**os.environ, **self.settings.registry_env()}
         self._proc = subprocess.Popen(
-            self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env
         )
+        self.stalled = {}
         for line in self._proc.stdout:
             self.last_heard = time.monotonic()
             self._watcher_exit = None
@@ -158,7 +183,8 @@ class RegistryFollower:
         if proc is None or proc.poll() is not None:
             return
         try:
-            proc.stdin.close()
+            with self._stdin_lock:
+                proc.stdin.close()
             proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
@@ -178,9 +204,22 @@ class RegistryFollower:
         kind, name = event["event"], event.get("model")
         if kind != "heartbeat" and kind != "registry_error" and name not in self.store.names:
             raise ValueError(f"event {kind!r} for a model this server does not serve")
-        if kind == "ready":
-            if self._load(name, str(event["version"]), Path(event["path"])) and event.get("origin"):
-                self.store.note(name, f"serving a {event['origin']}")
+        if kind == "heartbeat":
+            stalled = event.get("stalled") or {}
+            self.stalled = (
+                {str(m): str(why) for m, why in stalled.items()} if isinstance(stalled, dict) else {}
+            )
+        elif kind == "ready":
+            manifest = event["manifest"]
+            if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+                raise ValueError("a ready event without its manifest")
+            origin = event.get("origin")
+            self._queue_load(name, str(event["version"]), Path(event["path"]), manifest, origin)
+        elif kind == "withdrawn":
+            reason = f"version {event['version']} withdrawn: {event['reason']}"
+            self.store.withdraw(name, reason)
+            self.metrics.model_loads.labels(name, "withdrawn").inc()
+            log.error("model %s %s", name, without_credentials(reason))
         elif kind == "confirmed":
             loaded = self.store.get(name)
             if loaded is not None and loaded.version == str(event["version"]):
@@ -194,22 +233,69 @@ class RegistryFollower:
                 self.store.note(name, str(event["reason"]))
         elif kind == "registry_error":
             self.metrics.registry_errors.inc()
-            self.last_registry_error = redact(str(event["reason"]))
+            reason = redact(str(event["reason"]))  # for clients: no credentials, hosts or paths
+            self.last_registry_error = reason
             retry = f" (retry in {event['retry_in']} s)" if "retry_in" in event else ""
             for n in [name] if name in self.store.names else self.store.names:
-                if self.store.get(n) is None:
-                    self.store.note(n, f"registry unreachable: {event['reason']}{retry}")
-            log.error("registry poll failed for %s: %s", name or "every model", event["reason"])
+                loaded = self.store.get(n)
+                if loaded is None:
+                    self.store.note(n, f"registry unreachable: {reason}{retry}")
+                elif event.get("version") and str(event["version"]) != loaded.version:
+                    self.store.pending(n, f"version {event['version']} not served yet: {reason}{retry}")
+            log.error(
+                "registry poll failed for %s: %s",
+                name or "every model",
+                without_credentials(str(event["reason"])),
+            )
 
-    def _load(self, name: str, version: str, folder: Path) -> bool:
+    def _queue_load(self, name: str, version: str, folder: Path, manifest: dict, origin: str | None) -> None:
+        """Load on the model's own thread; an announcement made while one loads replaces any
+        waiting one (the newest wins), and never holds up the reading of the watcher's lines."""
+        with self._loads_lock:
+            self._next_load[name] = (version, folder, manifest, origin)
+            if name in self._loaders:
+                return
+            thread = threading.Thread(target=self._load_loop, args=(name,), name=f"load-{name}", daemon=True)
+            self._loaders[name] = thread
+        thread.start()
+
+    def _load_loop(self, name: str) -> None:
+        while True:
+            with self._loads_lock:
+                job = self._next_load.pop(name, None)
+                if job is None:
+                    del self._loaders[name]
+                    return
+            version, folder, manifest, origin = job
+            try:
+                if self._load(name, version, folder, manifest) and origin:
+                    self.store.note(name, f"serving a {origin}")
+            except Exception:  # a bug of ours: the next announcement gets a fresh try
+                log.exception("loading %s version %s failed", name, version)
+
+    def _ask_again(self, name: str) -> None:
+        proc = self._proc
+        try:
+            with self._stdin_lock:
+                proc.stdin.write(json.dumps({"retry": name}) + "\n")
+                proc.stdin.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # the watcher is gone; its successor fetches everything afresh
+
+    def _load(self, name: str, version: str, folder: Path, manifest: dict[str, str]) -> bool:
         try:
             loaded = load_verified(
-                name, version, folder, self.settings.warmup_calls, self.settings.max_threads
+                name, version, folder, manifest, self.settings.warmup_calls, self.settings.max_threads
             )
         except Exception as err:
             self.metrics.model_loads.labels(name, "failed").inc()
-            self.store.note(name, f"version {version} failed to load: {type(err).__name__}: {err}")
+            reason = f"version {version} failed to load: {type(err).__name__}: {err}"
+            if self.store.get(name) is None:
+                self.store.note(name, reason)
+            else:
+                self.store.pending(name, f"{reason} (fetching it again)")
             log.error("model %s version %s failed to load, keeping the old one: %s", name, version, err)
+            self._ask_again(name)
             return False
         old = self.store.swap(loaded)
         self.metrics.model_loads.labels(name, "loaded").inc()

@@ -6,7 +6,9 @@ in meanwhile; the old session is freed when the last request holding it is done.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,7 +20,27 @@ import numpy as np
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.schema import parse_metadata
-from serving.http.redact import redact
+from serving.redact import redact
+
+SLOW_CALL_S = 0.002  # above this a call runs in the thread pool, not on the event loop
+
+
+class TamperedCopy(Exception):
+    """The bytes read for loading are not the ones the registry vouched for."""
+
+
+def read_vouched(folder: Path, manifest: dict[str, str]) -> dict[str, bytes]:
+    """Every file the manifest names, read once and hashed: what is loaded is exactly what was
+    checked (no window between a verification and a second read from disk)."""
+    files = {}
+    for name, expected in manifest.items():
+        data = (folder / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise TamperedCopy(f"{name} on disk is not the file the registry vouches for")
+        files[name] = data
+    if MODEL_FILE not in files or METADATA_FILE not in files:
+        raise TamperedCopy("the announced manifest lacks model.onnx or onnxship.json")
+    return files
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,8 @@ class LoadedModel:
     model: OnnxModel
     benchmark: dict[str, Any] | None
     loaded_at: float = field(default_factory=time.time)
+    call_s: float = 0.0  # median warm-up call: a slow model's requests leave the event loop
+    sha256: str = ""  # of the model.onnx bytes this server loaded (hashed here, not taken from metadata)
     forecast: ForecastSpec | None = field(init=False, default=None)
 
     @property
@@ -38,6 +62,11 @@ class LoadedModel:
     @property
     def task(self) -> str:
         return self.metadata["task"]
+
+    @property
+    def slow(self) -> bool:
+        """A call long enough to hold other requests up if it ran on the event loop."""
+        return self.call_s > SLOW_CALL_S
 
     def __post_init__(self) -> None:
         # parsed once at load, not per /forecast request
@@ -55,24 +84,32 @@ def session_settings(metadata: dict[str, Any], max_threads: int) -> InferenceSet
     )
 
 
-def load_verified(name: str, version: str, folder: Path, warmup_calls: int, max_threads: int) -> LoadedModel:
-    """Build the session from a folder the watcher verified (its metadata is checked against the
-    schema again here), and warm it up before it serves."""
-    metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
-    bench_path = folder / BENCHMARK_FILE
-    benchmark = json.loads(bench_path.read_bytes()) if bench_path.is_file() else None
+def load_verified(
+    name: str, version: str, folder: Path, manifest: dict[str, str], warmup_calls: int, max_threads: int
+) -> LoadedModel:
+    """Build the session from the bytes of a folder the watcher verified, hashed again here against
+    the manifest it announced (the metadata is checked against the schema again too), and warm
+    it up before it serves."""
+    files = read_vouched(folder, manifest)
+    metadata = parse_metadata(files[METADATA_FILE])
+    benchmark = json.loads(files[BENCHMARK_FILE]) if BENCHMARK_FILE in files else None
     settings = session_settings(metadata, max_threads)
     metadata["inference_settings"] = settings.as_dict()  # what /models shows is what runs
-    model = OnnxModel(folder / MODEL_FILE, settings, allow_nan=bool(metadata.get("accepts_nan", False)))
-    loaded = LoadedModel(name, str(version), metadata, model, benchmark)
-    if loaded.forecast is not None:
-        feed = loaded.forecast.example_feed()
+    model = OnnxModel(files[MODEL_FILE], settings, allow_nan=bool(metadata.get("accepts_nan", False)))
+    if loaded_forecast := metadata["task"] == Task.FORECAST:
+        feed = ForecastSpec.from_metadata(metadata).example_feed()
     else:
         # the graph's own example shape (the probe checked it against the metadata)
         feed = {model.input_name: np.zeros((1, *model.input_shape), dtype=np.float32)}
-    for _ in range(warmup_calls):
+    seconds = []
+    for _ in range(max(warmup_calls, 1 if loaded_forecast else 0)):
+        started = time.perf_counter()
         model.run_feed(feed)
-    return loaded
+        seconds.append(time.perf_counter() - started)
+    call_s = statistics.median(seconds[len(seconds) // 2 :]) if seconds else 0.0
+    return LoadedModel(
+        name, str(version), metadata, model, benchmark, call_s=call_s, sha256=manifest[MODEL_FILE]
+    )
 
 
 class ModelStore:
@@ -80,6 +117,7 @@ class ModelStore:
         self.names = list(names)
         self._models: dict[str, LoadedModel] = {}
         self._status: dict[str, str] = {n: "waiting for the registry" for n in names}
+        self._pending: dict[str, str] = {}
         self._lock = threading.Lock()
         self.widest_row: int | None = None  # most features of a loaded model (bounds request sizes)
 
@@ -89,18 +127,41 @@ class ModelStore:
     def swap(self, loaded: LoadedModel) -> LoadedModel | None:
         with self._lock:
             old = self._models.get(loaded.name)
-            models = dict(self._models)
-            models[loaded.name] = loaded
-            self._models = models  # one reference assignment: readers see old or new, never half
-            # commas a row of this model can hold: one per feature, and any inside its names
-            widths = [
-                len(m.features) + sum(f.count(",") for f in m.features)
-                for m in models.values()
-                if m.forecast is None
-            ]
-            self.widest_row = max(widths) if widths else None
+            self._publish({**self._models, loaded.name: loaded})
             self._status[loaded.name] = "serving"
+            self._pending.pop(loaded.name, None)
             return old
+
+    def _publish(self, models: dict[str, LoadedModel]) -> None:
+        self._models = models  # one reference assignment: readers see old or new, never half
+        # commas a row of this model can hold: one per feature, and any inside its names
+        widths = [
+            len(m.features) + sum(f.count(",") for f in m.features)
+            for m in models.values()
+            if m.forecast is None
+        ]
+        self.widest_row = max(widths) if widths else None
+
+    def withdraw(self, name: str, status: str) -> LoadedModel | None:
+        """Stop serving `name` (its copy is not what the registry vouches for)."""
+        with self._lock:
+            models = dict(self._models)
+            old = models.pop(name, None)
+            self._publish(models)
+            self._status[name] = redact(status)
+            self._pending.pop(name, None)
+            return old
+
+    def pending(self, name: str, text: str | None) -> None:
+        """An alias move that is not served yet and why (None: nothing waiting)."""
+        with self._lock:
+            if text is None:
+                self._pending.pop(name, None)
+            else:
+                self._pending[name] = redact(text)
+
+    def waiting(self, name: str) -> str | None:
+        return self._pending.get(name)
 
     def note(self, name: str, status: str) -> None:
         """Why a model is not (or not the newest version) being served (no host paths in it)."""

@@ -1,14 +1,16 @@
-"""The watcher's download cache, shared by every watcher on a host (one per uvicorn worker).
+"""The watcher's download cache, shared by every watcher on a host (one per uvicorn worker, and
+servers following other aliases):
 
     <cache_dir>/<model>/v<N>/            model.onnx, onnxship.json, benchmark.json (verified)
-    <cache_dir>/<model>/v<N>.verified    the manifest it was verified and probed against
-    <cache_dir>/<model>/<alias>.json     which version the alias last pointed at (local-copy start)
+    <cache_dir>/<model>/<alias>.json     the version that alias's watchers use: pruning keeps it
     <cache_dir>/<model>/.lock            held while a watcher downloads, verifies or prunes
 
-Watchers of one host serialise on the model's lock: the first downloads, verifies and probes; the
-others find the `.verified` marker, re-check the hashes (cheap) and skip the download and the
-probe. Pruning keeps the versions in use (the served one, the previous one, and any a watcher
-still names in its alias record) and deletes the rest, rejected downloads included.
+Nothing in the cache is trusted: whether a folder was verified and probed, and against which
+manifest, is kept in the server's private state (serving.registry.state), and every use of a
+cached folder re-checks its hashes. Watchers serialise on the model's lock, waiting for it at most
+`lock_timeout_s` (a lock held longer is a Stalled error, retried and shown in readiness, never a
+silent wait). The alias claim is written under the same lock as the fetch, so another server's
+prune can never delete a version between its download and its claim.
 """
 
 from __future__ import annotations
@@ -16,21 +18,42 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxship.version.verify import Vouched, verify
-from serving.registry.fetch import download, probe
+from serving.registry.fetch import DOWNLOAD_DEADLINE_S, ProbeBudget, Stalled, download, probe
+from serving.registry.state import TrustedState
 
 KEEP_VERSIONS = 2  # the served version and the one before it (a rollback is a cache hit)
+LOCK_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_model_bytes: int = 2 << 30
+    lock_timeout_s: float = LOCK_TIMEOUT_S
+    download_deadline_s: float = DOWNLOAD_DEADLINE_S
+    budget: ProbeBudget = field(default_factory=ProbeBudget)
 
 
 @contextmanager
-def model_lock(model_dir: Path) -> Iterator[None]:
+def model_lock(model_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     model_dir.mkdir(parents=True, exist_ok=True)
     with open(model_dir / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    held = f"held by another process for over {timeout_s:g} s"
+                    raise Stalled(f"the cache lock of '{model_dir.name}' was {held}") from None
+                time.sleep(0.05)
         try:
             yield
         finally:
@@ -41,43 +64,55 @@ def version_dir(cache_dir: Path, name: str, version: str) -> Path:
     return Path(cache_dir) / name / f"v{version}"
 
 
-def marker(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".verified")
+def claim(cache_dir: Path, name: str, alias: str, version: str) -> None:
+    """Which version `alias`'s watchers use (pruning keeps it); written under the model's lock."""
+    path = Path(cache_dir) / name / f"{alias}.json"
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps({"version": version}))
+    partial.replace(path)
 
 
 def fetch_verified(
-    cache_dir: Path, name: str, trusted: Vouched, tracking_uri: str, max_model_bytes: int
+    cache_dir: Path,
+    state: TrustedState,
+    name: str,
+    alias: str,
+    trusted: Vouched,
+    tracking_uri: str,
+    limits: FetchLimits | None = None,
 ) -> tuple[Path, dict]:
-    """A verified, probed copy of the version (downloaded unless a peer watcher already did);
-    raises RejectedModel for bad content and anything else for a failed download."""
+    """A verified, probed copy of the version (downloaded unless a peer watcher already did), claimed
+    for `alias`; raises RejectedModel for bad content, Stalled past a deadline, anything else for a
+    failed download."""
+    limits = limits or FetchLimits()
     folder = version_dir(cache_dir, name, trusted.version)
-    fingerprint = json.dumps(trusted.manifest, sort_keys=True)
-    with model_lock(folder.parent):
-        done = marker(folder)
-        if done.is_file() and done.read_text() == fingerprint and folder.is_dir():
+    with model_lock(folder.parent, limits.lock_timeout_s):
+        if state.probed(name, trusted) and folder.is_dir():
             try:
-                return folder, verify(folder, trusted)  # a peer's work: hashes re-checked, no probe
+                metadata = verify(folder, trusted)  # a peer's work: hashes re-checked, no probe
+                claim(cache_dir, name, alias, trusted.version)
+                return folder, metadata
             except Exception:
                 pass  # changed on disk since: fetch it again
-        done.unlink(missing_ok=True)
         try:
-            download(trusted, folder, tracking_uri, max_model_bytes)
+            download(trusted, folder, tracking_uri, limits.max_model_bytes, limits.download_deadline_s)
             metadata = verify(folder, trusted)
-            probe(folder)
+            probe(folder, limits.budget)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # a rejected or half-checked copy is not kept
             raise
-        done.write_text(fingerprint)
+        state.mark_probed(name, trusted)
+        claim(cache_dir, name, alias, trusted.version)
         return folder, metadata
 
 
-def prune(cache_dir: Path, name: str, keep: set[str]) -> list[str]:
+def prune(cache_dir: Path, name: str, keep: set[str], lock_timeout_s: float = LOCK_TIMEOUT_S) -> list[str]:
     """Delete cached versions of `name` other than the `KEEP_VERSIONS` newest of `keep` (served,
-    previous) and those any alias record still names; returns the versions deleted."""
+    previous) and those any alias claim still names; returns the versions deleted."""
     model_dir = Path(cache_dir) / name
     if not model_dir.is_dir():
         return []
-    with model_lock(model_dir):
+    with model_lock(model_dir, lock_timeout_s):
         in_use = set(sorted(keep, key=_number)[-KEEP_VERSIONS:])
         for record in model_dir.glob("*.json"):
             try:
@@ -95,7 +130,7 @@ def prune(cache_dir: Path, name: str, keep: set[str]) -> list[str]:
 
 
 def _version_of(file_name: str) -> str | None:
-    """'v12', 'v12.verified', 'v12.partial-…' -> '12'; anything else (records, the lock) -> None."""
+    """'v12', 'v12.partial-…' -> '12'; anything else (claims, the lock) -> None."""
     if not file_name.startswith("v"):
         return None
     head = file_name[1:].split(".", 1)[0]

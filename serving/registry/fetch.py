@@ -2,63 +2,112 @@
 the files serving reads, each listed first (a folder or an oversized file is refused before a byte
 is fetched), then check every byte against what the registry vouches for (onnxship.version.manifest),
 the metadata against its schema, the graph for external data, and probe it in a child process
-(a malformed graph can crash ONNX Runtime).
+(a malformed graph can crash ONNX Runtime; a slow or memory-hungry one is refused there).
 
-Errors come in two kinds: RejectedModel (this version's content is wrong: the same answer every
-time, never retried) and everything else raised by download() (the registry or the store failed:
-retried with backoff).
+Errors come in three kinds: RejectedModel (this version's content is wrong: the same answer every
+time, never retried), Stalled (a deadline of ours passed: the download, the cache lock; retried,
+and shown in readiness until it clears) and everything else raised by download() (the registry or
+the store failed: retried with backoff).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onnxship.contract import MODEL_FILE
 from onnxship.version.verify import MAX_JSON_BYTES, RejectedModel, Vouched
 
-PROBE_TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 120
+DOWNLOAD_DEADLINE_S = 900.0
+
+
+class Stalled(Exception):
+    """A deadline of the watcher's own passed (cache lock, download): retried, surfaced as a stall."""
+
+
+@dataclass(frozen=True)
+class ProbeBudget:
+    """What one inference of a served model may cost, measured by the probe in its own process."""
+
+    max_call_s: float = 2.0
+    max_call_bytes: int = 512 << 20
+
+    def args(self) -> list[str]:
+        return ["--max-call-s", str(self.max_call_s), "--max-call-bytes", str(self.max_call_bytes)]
 
 
 def size_cap(name: str, max_model_bytes: int) -> int:
     return max_model_bytes if name == MODEL_FILE else MAX_JSON_BYTES
 
 
-def download(trusted: Vouched, dest: Path, tracking_uri: str, max_model_bytes: int) -> Path:
-    """Fetch the served files into dest, all or nothing. Each file is listed first: a folder where a
-    file belongs or a file over its cap is a RejectedModel before anything is fetched. The partial
-    folder is this process's own, so watchers sharing a cache never delete each other's work."""
+@functools.cache
+def _downloader() -> multiprocessing.context.BaseContext:
+    """A forkserver with MLflow imported: each download is a fork of it (milliseconds), not a
+    fresh interpreter importing MLflow (seconds), and never a fork of this threaded process."""
+    from serving.registry.download import PRELOAD
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def packaging_run_alive(client: Any, mv: Any) -> None:
+    """The run that packaged the version still exists: a deleted run's version is withdrawn."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(mv.run_id)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RejectedModel(f"the run that packaged version {mv.version} no longer exists") from None
+        raise
+    if run.info.lifecycle_stage != "active":
+        raise RejectedModel(f"the run that packaged version {mv.version} was deleted")
+
+
+def download(
+    trusted: Vouched,
+    dest: Path,
+    tracking_uri: str,
+    max_model_bytes: int,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
+) -> Path:
+    """Fetch the served files into dest, all or nothing, within `deadline_s`. Each file is listed
+    first: a folder where a file belongs or a file over its cap is a RejectedModel before anything
+    is fetched; then the bytes written are held to the same caps. The partial folder is this
+    process's own, so watchers sharing a cache never delete each other's work."""
     import mlflow.artifacts
 
     listed = {
         Path(info.path).name: info
         for info in mlflow.artifacts.list_artifacts(artifact_uri=trusted.source, tracking_uri=tracking_uri)
     }
+    caps = {name: size_cap(name, max_model_bytes) for name in trusted.files}
     for name in trusted.files:
         info = listed.get(name)
         if info is None:
             raise RejectedModel(f"{name} is listed in the manifest but not in the artifact store")
         if info.is_dir:
             raise RejectedModel(f"{name} is a folder in the artifact store, not a file")
-        if info.file_size is not None and info.file_size > size_cap(name, max_model_bytes):
-            raise RejectedModel(
-                f"{name} is {info.file_size} bytes, over the {size_cap(name, max_model_bytes)} cap"
-            )
+        if info.file_size is not None and info.file_size > caps[name]:
+            raise RejectedModel(f"{name} is {info.file_size} bytes, over the {caps[name]} cap")
     partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
     try:
+        _fetch_in_child(trusted, partial, tracking_uri, caps, deadline_s)
         for name in trusted.files:
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{trusted.source}/{name}", dst_path=str(partial), tracking_uri=tracking_uri
-            )
             got = partial / name
-            if got.is_symlink() or not got.is_file() or got.stat().st_size > size_cap(name, max_model_bytes):
+            if got.is_symlink() or not got.is_file() or got.stat().st_size > caps[name]:
                 raise RejectedModel(f"{name} as downloaded is not a plain file within its size cap")
         shutil.rmtree(dest, ignore_errors=True)
         partial.rename(dest)
@@ -67,11 +116,44 @@ def download(trusted: Vouched, dest: Path, tracking_uri: str, max_model_bytes: i
     return dest
 
 
-def probe(folder: Path) -> dict[str, Any]:
-    """Load and run the model in a child process; a crash there cannot take the server down."""
+def _fetch_in_child(
+    trusted: Vouched, folder: Path, tracking_uri: str, caps: dict[str, int], deadline_s: float
+):
+    from serving.registry.download import fetch_files
+
+    context = _downloader()
+    receive, reply = context.Pipe(duplex=False)
+    child = context.Process(
+        target=fetch_files, args=(trusted.source, tracking_uri, str(folder), caps, reply), daemon=True
+    )
+    child.start()
+    reply.close()
+    try:
+        answered = receive.poll(deadline_s)
+        outcome = receive.recv() if answered else None
+    except EOFError:  # the child died without a word (killed, out of memory)
+        outcome = ("error", "the download process ended without an answer")
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receive.close()
+    if outcome is None:
+        raise Stalled(f"download of version {trusted.version} did not finish within {deadline_s:g} s")
+    kind, detail = outcome
+    if kind == "too_big":
+        raise RejectedModel(f"{detail} as downloaded is larger than its size cap")
+    if kind != "ok":
+        raise RuntimeError(f"download of version {trusted.version} failed: {detail}")
+
+
+def probe(folder: Path, budget: ProbeBudget | None = None) -> dict[str, Any]:
+    """Load and run the model in a child process, within its per-call budgets; a crash there
+    cannot take the server down."""
+    budget = budget or ProbeBudget()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "serving.registry.probe", str(folder)],
+            [sys.executable, "-m", "serving.registry.probe", str(folder), *budget.args()],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,

@@ -1,13 +1,21 @@
-"""Load a downloaded model and run one smoke inference: `python -m serving.registry.probe <folder>`.
+"""Load a downloaded model and run smoke inferences within budgets:
+`python -m serving.registry.probe <folder> [--max-call-s S] [--max-call-bytes B]`.
 
 Run as a child process by the watcher, so a graph that crashes ONNX Runtime only kills this
-process. Prints a JSON line with the outputs' shapes; exits non-zero on any failure.
+process. Each call is timed and its memory measured here (the peak resident size is reset before
+the calls, /proc/self/clear_refs, and read after): a model slower or hungrier per call than the
+budget is refused before the server ever loads it. Prints a JSON line with the outputs' shapes
+and the costs; exits non-zero on any failure.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +23,59 @@ import numpy as np
 from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.schema import parse_metadata
+from serving.registry.fetch import ProbeBudget
+
+CALLS = 3  # timed after a first, untimed call (lazy allocations, kernel selection)
 
 
-def main(folder: Path) -> dict:
+def resident_bytes(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure(call: Callable[[], object], max_call_s: float, max_call_bytes: int) -> dict:
+    """Run `call` 1 + CALLS times; refuse it if the median call passes `max_call_s` or a call
+    raises the peak resident size by more than `max_call_bytes` over the size before the calls."""
+    before = resident_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # peak := now
+    started = time.perf_counter()
+    call()
+    first = time.perf_counter() - started
+    peak = resident_bytes("VmHWM") - before
+    if peak > max_call_bytes:
+        raise ValueError(
+            f"one call takes {peak >> 20} MiB of memory, over the budget of {max_call_bytes >> 20} MiB"
+        )
+    if first > 2 * max_call_s:  # already hopeless: spare the timed calls
+        raise ValueError(f"one call takes {first:.2f} s, over the budget of {max_call_s:g} s")
+    seconds = []
+    for _ in range(CALLS):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    if median > max_call_s:
+        raise ValueError(f"one call takes {median:.2f} s, over the budget of {max_call_s:g} s")
+    peak = max(peak, resident_bytes("VmHWM") - before)
+    if peak > max_call_bytes:
+        raise ValueError(
+            f"one call takes {peak >> 20} MiB of memory, over the budget of {max_call_bytes >> 20} MiB"
+        )
+    return {"call_s": round(median, 6), "call_bytes": max(0, peak)}
+
+
+def main(
+    folder: Path, max_call_s: float = ProbeBudget.max_call_s, max_call_bytes: int = ProbeBudget.max_call_bytes
+) -> dict:
     metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
     model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
     if metadata["task"] == Task.FORECAST:
-        return probe_forecaster(model, metadata)
+        result = probe_forecaster(model, metadata)
+        feed = ForecastSpec.from_metadata(metadata).example_feed(batch=2)
+        return result | measure(lambda: model.run_feed(feed), max_call_s, max_call_bytes)
     # one example's shape: [n_features] for rows, e.g. [1, 8, 8] for images
     shape = metadata.get("input_shape") or [len(metadata["features"])]
     if model.input_shape != shape or int(np.prod(shape)) != len(metadata["features"]):
@@ -40,7 +94,8 @@ def main(folder: Path) -> dict:
         raise ValueError(
             f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}"
         )
-    return {"ok": True, "shapes": shapes}
+    zeros = np.zeros((2, *shape), dtype=np.float32)
+    return {"ok": True, "shapes": shapes} | measure(lambda: model.run(zeros), max_call_s, max_call_bytes)
 
 
 def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:
@@ -54,8 +109,13 @@ def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--max-call-s", type=float, default=ProbeBudget.max_call_s)
+    parser.add_argument("--max-call-bytes", type=int, default=ProbeBudget.max_call_bytes)
+    args = parser.parse_args()
     try:
-        print(json.dumps(main(Path(sys.argv[1]))))
+        print(json.dumps(main(args.folder, args.max_call_s, args.max_call_bytes)))
     except Exception as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(1) from None

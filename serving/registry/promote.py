@@ -27,18 +27,22 @@ class PromotionRefused(Exception):
     pass
 
 
-def check_version(mv, tracking_uri: str, max_model_bytes: int) -> dict:
-    """The watcher's checks, all of them: the registry's manifest and gates tags, every file
-    against the manifest, the metadata schema, external data, and a probe. Returns the metadata."""
+def check_version(mv, tracking_uri: str, max_model_bytes: int, budget=None) -> dict:
+    """The watcher's checks, all of them: the registry's manifest and gates tags, the packaging
+    run still there, every file against the manifest, the metadata schema, external data, and a
+    probe within the per-call budgets. Returns the metadata."""
+    from mlflow.tracking import MlflowClient
+
     from onnxship.version.verify import RejectedModel, verify, vouched
-    from serving.registry.fetch import download, probe
+    from serving.registry.fetch import download, packaging_run_alive, probe
 
     try:
         trusted = vouched(mv)
+        packaging_run_alive(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), mv)
         with tempfile.TemporaryDirectory() as tmp:
             folder = download(trusted, Path(tmp) / "version", tracking_uri, max_model_bytes)
             metadata = verify(folder, trusted)
-            probe(folder)
+            probe(folder, budget)
     except RejectedModel as err:
         raise PromotionRefused(str(err)) from None
     return metadata
@@ -64,7 +68,10 @@ def promote(
     except MlflowException as err:
         which = f"version {version}" if version else f"alias '{source_alias}'"
         raise PromotionRefused(f"no {which} of registered model '{name}': {err.message}") from None
-    check_version(mv, tracking_uri, settings.max_model_bytes)
+    from serving.registry.fetch import ProbeBudget
+
+    budget = ProbeBudget(settings.max_call_s, settings.max_call_bytes)
+    check_version(mv, tracking_uri, settings.max_model_bytes, budget)
     try:
         previous = client.get_model_version_by_alias(name, alias).version
     except MlflowException:

@@ -1,19 +1,27 @@
 """The registry watcher: a sidecar process the server starts (`python -m serving.registry.watcher`).
 
-It polls where each model's alias points, each model on its own schedule, and when an alias moves
-it fetches the new version through the host's shared cache (serving.registry.cache: downloaded,
-checked against the registry's manifest, probed), then tells the server on stdout, one JSON event
-per line:
-  {"event": "ready", "model", "version", "path", "variant"[, "origin"]}  verified: the server loads it
+It follows where each model's alias points, each model on its own thread and schedule, and when an
+alias moves it fetches the new version through the host's shared cache (serving.registry.cache:
+downloaded within a deadline, checked against the registry's manifest, probed within per-call
+budgets), then tells the server on stdout, one JSON event per line:
+  {"event": "ready", "model", "version", "path", "manifest"[, "origin"]}  verified: the server loads
+        it, hashing the bytes it reads against "manifest"
   {"event": "rejected", "model", "version", "reason"}     bad content: never served, not retried
-  {"event": "confirmed", "model", "version"}               the registry is back, alias unchanged
+  {"event": "confirmed", "model", "version"}               the registry vouches for the local copy
+  {"event": "withdrawn", "model", "version", "reason"}     the local copy is not what the registry
+        vouches for: stop serving it
   {"event": "missing", "model", "reason"}                  no such model or alias yet
-  {"event": "registry_error", "model", "reason", "retry_in"}  transient: retried with backoff
-  {"event": "heartbeat", "at"}                             every interval, from its own thread
-One model's failure never delays another's: a bad version is a rejection, a failing registry or
-store a retry of that model alone, doubling up to `--max-backoff`. Keeping the MLflow client here
-keeps the server process free of MLflow's dependencies, and no registry call ever happens on the
-request path. It exits when the server closes its stdin.
+  {"event": "registry_error", "model", "reason", "retry_in"[, "version"]}  transient: retried
+        with backoff ("version": the move that is waiting)
+  {"event": "heartbeat", "at", "stalled": {model: reason}}  every interval, from its own thread;
+        a model past one of its deadlines (cache lock, download) or busy far longer than they allow
+The server may write {"retry": model} lines to stdin (its load of the announced version failed:
+fetch it again, with backoff); it closes stdin to stop the watcher.
+
+One model's failure never delays another's. The registry URI comes from MLFLOW_TRACKING_URI (the
+server passes it in this process's environment: a command line is readable by every user of the
+host), and no reason this process prints carries its credentials. Keeping the MLflow client here
+keeps the server process free of MLflow's dependencies; no registry call happens on the request path.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serving.redact import without_credentials
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _print_lock = threading.Lock()
@@ -37,43 +46,85 @@ def emit(event: str, **fields) -> None:
         print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def reason_of(err: BaseException) -> str:
+    return without_credentials(f"{type(err).__name__}: {str(err)[:300]}")
+
+
 @dataclass
 class ModelState:
     served: str | None = None  # version announced as ready
+    served_print: str | None = None  # its fingerprint (version + manifest)
     previous: str | None = None  # the one served before it (kept in the cache)
     rejected: set[str] = field(default_factory=set)
     failures: int = 0  # consecutive transient failures: the backoff exponent
     due: float = 0.0  # monotonic time of the next poll
     local: bool = False  # serving a local copy the registry has not confirmed yet
+    stalled: str | None = None  # a deadline passed on the last try; cleared by the next good poll
+    busy_since: float | None = None  # monotonic start of the poll in progress
+    target: str | None = None  # the version the alias points at while it is not served yet
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class Watcher:
     def __init__(self, args: argparse.Namespace) -> None:
+        from serving.registry.cache import FetchLimits
+        from serving.registry.fetch import ProbeBudget
+        from serving.registry.state import TrustedState
+
         self.args = args
         self.states = {name: ModelState() for name in args.models}
+        self.trusted_state = TrustedState(Path(args.state_dir))
+        self.limits = FetchLimits(
+            max_model_bytes=args.max_model_bytes,
+            lock_timeout_s=args.lock_timeout,
+            download_deadline_s=args.download_deadline,
+            budget=ProbeBudget(args.max_call_s, args.max_call_bytes),
+        )
+        # a poll still busy after every deadline it has (and then some) is stuck somewhere else
+        self.busy_limit = args.lock_timeout + args.download_deadline + 180 + 4 * args.request_timeout
+        self.stop = threading.Event()
         self._client = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.args.cache_dir)
 
     def client(self):
         from mlflow.tracking import MlflowClient
 
-        # made on first use and kept: a store that is down at start raises here, and is retried
-        self._client = self._client or MlflowClient(
-            tracking_uri=self.args.tracking_uri, registry_uri=self.args.tracking_uri
-        )
-        return self._client
+        with self._client_lock:  # made on first use and kept: a store down at start raises here
+            self._client = self._client or MlflowClient(
+                tracking_uri=self.args.tracking_uri, registry_uri=self.args.tracking_uri
+            )
+            return self._client
 
-    def round(self) -> float:
-        """Poll every model that is due; returns seconds until the next one is."""
-        for name, state in self.states.items():
-            if time.monotonic() < state.due:
-                continue
-            try:
-                self.poll(name, state)
-            except Exception as err:  # registry down, store unreachable, database locked
-                self.retry_later(name, state, f"{type(err).__name__}: {str(err)[:300]}")
-            else:
-                state.failures, state.due = 0, time.monotonic() + self.args.interval
-        return max(0.0, min(s.due for s in self.states.values()) - time.monotonic())
+    # ---- one thread per model ------------------------------------------------------------------
+
+    def follow(self, name: str) -> None:
+        state = self.states[name]
+        while not self.stop.is_set():
+            if time.monotonic() >= state.due:
+                self.poll_once(name, state)
+            state.wake.wait(max(0.0, state.due - time.monotonic()))
+            state.wake.clear()
+
+    def poll_once(self, name: str, state: ModelState) -> None:
+        from serving.registry.fetch import Stalled
+
+        state.busy_since = time.monotonic()
+        try:
+            self.poll(name, state)
+        except Stalled as err:
+            state.stalled = reason_of(err)
+            self.retry_later(name, state, state.stalled)
+        except Exception as err:  # registry down, store unreachable, database locked
+            self.retry_later(name, state, reason_of(err))
+        else:
+            state.failures, state.stalled = 0, None
+            state.due = time.monotonic() + self.args.interval
+        finally:
+            state.busy_since = None
 
     def retry_later(self, name: str, state: ModelState, reason: str) -> None:
         state.failures += 1
@@ -81,13 +132,16 @@ class Watcher:
             self.args.interval * 2 ** (state.failures - 1), max(self.args.max_backoff, self.args.interval)
         )
         state.due = time.monotonic() + delay
-        emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2))
+        extra = {"version": state.target} if state.target and state.target != state.served else {}
+        emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2), **extra)
 
     def poll(self, name: str, state: ModelState) -> None:
         from mlflow.exceptions import MlflowException
 
         from onnxship.version.verify import RejectedModel, vouched
-        from serving.registry.cache import fetch_verified, prune
+        from serving.registry.cache import fetch_verified
+        from serving.registry.fetch import packaging_run_alive
+        from serving.registry.state import fingerprint
 
         try:
             mv = self.client().get_model_version_by_alias(name, self.args.alias)
@@ -97,96 +151,162 @@ class Watcher:
                 return
             raise
         version = str(mv.version)
-        if state.local:  # the registry answers again: the local copy is settled either way
-            state.local = False
-            if version == state.served:
-                emit("confirmed", model=name, version=version)
-        if version == state.served or version in state.rejected:
+        state.target = version
+        if version in state.rejected:
             return
         try:
             trusted = vouched(mv)
+            if state.served_print == fingerprint(trusted):  # the same version, the same bytes
+                if state.local:
+                    state.local = False
+                    emit("confirmed", model=name, version=version)
+                return
+            if state.local:  # the registry vouches for something else than the local copy
+                state.local = False
+                if version == state.served:
+                    emit(
+                        "withdrawn",
+                        model=name,
+                        version=version,
+                        reason="the local copy differs from what the registry vouches for",
+                    )
+                    state.served = state.served_print = None
+            packaging_run_alive(self.client(), mv)
             folder, metadata = fetch_verified(
-                Path(self.args.cache_dir), name, trusted, self.args.tracking_uri, self.args.max_model_bytes
+                self.cache,
+                self.trusted_state,
+                name,
+                self.args.alias,
+                trusted,
+                self.args.tracking_uri,
+                self.limits,
             )
         except RejectedModel as err:
             state.rejected.add(version)
-            emit("rejected", model=name, version=version, reason=str(err))
-            prune(Path(self.args.cache_dir), name, {v for v in (state.served, state.previous) if v})
+            emit("rejected", model=name, version=version, reason=without_credentials(str(err)))
+            self.prune(name, state)
             return
-        state.previous, state.served = state.served, version
-        emit(
-            "ready", model=name, version=version, path=str(folder.resolve()), variant=metadata.get("variant")
-        )
+        state.previous, state.served, state.served_print = state.served, version, fingerprint(trusted)
+        state.target = None
+        self.announce(name, trusted, folder, variant=metadata.get("variant"))
         try:
-            self.remember(name, trusted, folder)
+            self.trusted_state.remember(name, self.args.alias, self.args.tracking_uri, trusted)
         except OSError as err:  # only the start-from-local-copy fallback loses this version
             print(f"cannot record the local copy of {name}: {err}", file=sys.stderr)
-        prune(Path(self.args.cache_dir), name, {v for v in (state.served, state.previous) if v})
+        self.prune(name, state)
 
-    def record_path(self, name: str) -> Path:
-        return Path(self.args.cache_dir) / name / f"{self.args.alias}.json"
+    def announce(self, name: str, trusted, folder: Path, **extra) -> None:
+        emit(
+            "ready",
+            model=name,
+            version=trusted.version,
+            path=str(folder.resolve()),
+            manifest={f: trusted.manifest[f] for f in trusted.files},
+            **extra,
+        )
 
-    def remember(self, name: str, trusted, folder: Path) -> None:
-        """Which verified copy the alias last pointed at, for a start while the registry is down."""
-        record = {
-            "tracking_uri": self.args.tracking_uri,
-            "path": str(folder.resolve()),
-            **trusted.to_record(),
-        }
-        path = self.record_path(name)
-        partial = path.with_suffix(f".partial-{os.getpid()}")
-        partial.write_text(json.dumps(record))
-        partial.replace(path)  # atomic: a crash leaves the old record or the new one
+    def prune(self, name: str, state: ModelState) -> None:
+        from serving.registry.cache import prune
+
+        keep = {v for v in (state.served, state.previous) if v}
+        prune(self.cache, name, keep, self.args.lock_timeout)
+        self.trusted_state.forget_probed(name, keep)
+
+    def retry(self, name: str) -> None:
+        """The server could not load what was announced (e.g. deleted from a shared cache): fetch it
+        again, after a backoff."""
+        state = self.states.get(name)
+        if state is None:
+            return
+        state.served = state.served_print = None
+        self.retry_later(name, state, "the server could not load the announced copy; fetching it again")
+        state.wake.set()
+
+    def stalled(self) -> dict[str, str]:
+        now, out = time.monotonic(), {}
+        for name, state in self.states.items():
+            busy = state.busy_since
+            if busy is not None and now - busy > self.busy_limit:
+                out[name] = f"busy with one poll for {now - busy:.0f} s"
+            elif state.stalled:
+                out[name] = state.stalled
+        return out
+
+    # ---- start from the local copy --------------------------------------------------------------
 
     def serve_local_copy(self, name: str, state: ModelState) -> None:
-        """At start, before the registry is asked: offer the verified copy the alias last pointed at
-        on this registry, checked again against the manifest recorded with it (every file, the
-        schema, external data) and probed unless this host's probe marker vouches for it. The
-        first answer from the registry confirms it or replaces it."""
-        from onnxship.version.verify import Vouched, verify
-        from serving.registry.cache import marker
+        """At start, before the registry is asked: offer the copy the alias last pointed at on this
+        registry, as this server's private state recorded it (never the cache's word), checked
+        again against that manifest (every file, the schema, external data) and probed unless
+        this host's probe passed for exactly it. The registry's first answer confirms it (same
+        version and manifest) or withdraws it."""
+        from onnxship.version.verify import verify
+        from serving.registry.cache import version_dir
         from serving.registry.fetch import probe
+        from serving.registry.state import fingerprint
 
         try:
-            record = json.loads(self.record_path(name).read_text())
-        except (OSError, ValueError):
+            trusted = self.trusted_state.recall(name, self.args.alias, self.args.tracking_uri)
+        except Exception as err:  # a malformed record: no local copy
+            emit("rejected", model=name, version="local", reason=f"local copy: {reason_of(err)}")
+            return
+        if trusted is None:
             return  # no copy: the model stays not-ready with the registry error as the reason
-        if not isinstance(record, dict) or record.get("tracking_uri") != self.args.tracking_uri:
-            return
+        folder = version_dir(self.cache, name, trusted.version)
         try:
-            trusted = Vouched.from_record(record)
-            folder = Path(self.args.cache_dir) / name / f"v{trusted.version}"
             verify(folder, trusted)
-            done = marker(folder)
-            if not (done.is_file() and done.read_text() == json.dumps(trusted.manifest, sort_keys=True)):
-                probe(folder)
-        except Exception as err:  # RejectedModel, a malformed record, unreadable files
-            emit("rejected", model=name, version=str(record.get("version"))[:20], reason=f"local copy: {err}")
+            if not self.trusted_state.probed(name, trusted):
+                probe(folder, self.limits.budget)
+                self.trusted_state.mark_probed(name, trusted)
+        except Exception as err:  # RejectedModel, unreadable files
+            emit("rejected", model=name, version=trusted.version, reason=f"local copy: {reason_of(err)}")
             return
-        state.served, state.local = trusted.version, True
-        origin = "verified local copy (not yet confirmed by the registry)"
-        emit("ready", model=name, version=trusted.version, path=str(folder), origin=origin)
+        state.served, state.served_print, state.local = trusted.version, fingerprint(trusted), True
+        self.announce(name, trusted, folder, origin="verified local copy (not yet confirmed by the registry)")
 
 
-def heartbeat(interval: float, stop: threading.Event) -> None:
-    """Tells the server this process is alive, even while a long download holds the main loop."""
-    while not stop.wait(interval):
-        emit("heartbeat", at=time.time())
+def heartbeat(watcher: Watcher, interval: float) -> None:
+    """Tells the server this process is alive (even while a long download holds a model's
+    thread), and which models' following is stalled."""
+    while not watcher.stop.wait(interval):
+        emit("heartbeat", at=time.time(), stalled=watcher.stalled())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI (keeps it off the command line)"
+    )
     parser.add_argument("--alias", required=True)
     parser.add_argument("--models", required=True, type=lambda s: s.split(","))
     parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--state-dir", default=None, help="default: <cache-dir>.state")
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--max-backoff", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=2.0)
     parser.add_argument("--request-timeout", type=float, default=10.0)
+    parser.add_argument("--lock-timeout", type=float, default=60.0)
+    parser.add_argument("--download-deadline", type=float, default=900.0)
+    parser.add_argument("--max-call-s", type=float, default=2.0)
+    parser.add_argument("--max-call-bytes", type=int, default=512 << 20)
     parser.add_argument("--max-model-bytes", type=int, default=2 << 30)
     parser.add_argument("--serve-local-copy", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not args.tracking_uri:
+        parser.error("no registry: set MLFLOW_TRACKING_URI (or pass --tracking-uri)")
+    args.state_dir = args.state_dir or f"{args.cache_dir.rstrip('/')}.state"
+    return args
+
+
+def read_commands(watcher: Watcher) -> None:
+    """Lines from the server until it closes stdin."""
+    for line in sys.stdin:
+        try:
+            command = json.loads(line)
+            watcher.retry(str(command["retry"]))
+        except (ValueError, KeyError, TypeError):
+            print("unreadable command from the server skipped", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,20 +315,18 @@ def main(argv: list[str] | None = None) -> None:
     # server with backoff for minutes, which would hide the outage; our backoff is the retry.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(args.request_timeout))))
-    stop = threading.Event()
-    threading.Thread(target=heartbeat, args=(args.heartbeat, stop), daemon=True).start()
     watcher = Watcher(args)
-    if args.serve_local_copy:  # a warm cache serves at once; the first poll confirms or replaces
+    threading.Thread(target=heartbeat, args=(watcher, args.heartbeat), daemon=True).start()
+    if args.serve_local_copy:  # a warm cache serves at once; the first poll confirms or withdraws
         for name, state in watcher.states.items():
             watcher.serve_local_copy(name, state)
+    for name in watcher.states:
+        threading.Thread(target=watcher.follow, args=(name,), name=f"follow-{name}", daemon=True).start()
     try:
-        while True:
-            wait = watcher.round()
-            readable, _, _ = select.select([sys.stdin], [], [], min(wait, args.interval))
-            if readable and not sys.stdin.readline():
-                return  # the server went away
+        read_commands(watcher)  # returns when the server goes away
     finally:
-        stop.set()
+        watcher.stop.set()
+    os._exit(0)  # model threads may be inside a download: they end with the process
 
 
 if __name__ == "__main__":

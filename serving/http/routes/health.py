@@ -1,4 +1,7 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+Every handler is async and cheap: it answers on the event loop, never queued in the thread pool
+behind inference (a liveness probe that waits for slow batches gets the pod killed)."""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live")
-def live() -> dict:
+async def live() -> dict:
     """The process answers (says nothing about models or the registry)."""
     return {"status": "live"}
 
 
 @router.get("/health/ready", responses={503: {"description": "some configured model is not loaded"}})
-def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
+async def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
     """Ready only when every configured model is loaded and warmed up and the registry is being
     followed; registry outages alone do not make a loaded server unready (the watcher keeps
     trying), but a follower that stopped does: this replica would never see an alias move."""
@@ -46,7 +49,7 @@ def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
         }
     },
 )
-def metrics(metrics: MetricsDep) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus metrics: requests by route/status/model/version, latency histogram, in-flight,
     model loads by result, registry poll errors, served version."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -31,22 +31,26 @@ PUBLIC_METADATA = (
 def describe(store, settings, name: str) -> dict:
     loaded = store.get(name)
     entry = {"name": name, "alias": settings.alias, "status": store.status(name)}
+    waiting = store.waiting(name)
+    if waiting is not None:  # the alias moved on, but that version is not served (yet)
+        entry["pending"] = waiting
     if loaded is not None:
         entry |= {
             "version": loaded.version,
             "loaded_at": loaded.loaded_at,
             **{k: loaded.metadata.get(k) for k in PUBLIC_METADATA},
+            "sha256": loaded.sha256,  # of the bytes this server loaded, hashed as it read them
         }
     return entry
 
 
 @router.get("/models")
-def list_models(store: StoreDep, settings: SettingsDep) -> dict:
+async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
     return {"default": settings.default, "models": [describe(store, settings, n) for n in store.names]}
 
 
 @router.get("/models/{name}", responses=ERRORS)
-def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
+async def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
     require_configured(store, name)
     return describe(store, settings, name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from serving.http.deps import SettingsDep, StoreDep, resolve_model
 from serving.http.inference import InvalidInput, answers, parse_predict, to_matrix
@@ -52,14 +53,15 @@ async def predict(request: Request) -> Response:
 
     The hot path: the body is parsed with orjson and checked against the model's feature list
     directly (no pydantic model, no dependency injection), and it runs on the event loop: one row
-    takes microseconds in ONNX Runtime, less than a thread hop."""
+    takes microseconds in ONNX Runtime, less than a thread hop. A model measured slow at warm-up
+    (LoadedModel.slow) runs in the thread pool instead, so it never holds other requests up."""
     state = request.app.state
     try:
         model, features = parse_predict(await request.body())
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     loaded = resolve_model(state.store, state.settings, model)
-    out = _answer(loaded, [features])
+    out = await run_in_threadpool(_answer, loaded, [features]) if loaded.slow else _answer(loaded, [features])
     head = {"model": loaded.name, "version": loaded.version}
     if "predictions" in out:
         return json_response(loaded, {**head, "prediction": out["predictions"][0]})

@@ -2,8 +2,9 @@
 
 Tensors go in as {"name": "input", "shape": [rows, features], "datatype": "FP32", "data": [...]}
 (flat or nested, features in the model's order: GET /v2/models/{m} lists them), or for a model
-of images as [rows, channels, height, width]; errors are
-{"error": "..."} like every other route, and the request id is echoed.
+of images as [rows, channels, height, width], or as raw bytes after a JSON header (the binary
+tensor extension, serving.http.v2_binary); errors are {"error": "..."} like every other route,
+and the request id is echoed. The body is JSON whatever its Content-Type says.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import math
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from onnxship.runtime import InputError
-from serving.http.deps import SettingsDep, StoreDep, resolve_model
+from onnxship.runtime import FLOAT32_MAX, InputError
+from serving.http import v2_binary
+from serving.http.deps import FollowerDep, SettingsDep, StoreDep, resolve_model
 from serving.http.forecasting import ForecastSpec
 from serving.http.inference import run_finite
 from serving.http.schemas import ERRORS
@@ -30,10 +35,16 @@ NUMPY_TO_V2 = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": 
 
 
 class InferTensor(BaseModel):
-    name: str
+    name: str = Field(max_length=256)
     shape: list[int] = Field(min_length=1, max_length=5)  # rows and features, or images [N, C, H, W]
-    datatype: str
-    data: list[Any]
+    datatype: str = Field(max_length=16)
+    data: list[Any] | None = None  # absent when parameters.binary_data_size says where it is
+    parameters: dict[str, Any] | None = None
+
+
+class InferOutput(BaseModel):
+    name: str = Field(max_length=256)
+    parameters: dict[str, Any] | None = None
 
 
 class InferRequest(BaseModel):
@@ -47,8 +58,9 @@ class InferRequest(BaseModel):
             ]
         }
     )
-    id: str | None = None
+    id: str | None = Field(default=None, max_length=256)
     inputs: list[InferTensor] = Field(min_length=1, max_length=3)
+    outputs: list[InferOutput] | None = Field(default=None, max_length=8)
     parameters: dict[str, Any] | None = None
 
 
@@ -87,10 +99,25 @@ def _leaves(data: list, field: str, null: str | None) -> list[float]:
     return out
 
 
+def _binary_values(raw: np.ndarray, i: int, null: str | None) -> np.ndarray:
+    """Raw tensor bytes as float64, held to the JSON route's rules (finite float32, NaN per `null`)."""
+    values = raw.astype(np.float64)
+    nan = np.isnan(values)
+    if nan.any() and null is not None:
+        raise HTTPException(422, f"inputs[{i}].data: NaN, {null}")
+    if (np.abs(values[~nan]) > FLOAT32_MAX).any():
+        raise HTTPException(422, f"inputs[{i}].data: not a finite float32 number (|x| <= {FLOAT32_MAX:.4g})")
+    return values
+
+
 def _values(tensor: InferTensor, i: int, null: str | None = None) -> np.ndarray:
     """The tensor's data as float64 in its declared shape, or 422 naming it."""
     if tensor.datatype not in DATATYPES:
         raise HTTPException(422, f"inputs[{i}].datatype: must be one of {', '.join(DATATYPES)}")
+    if isinstance(tensor.data, np.ndarray):  # from the binary extension: shape already checked
+        return _binary_values(tensor.data, i, null)
+    if tensor.data is None:
+        raise HTTPException(422, f"inputs[{i}].data: Field required (or parameters.binary_data_size)")
     try:
         flat = np.asarray(_leaves(tensor.data, f"inputs[{i}].data", null), dtype=np.float64)
     except InvalidInput as err:
@@ -138,9 +165,10 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "some configured model is not loaded"}})
-async def ready(store: StoreDep) -> JSONResponse:
-    return JSONResponse({"ready": store.ready()}, status_code=200 if store.ready() else 503)
+@router.get("/health/ready", responses={503: {"description": "a model is not loaded, or following stopped"}})
+async def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
+    ok = store.ready() and follower.stopped_reason is None  # the same rule as /health/ready
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 @router.get("/models/{name}", responses=ERRORS)
@@ -162,29 +190,96 @@ async def model_ready(name: str, store: StoreDep, settings: SettingsDep) -> dict
     return {"name": loaded.name, "ready": True}
 
 
-@router.post("/models/{name}/infer", responses=ERRORS)
-def infer(name: str, body: InferRequest, store: StoreDep, settings: SettingsDep) -> JSONResponse:
-    loaded = resolve_model(store, settings, name)
+INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": InferRequest.model_json_schema()},
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "JSON header of Inference-Header-Content-Length bytes, then raw tensors",
+        },
+    },
+}
+
+
+def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
+    """The request, JSON or JSON + binary tensors, whatever the Content-Type; 422 naming the field."""
+    try:
+        data, binary = v2_binary.split_body(body, header_length)
+    except orjson.JSONDecodeError:
+        raise HTTPException(422, "body: not valid JSON") from None
+    except v2_binary.BadBinary as err:
+        raise HTTPException(422, str(err)) from None
+    if not isinstance(data, dict):
+        raise HTTPException(422, "body: Input should be a JSON object")
+    try:
+        request = InferRequest.model_validate(data)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors()) from None
+    chunks = v2_binary.BinaryInputs(binary)
+    try:
+        for i, tensor in enumerate(request.inputs):
+            size = (tensor.parameters or {}).get("binary_data_size")
+            if size is not None:
+                if tensor.data is not None:
+                    raise v2_binary.BadBinary(f"inputs[{i}]: data and binary_data_size both given")
+                tensor.data = chunks.take(i, size, tensor.datatype, tensor.shape)
+        chunks.check_used()
+    except v2_binary.BadBinary as err:
+        raise HTTPException(422, str(err)) from None
+    return request
+
+
+def answer_of(loaded: LoadedModel, request: InferRequest, outputs: list[np.ndarray]) -> tuple[bytes, dict]:
+    """The V2 answer: the outputs asked for (all by default), each as JSON data or raw bytes."""
+    produced = dict(zip(loaded.model.output_names, outputs, strict=True))
+    names = [o.name for o in request.outputs] if request.outputs else list(produced)
+    unknown = [n for n in names if n not in produced]
+    if unknown:
+        raise HTTPException(
+            422, f"outputs: the model has no output named like {len(unknown)} of those asked for"
+        )
+    entries, raws = [], []
+    for name in names:
+        value = produced[name]
+        entry = {
+            "name": name,
+            "shape": list(value.shape),
+            "datatype": NUMPY_TO_V2.get(value.dtype.name, value.dtype.name),
+        }
+        if v2_binary.wants_binary(request.parameters, request.outputs, name):
+            raw = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            raws.append(raw)
+        else:
+            entry["data"] = value.reshape(-1).tolist()
+        entries.append(entry)
+    answer = {
+        "model_name": loaded.name,
+        "model_version": loaded.version,
+        "id": request.id,
+        "outputs": entries,
+    }
+    return v2_binary.encode(answer, raws)
+
+
+def run_infer(loaded: LoadedModel, request: InferRequest, max_rows: int) -> tuple[bytes, dict]:
     if loaded.forecast is not None:
-        feed = forecast_feed(loaded.forecast, body.inputs, settings.max_batch_rows)
+        feed = forecast_feed(loaded.forecast, request.inputs, max_rows)
     else:
-        feed = {loaded.model.input_name: tabular_input(loaded, body.inputs, settings.max_batch_rows)}
+        feed = {loaded.model.input_name: tabular_input(loaded, request.inputs, max_rows)}
     try:
         outputs = run_finite(loaded, feed, "inputs")
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
-    answer = {
-        "model_name": loaded.name,
-        "model_version": loaded.version,
-        "id": body.id,
-        "outputs": [
-            {
-                "name": n,
-                "shape": list(o.shape),
-                "datatype": NUMPY_TO_V2.get(o.dtype.name, o.dtype.name),
-                "data": o.reshape(-1).tolist(),
-            }
-            for n, o in zip(loaded.model.output_names, outputs, strict=True)
-        ],
-    }
-    return JSONResponse(answer, headers={"X-Model-Version": f"{loaded.name}/{loaded.version}"})
+    return answer_of(loaded, request, outputs)
+
+
+@router.post("/models/{name}/infer", responses=ERRORS, openapi_extra={"requestBody": INFER_BODY})
+async def infer(name: str, request: Request) -> Response:
+    state = request.app.state
+    loaded = resolve_model(state.store, state.settings, name)
+    parsed = parse_infer(await request.body(), request.headers.get(v2_binary.HEADER_LENGTH))
+    body, headers = await run_in_threadpool(run_infer, loaded, parsed, state.settings.max_batch_rows)
+    headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
+    return Response(body, headers=headers)

@@ -1,0 +1,78 @@
+"""KServe V2's binary tensor data extension, both ways (what Triton's own clients send by default).
+
+A request may carry a JSON header followed by raw tensors: the header's length is in the
+`Inference-Header-Content-Length` HTTP header, and each input holding its data there says so with
+`parameters.binary_data_size` instead of `data` (little-endian, row-major, in the order of
+`inputs`). An answer is binary the same way when the request asks for it
+(`parameters.binary_data_output`, or an output's `parameters.binary_data`). The body is read
+whatever its Content-Type says: tritonclient sends JSON with none at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+
+HEADER_LENGTH = "inference-header-content-length"
+DTYPES = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
+
+
+class BadBinary(ValueError):
+    """422: the message names the field."""
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[object, bytes]:
+    """(parsed JSON header, binary rest); raises BadBinary or orjson.JSONDecodeError."""
+    if header_length is None:
+        return orjson.loads(body), b""
+    if not header_length.isascii() or not header_length.isdigit() or int(header_length) > len(body):
+        raise BadBinary(f"{HEADER_LENGTH}: must be the byte length of the JSON header within the body")
+    n = int(header_length)
+    return orjson.loads(body[:n]), body[n:]
+
+
+class BinaryInputs:
+    """Hands out each binary input's bytes in order, checking every byte is used exactly once."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = memoryview(data), 0
+
+    def take(self, i: int, size: object, datatype: str, shape: list[int]) -> np.ndarray:
+        field = f"inputs[{i}].parameters.binary_data_size"
+        dtype = DTYPES.get(datatype)
+        if dtype is None:
+            raise BadBinary(f"inputs[{i}].datatype: must be one of {', '.join(DTYPES)}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadBinary(f"{field}: must be a byte count")
+        expected = math.prod(shape) * np.dtype(dtype).itemsize
+        if any(d < 1 for d in shape) or size != expected:
+            raise BadBinary(f"{field}: {size} bytes, the shape and datatype need {expected}")
+        if self.offset + size > len(self.data):
+            raise BadBinary(f"{field}: the body holds fewer binary bytes than the inputs declare")
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return np.frombuffer(chunk, dtype=dtype).reshape(shape)
+
+    def check_used(self) -> None:
+        if self.offset != len(self.data):
+            raise BadBinary("body: binary data after the last input's")
+
+
+def wants_binary(parameters: dict | None, outputs: list | None, name: str) -> bool:
+    for out in outputs or []:
+        if out.name == name:
+            return bool((out.parameters or {}).get("binary_data", False))
+    return bool((parameters or {}).get("binary_data_output", False))
+
+
+def encode(answer: dict, raws: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """The answer's body and extra headers: plain JSON, or JSON header + raw outputs."""
+    header = orjson.dumps(answer)
+    if not raws:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(raws), {
+        "content-type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }
