@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(gt=0)
     graceful_shutdown_s: float = Field(gt=0)
     cache_dir: Path
-    state_dir: Path
+    state_dir: Path | None
     warmup_calls: int = Field(ge=0)
 
     @classmethod
@@ -140,10 +140,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _state_outside_cache(self) -> Settings:
-        cache, state = self.cache_dir.resolve(), self.state_dir.resolve()
+        cache, state = self.cache_dir.resolve(), self.trusted_state_dir.resolve()
         if state == cache or cache in state.parents:
             raise ValueError("state_dir must not be inside cache_dir (a cache writer could forge it)")
         return self
+
+    @property
+    def trusted_state_dir(self) -> Path:
+        return self.state_dir or self.cache_dir.with_name(self.cache_dir.name + ".state")
 
     def registry_env(self) -> dict[str, str]:
         """The watcher's extra environment: the registry URI (off its command line) and the

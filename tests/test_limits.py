@@ -215,3 +215,65 @@ def test_two_workers_share_one_cache_and_each_follows_the_alias(registry, tmp_pa
         assert "rejected" not in log and "failed to load" not in log
     finally:
         stop(started)
+
+
+# ---- issue 19: headers, malformed HTTP, ids JSON cannot carry ------------------------------------
+
+
+def head_with(port: int, header_bytes: int) -> tuple[bool, bytes]:
+    """A GET whose one header carries `header_bytes` bytes, sent in 64 KiB pieces."""
+    sock = raw(port, b"GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-padding: ")
+    try:
+        piece = b"a" * 65536
+        sent = 0
+        while sent < header_bytes:
+            sock.sendall(piece[: header_bytes - sent])
+            sent += min(len(piece), header_bytes - sent)
+        sock.sendall(b"\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server refused and closed while we were still sending
+    return closed_within(sock, 5)
+
+
+def test_headers_past_their_limit_get_a_json_431_and_memory_stays_bounded(server):
+    """Finding 7: no header limit: 8 connections sending 48 MB headers raised RSS by 440 MB, and
+    one 64 MB header got a 200."""
+    worker = psutil.Process(server["proc"].pid)
+    before = worker.memory_info().rss
+    for _ in range(4):
+        closed, said = head_with(server["port"], 16 << 20)
+        assert closed and said.startswith(b"HTTP/1.1 431"), said[:200]
+        assert said.split(b"\r\n\r\n", 1)[1].startswith(b'{"error": "request line and headers larger than')
+    assert worker.memory_info().rss - before < 64 << 20
+    closed, said = head_with(server["port"], 30_000)  # under the 64 KiB default: answered
+    assert said.startswith(b"HTTP/1.1 200"), said[:200]
+    assert well_behaved(server) == 200
+
+
+def test_malformed_http_gets_the_json_error_shape(server):
+    """Finding 10: uvicorn answered unparseable HTTP with a plain-text 400."""
+    for garbage in (
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"\x00\x01\x02 nonsense\r\n\r\n",
+        b"GET /\xff HTTP/1.1\r\nbad header\r\n\r\n",
+    ):
+        closed, said = closed_within(raw(server["port"], garbage), 5)
+        head, _, body = said.partition(b"\r\n\r\n")
+        assert closed and head.startswith(b"HTTP/1.1 400"), said[:300]
+        assert b"content-type: application/json" in head
+        assert body == b'{"error": "malformed HTTP request"}'
+
+
+def test_an_id_json_cannot_carry_is_a_422_not_a_500(server):
+    """Finding 10: a V2 `id` holding a lone surrogate was echoed into the answer: a 500 and a
+    traceback per request."""
+    tensor = '{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}'
+    for id_ in ('"\\ud800"', '"\\udfff\\ud800"', '"' + "x" * 300 + '"'):
+        body = f'{{"id": {id_}, "inputs": [{tensor}]}}'.encode()
+        r = httpx.post(f"{server['url']}/v2/models/tiny_reg/infer", content=body)
+        assert r.status_code == 422 and set(r.json()) == {"error"}, r.text[:300]
+    r = httpx.post(
+        f"{server['url']}/v2/models/tiny_reg/infer", content=f'{{"id": "7", "inputs": [{tensor}]}}'
+    )
+    assert r.status_code == 200 and r.json()["id"] == "7"
+    assert "Traceback" not in server["log"].read_text()

@@ -597,50 +597,55 @@ def test_start_without_a_registry_can_serve_the_verified_local_copy(
     # a private registry whose champion is the pipeline's version (other tests move the shared one)
     own = tmp_path / "registry.db"
     shutil.copy(registry.removeprefix("sqlite:///"), own)
-    promote("xgboost", None, "champion", f"sqlite:///{own}")
+    uri = f"sqlite:///{own}"
+    promote("xgboost", None, "champion", uri)
     cache = str(tmp_path / "cache")
-    first = start_server(f"sqlite:///{own}", tmp_path_factory, models=["xgboost"], cache_dir=cache)
+    first = start_server(uri, tmp_path_factory, models=["xgboost"], cache_dir=cache)
     version = served_version(first, "xgboost")
     stop(first)
-    broken = tmp_path / "broken.db"
-    broken.write_bytes(b"not a database" * 100)
-    down = f"sqlite:///{broken}"
+    other = tmp_path / "other.db"
+    other.write_bytes(b"not a database" * 100)
 
-    r = dict(registry=down, tmp_path_factory=tmp_path_factory, models=["xgboost"], cache_dir=cache)
     # a copy recorded from another registry is never offered
-    other = start_server(**r, wait_ready=False, serve_local_copy="true")
+    r = dict(tmp_path_factory=tmp_path_factory, models=["xgboost"], cache_dir=cache)
+    elsewhere = start_server(f"sqlite:///{other}", **r, wait_ready=False, serve_local_copy="true")
     try:
         # three failed polls: the copy would have been verified, probed and loaded by then
-        eventually(lambda: registry_errors(other) >= 3)
-        assert registry_errors(other) >= 3
-        reason = httpx.get(f"{other['url']}/health/ready")
+        eventually(lambda: registry_errors(elsewhere) >= 3)
+        assert registry_errors(elsewhere) >= 3
+        reason = httpx.get(f"{elsewhere['url']}/health/ready")
         assert reason.status_code == 503 and "registry unreachable" in reason.json()["waiting"]["xgboost"]
-        assert "now serving" not in other["log"].read_text()
+        assert "now serving" not in elsewhere["log"].read_text()
     finally:
-        stop(other)
-    record = Path(cache) / "xgboost" / "champion.json"
-    saved = json.loads(record.read_text())
-    record.write_text(json.dumps({**saved, "tracking_uri": down}))  # as if recorded from `down`
-    second = start_server(**r, wait_ready=False, serve_local_copy="true")
-    try:
-        ready = wait_for(f"{second['url']}/health/ready", lambda r: r.status_code == 200)
-        assert ready.status_code == 200, second["log"].read_text()[-2000:]
-        status = httpx.get(f"{second['url']}/models/xgboost").json()
-        assert status["version"] == version and "verified local copy" in status["status"]
-        answer = httpx.post(f"{second['url']}/predict", json={"features": row})
-        assert answer.status_code == 200 and answer.json()["version"] == version
-    finally:
-        stop(second)
+        stop(elsewhere)
 
-    # a tampered copy is refused: not ready, and the reason says why
-    model = Path(saved["path"]) / "model.onnx"
-    model.write_bytes(model.read_bytes()[:-10])
-    third = start_server(**r, wait_ready=False, serve_local_copy="true")
+    # the same registry, down: the copy it vouched for last is served at once
+    kept = own.with_name("kept.db")
+    own.rename(kept)
+    own.write_bytes(b"not a database" * 100)
     try:
-        status = wait_for(
-            f"{third['url']}/models/xgboost", lambda r: "local copy" in r.json()["status"]
-        ).json()
-        assert "rejected: local copy: sha256" in status["status"], status
-        assert httpx.get(f"{third['url']}/health/ready").status_code == 503
+        second = start_server(uri, **r, wait_ready=False, serve_local_copy="true")
+        try:
+            ready = wait_for(f"{second['url']}/health/ready", lambda r: r.status_code == 200)
+            assert ready.status_code == 200, second["log"].read_text()[-2000:]
+            status = httpx.get(f"{second['url']}/models/xgboost").json()
+            assert status["version"] == version and "verified local copy" in status["status"]
+            answer = httpx.post(f"{second['url']}/predict", json={"features": row})
+            assert answer.status_code == 200 and answer.json()["version"] == version
+        finally:
+            stop(second)
+
+        # a tampered copy is refused: not ready, and the reason says why
+        model = Path(cache) / "xgboost" / f"v{version}" / "model.onnx"
+        model.write_bytes(model.read_bytes()[:-10])
+        third = start_server(uri, **r, wait_ready=False, serve_local_copy="true")
+        try:
+            status = wait_for(
+                f"{third['url']}/models/xgboost", lambda r: "local copy" in r.json()["status"]
+            ).json()
+            assert "rejected: local copy: RejectedModel: sha256" in status["status"], status
+            assert httpx.get(f"{third['url']}/health/ready").status_code == 503
+        finally:
+            stop(third)
     finally:
-        stop(third)
+        kept.replace(own)

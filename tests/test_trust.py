@@ -7,11 +7,7 @@ watchers sharing one cache, pruning). Seconds, no pipeline."""
 from __future__ import annotations
 
 import json
-import queue
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from onnxship.version.manifest import GATES_TAG, MANIFEST_TAG
 from serving.registry.promote import PromotionRefused, check_version
 from tests import tiny_versions
-from tests.conftest import ROOT
 from tests.registry_helpers import register_folder
 from tests.services import free_port
+from tests.watching import Watcher, alias, is_event
 
 CAP = 2 << 30
 
@@ -183,58 +179,6 @@ def test_a_model_over_the_size_cap_is_refused_before_download(uri, tmp_path):
 
 
 # ---- the watcher process ----------------------------------------------------------------------
-
-
-class Watcher:
-    """A real `python -m serving.registry.watcher`, its events collected from stdout."""
-
-    def __init__(self, uri: str, models: list[str], cache: Path, *extra: str, alias: str = "champion"):
-        command = [sys.executable, "-m", "serving.registry.watcher", "--tracking-uri", uri, "--alias", alias]
-        command += ["--models", ",".join(models), "--cache-dir", str(cache), "--interval", "0.2"]
-        command += ["--heartbeat", "0.5", *extra]
-        self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.events: list[dict] = []
-        self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._queue.put(json.loads(line))
-
-    def wait(self, predicate, seconds: float = 60) -> dict:
-        for event in self.events:
-            if predicate(event):
-                return event
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            try:
-                event = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                assert self.proc.poll() is None, f"watcher exited with {self.proc.returncode}"
-                continue
-            self.events.append(event)
-            if predicate(event):
-                return event
-        pytest.fail(
-            f"no such event in {seconds} s; saw {[e for e in self.events if e['event'] != 'heartbeat']}"
-        )
-
-    def stop(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
-def is_event(kind: str, model: str | None = None, version: str | None = None):
-    def match(e: dict) -> bool:
-        return e["event"] == kind and model in (None, e.get("model")) and version in (None, e.get("version"))
-
-    return match
-
-
-def alias(uri: str, name: str, version: str) -> None:
-    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name, "champion", version)
 
 
 def test_one_bad_model_never_stops_the_others(uri, tmp_path):

@@ -75,6 +75,52 @@ def gatherer() -> onnx.ModelProto:
     )
 
 
+def _costly(extra_nodes, extra_inits) -> onnx.ModelProto:
+    """The regressor (a + 2b + 3c) plus work that depends on the input (so never constant-folded)
+    whose result is multiplied by 0: answers like regressor(), costs what `extra_nodes` cost.
+    `extra_nodes` turn the scalar `unit` (always 1) into a tensor `work`."""
+    nodes = [
+        helper.make_node("MatMul", ["input", "w"], ["linear"]),
+        helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "one"], ["unit"]),
+        *extra_nodes,
+        helper.make_node("ReduceMax", ["work"], ["peak"], keepdims=0),
+        helper.make_node("Mul", ["peak", "zero"], ["none"]),
+        helper.make_node("Add", ["linear", "none"], ["prediction"]),
+    ]
+    inits = [
+        numpy_helper.from_array(WEIGHTS, "w"),
+        numpy_helper.from_array(np.array(0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(1, np.float32), "one"),
+        *extra_inits,
+    ]
+    return _model(
+        nodes, [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", 1])], inits
+    )
+
+
+def slow(n: int = 2000) -> onnx.ModelProto:
+    """A valid regressor whose every call squares an [n, n] matrix: n=2000 takes about 0.25 s on one
+    thread of this machine, a file of a few hundred bytes."""
+    return _costly(
+        [
+            helper.make_node("Expand", ["unit", "square"], ["big"]),
+            helper.make_node("MatMul", ["big", "big"], ["work"]),
+        ],
+        [numpy_helper.from_array(np.array([n, n], np.int64), "square")],
+    )
+
+
+def hungry(floats: int = 200_000_000) -> onnx.ModelProto:
+    """A valid regressor whose every call fills `floats` float32s (800 MB by default): a few hundred
+    bytes of graph that a server would load without a memory budget."""
+    return _costly(
+        [helper.make_node("Expand", ["unit", "count"], ["work"])],
+        [numpy_helper.from_array(np.array([floats], np.int64), "count")],
+    )
+
+
 def write_version(folder: Path, model: onnx.ModelProto, task: str, **extra) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "model.onnx")

@@ -123,7 +123,7 @@ class RegistryFollower:
             "--cache-dir",
             str(Path(s.cache_dir).resolve()),
             "--state-dir",
-            str(Path(s.state_dir).resolve()),
+            str(s.trusted_state_dir.resolve()),
             "--lock-timeout",
             str(s.lock_timeout_s),
             "--download-deadline",

@@ -10,6 +10,7 @@ whatever its Content-Type says: tritonclient sends JSON with none at all.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -19,18 +20,31 @@ HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
 
 
-class BadBinary(ValueError):
+class BadBinary(Exception):
     """422: the message names the field."""
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: bytes) -> object:
+    """orjson (fast); what it refuses but JSON allows (integers past 64 bits, which the value
+    checks then name) through the standard library; ValueError when it is not JSON at all."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_constant=_reject_constant)  # no NaN / Infinity literals
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[object, bytes]:
-    """(parsed JSON header, binary rest); raises BadBinary or orjson.JSONDecodeError."""
+    """(parsed JSON header, binary rest); raises BadBinary, or ValueError for a body that is not JSON."""
     if header_length is None:
-        return orjson.loads(body), b""
+        return parse_json(body), b""
     if not header_length.isascii() or not header_length.isdigit() or int(header_length) > len(body):
         raise BadBinary(f"{HEADER_LENGTH}: must be the byte length of the JSON header within the body")
     n = int(header_length)
-    return orjson.loads(body[:n]), body[n:]
+    return parse_json(body[:n]), body[n:]
 
 
 class BinaryInputs:

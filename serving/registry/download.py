@@ -29,9 +29,19 @@ def over_cap(folder: Path, caps: dict[str, int]) -> str | None:
     return None
 
 
-def fetch_files(source: str, tracking_uri: str, folder: str, caps: dict[str, int], reply: Connection) -> None:
-    """Download each of `caps`' files (name -> most bytes) from `source` into `folder`; sends
-    ("ok", None), ("too_big", name) or ("error", text) on `reply`."""
+def fetch_files(
+    source: str,
+    tracking_uri: str,
+    folder: str,
+    caps: dict[str, int],
+    environ: dict[str, str],
+    reply: Connection,
+) -> None:
+    """Download each of `caps`' files (name -> most bytes) from `source` into `folder`, with the
+    caller's environment now (store credentials and endpoints: the forkserver's is the one it
+    started with); sends ("ok", None), ("too_big", name) or ("error", text) on `reply`."""
+    os.environ.clear()
+    os.environ.update(environ)
     import mlflow.artifacts
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead

@@ -124,7 +124,9 @@ def _fetch_in_child(
     context = _downloader()
     receive, reply = context.Pipe(duplex=False)
     child = context.Process(
-        target=fetch_files, args=(trusted.source, tracking_uri, str(folder), caps, reply), daemon=True
+        target=fetch_files,
+        args=(trusted.source, tracking_uri, str(folder), caps, dict(os.environ), reply),
+        daemon=True,
     )
     child.start()
     reply.close()

@@ -20,8 +20,9 @@ from pathlib import Path
 from onnxship.version.verify import Vouched
 
 
-def registry_id(tracking_uri: str) -> str:
-    return hashlib.sha256(tracking_uri.encode()).hexdigest()
+def registry_id(text: str) -> str:
+    """A registry URI (or cache path) as a digest: names it without saying it."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fingerprint(trusted: Vouched) -> str:
@@ -30,8 +31,10 @@ def fingerprint(trusted: Vouched) -> str:
 
 
 class TrustedState:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache_dir: Path | None = None) -> None:
+        """`cache_dir`: the cache these records speak of (a record made for another is ignored)."""
         self.root = Path(root)
+        self.cache_id = registry_id(str(Path(cache_dir).resolve())) if cache_dir else ""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)  # an existing folder is narrowed too
 
@@ -49,7 +52,7 @@ class TrustedState:
 
     def remember(self, model: str, alias: str, tracking_uri: str, trusted: Vouched) -> None:
         """The version `alias` pointed at on this registry, as the registry vouched for it."""
-        record = {"registry": registry_id(tracking_uri), **trusted.to_record()}
+        record = {"registry": registry_id(tracking_uri), "cache": self.cache_id, **trusted.to_record()}
         self._write(self._folder(model) / f"{alias}.json", json.dumps(record))
 
     def recall(self, model: str, alias: str, tracking_uri: str) -> Vouched | None:
@@ -59,6 +62,8 @@ class TrustedState:
         except (OSError, ValueError):
             return None
         if not isinstance(record, dict) or record.get("registry") != registry_id(tracking_uri):
+            return None
+        if record.get("cache") != self.cache_id:
             return None
         return Vouched.from_record(record)
 

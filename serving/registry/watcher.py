@@ -73,7 +73,7 @@ class Watcher:
 
         self.args = args
         self.states = {name: ModelState() for name in args.models}
-        self.trusted_state = TrustedState(Path(args.state_dir))
+        self.trusted_state = TrustedState(Path(args.state_dir), Path(args.cache_dir))
         self.limits = FetchLimits(
             max_model_bytes=args.max_model_bytes,
             lock_timeout_s=args.lock_timeout,
@@ -188,11 +188,11 @@ class Watcher:
             return
         state.previous, state.served, state.served_print = state.served, version, fingerprint(trusted)
         state.target = None
-        self.announce(name, trusted, folder, variant=metadata.get("variant"))
-        try:
+        try:  # recorded before it is announced: a watcher stopped right after still has it
             self.trusted_state.remember(name, self.args.alias, self.args.tracking_uri, trusted)
         except OSError as err:  # only the start-from-local-copy fallback loses this version
             print(f"cannot record the local copy of {name}: {err}", file=sys.stderr)
+        self.announce(name, trusted, folder, variant=metadata.get("variant"))
         self.prune(name, state)
 
     def announce(self, name: str, trusted, folder: Path, **extra) -> None:
@@ -253,6 +253,8 @@ class Watcher:
         if trusted is None:
             return  # no copy: the model stays not-ready with the registry error as the reason
         folder = version_dir(self.cache, name, trusted.version)
+        if not folder.is_dir():
+            return  # pruned or never kept here: nothing to offer, the registry decides
         try:
             verify(folder, trusted)
             if not self.trusted_state.probed(name, trusted):

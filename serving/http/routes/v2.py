@@ -13,11 +13,10 @@ import math
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from onnxship.runtime import FLOAT32_MAX, InputError
@@ -62,6 +61,17 @@ class InferRequest(BaseModel):
     inputs: list[InferTensor] = Field(min_length=1, max_length=3)
     outputs: list[InferOutput] | None = Field(default=None, max_length=8)
     parameters: dict[str, Any] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _unicode(cls, value: str | None) -> str | None:
+        """The id is echoed: it must be text an answer can carry (no lone surrogate)."""
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode text") from None
+        return value
 
 
 ORT_TO_V2 = {
@@ -206,10 +216,10 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     """The request, JSON or JSON + binary tensors, whatever the Content-Type; 422 naming the field."""
     try:
         data, binary = v2_binary.split_body(body, header_length)
-    except orjson.JSONDecodeError:
-        raise HTTPException(422, "body: not valid JSON") from None
     except v2_binary.BadBinary as err:
         raise HTTPException(422, str(err)) from None
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, nesting too deep
+        raise HTTPException(422, "body: not valid JSON") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "body: Input should be a JSON object")
     try:
