@@ -96,3 +96,50 @@ def test_a_dead_follower_thread_makes_the_server_unready_until_it_is_restarted(c
     eventually(lambda: client.get("/health/ready").status_code == 200, seconds=20)
     assert metric(client, 'onnxship_follower_restarts_total{cause="thread"}') == 1
     eventually(lambda: metric(client, "onnxship_following") == 1, seconds=5)
+
+
+def test_a_stalled_move_is_shown_and_makes_the_server_unready_until_it_clears(registry, tmp_path):
+    """Findings 3 and 11: a held cache lock stopped following silently (ready 200, following 1),
+    and a move that could not be fetched left /models saying the old version was simply serving."""
+    import fcntl
+
+    settings = Settings(
+        tracking_uri=registry,
+        models=["tiny_reg"],
+        default_model="tiny_reg",
+        poll_interval_s=0.3,
+        cache_dir=tmp_path / "cache",
+        warmup_calls=1,
+        lock_timeout_s=1.0,
+    )
+    with TestClient(create_app(settings)) as c:
+        assert eventually(lambda: c.get("/health/ready").status_code == 200, seconds=60)
+        version = register_folder(
+            registry,
+            "tiny_reg",
+            tiny_versions.write_version(tmp_path / "v2", tiny_versions.regressor(), "regression"),
+        )
+        with open(tmp_path / "cache" / "tiny_reg" / ".lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            MlflowClient(tracking_uri=registry, registry_uri=registry).set_registered_model_alias(
+                "tiny_reg", "champion", version
+            )
+            ready = eventually(lambda: (r := c.get("/health/ready")).status_code == 503 and r, seconds=30)
+            assert "following of 'tiny_reg' stalled" in ready.json()["following"]
+            assert "cache lock" in ready.json()["following"]
+            assert metric(c, "onnxship_following") == 0
+            model = c.get("/models/tiny_reg").json()
+            assert model["version"] == "1" and f"version {version} not served yet" in model["pending"]
+            assert c.post("/predict", json={"features": {"a": 1, "b": 1, "c": 1}}).status_code == 200
+        assert eventually(lambda: c.get("/models/tiny_reg").json().get("version") == version, seconds=30)
+        assert eventually(lambda: c.get("/health/ready").status_code == 200, seconds=30)
+        assert "pending" not in c.get("/models/tiny_reg").json() and metric(c, "onnxship_following") == 1
+
+
+def test_a_withdrawn_copy_stops_serving_at_once(client):
+    """Finding 1: a local copy the registry does not vouch for stayed 'serving'."""
+    follower = client.app.state.follower
+    follower.handle('{"event": "withdrawn", "model": "tiny_reg", "version": "1", "reason": "not vouched"}\n')
+    assert client.get("/health/ready").status_code == 503
+    assert client.get("/models/tiny_reg").json()["status"] == "version 1 withdrawn: not vouched"
+    assert client.post("/predict", json={"features": {"a": 1, "b": 1, "c": 1}}).status_code == 503

@@ -209,6 +209,7 @@ class RegistryFollower:
             self.stalled = (
                 {str(m): str(why) for m, why in stalled.items()} if isinstance(stalled, dict) else {}
             )
+            self.metrics.following.set(0 if self.stopped_reason else 1)  # what readiness says, at once
         elif kind == "ready":
             manifest = event["manifest"]
             if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
