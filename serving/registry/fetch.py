@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,11 @@ def size_cap(name: str, max_model_bytes: int) -> int:
     return max_model_bytes if name == MODEL_FILE else MAX_JSON_BYTES
 
 
+_in_flight = 0  # downloads running now, in any thread of this process
+_in_flight_lock = threading.Lock()
+_starting_up = True  # until the watcher's first round ends, the forkserver is kept for the others
+
+
 @functools.cache
 def _downloader() -> multiprocessing.context.BaseContext:
     """A forkserver with MLflow imported: each download is a fork of it (milliseconds), not a
@@ -59,6 +65,42 @@ def _downloader() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
+
+
+def warm_downloader() -> None:
+    """Start the forkserver now, so that it imports MLflow while the watcher starts (the first
+    downloads then cost a fork); it is kept until `end_startup` and stopped when idle after."""
+    from multiprocessing import forkserver
+
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += 1  # busy while it starts: an end of the start-up meanwhile waits for it
+    try:
+        _downloader()
+        forkserver.ensure_running()
+    finally:
+        with _in_flight_lock:
+            _in_flight -= 1
+        if not _starting_up:
+            release_downloader()
+
+
+def end_startup() -> None:
+    """The watcher's first round is over: from now on the forkserver is stopped when idle."""
+    global _starting_up
+    _starting_up = False
+    release_downloader()
+
+
+def release_downloader() -> None:
+    """Stop the forkserver unless a download is running: it holds MLflow's imports (~170 MB),
+    and alias moves are rare; the next download starts it again (about a second)."""
+    from multiprocessing import forkserver
+
+    with _in_flight_lock:
+        stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's own (3.8+); else it stays
+        if _in_flight == 0 and stop is not None:
+            stop()
 
 
 def packaging_run_alive(client: Any, mv: Any) -> None:
@@ -121,6 +163,21 @@ def _fetch_in_child(
 ):
     from serving.registry.download import fetch_files
 
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += 1
+    try:
+        return _run_fetch_child(fetch_files, trusted, folder, tracking_uri, caps, deadline_s)
+    finally:
+        with _in_flight_lock:
+            _in_flight -= 1
+        if not _starting_up:
+            release_downloader()
+
+
+def _run_fetch_child(
+    fetch_files, trusted: Vouched, folder: Path, tracking_uri: str, caps: dict, deadline_s: float
+):
     context = _downloader()
     receive, reply = context.Pipe(duplex=False)
     child = context.Process(

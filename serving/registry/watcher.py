@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.redact import without_credentials
+from serving.registry.fetch import warm_downloader
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _print_lock = threading.Lock()
@@ -85,6 +86,7 @@ class Watcher:
         self.stop = threading.Event()
         self._client = None
         self._client_lock = threading.Lock()
+        self._polled_once: set[str] = set()
 
     @property
     def cache(self) -> Path:
@@ -106,6 +108,7 @@ class Watcher:
         while not self.stop.is_set():
             if time.monotonic() >= state.due:
                 self.poll_once(name, state)
+                self.first_round_done(name)
             state.wake.wait(max(0.0, state.due - time.monotonic()))
             state.wake.clear()
 
@@ -125,6 +128,16 @@ class Watcher:
             state.due = time.monotonic() + self.args.interval
         finally:
             state.busy_since = None
+
+    def first_round_done(self, name: str) -> None:
+        """Once every model was polled: the downloader started for the start-up is let go."""
+        from serving.registry.fetch import end_startup
+
+        with self._client_lock:
+            if name not in self._polled_once:
+                self._polled_once.add(name)
+                if self._polled_once == set(self.states):
+                    end_startup()
 
     def retry_later(self, name: str, state: ModelState, reason: str) -> None:
         state.failures += 1
@@ -319,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(args.request_timeout))))
     watcher = Watcher(args)
     threading.Thread(target=heartbeat, args=(watcher, args.heartbeat), daemon=True).start()
+    threading.Thread(target=warm_downloader, daemon=True).start()  # imports MLflow meanwhile
     if args.serve_local_copy:  # a warm cache serves at once; the first poll confirms or withdraws
         for name, state in watcher.states.items():
             watcher.serve_local_copy(name, state)
