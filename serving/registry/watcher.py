@@ -195,10 +195,12 @@ class Watcher:
                 self.limits,
             )
         except RejectedModel as err:
+            self.first_round_done(name)
             state.rejected.add(version)
             emit("rejected", model=name, version=version, reason=without_credentials(str(err)))
             self.prune(name, state)
             return
+        self.first_round_done(name)  # before announcing: the start-up downloader goes before ready
         state.previous, state.served, state.served_print = state.served, version, fingerprint(trusted)
         state.target = None
         try:  # recorded before it is announced: a watcher stopped right after still has it
