@@ -170,6 +170,12 @@ class Settings(BaseSettings):
         return self.default_model or self.models[0]
 
     @property
+    def inference_concurrency(self) -> int:
+        """Calls one worker runs at once in its thread pool: two per core it may use (one
+        computing while the other's answer is written), never fewer than 2."""
+        return max(2, 2 * self.max_threads)
+
+    @property
     def max_threads(self) -> int:
         """ORT threads one model may use in one worker: this host's cores shared by the workers
         (a version tuned on a bigger machine is clamped, not refused)."""

@@ -80,15 +80,21 @@ def test_no_credential_or_address_reaches_a_client_a_log_a_file_or_a_command_lin
 def test_a_slow_model_neither_flaps_readiness_nor_holds_up_health_or_other_models(tmp_path_factory):
     """Finding 5: a valid model taking ~1.5 s a call outlasted `following_stall_s` while warming
     up, so the watcher was restarted and the model reloaded every ~30 s (readiness flapping), and
-    /predict ran it on the event loop (/health/live 0.88 s behind one slow request)."""
+    /predict ran it on the event loop (/health/live 0.88 s behind one slow request); and the sync
+    health handlers queued behind slow batches in the thread pool (6.5 s under 45 of them)."""
     graphs = {
         "tiny_reg": (tiny_versions.regressor(), "regression"),
         "tiny_slow": (tiny_versions.slow(2400), "regression"),
     }
+    graphs |= {"tiny_busy": (tiny_versions.slow(1000), "regression")}  # ~0.08 s a call
     registry = champion_registry(tmp_path_factory.mktemp("versions"), graphs)
     # warming up takes 14 calls x ~0.4 s, longer than following may stay silent
     started = start_server(
-        registry, tmp_path_factory, ["tiny_reg", "tiny_slow"], following_stall_s="4", warmup_calls="14"
+        registry,
+        tmp_path_factory,
+        ["tiny_reg", "tiny_slow", "tiny_busy"],
+        following_stall_s="4",
+        warmup_calls="14",
     )
     row = {"a": 1.0, "b": 2.0, "c": 3.0}
     try:
@@ -120,6 +126,27 @@ def test_a_slow_model_neither_flaps_readiness_nor_holds_up_health_or_other_model
             caller.join()
         assert [a.json()["prediction"] for a in answers] == [14.0] * 3
         assert max(waits) < 0.3, waits  # one slow call alone takes ~0.4 s
+        # more slow batches than the thread pool has threads (40): health answers on the event loop
+        batches = [
+            threading.Thread(
+                target=lambda: httpx.post(
+                    f"{started['url']}/predict/batch", json={"model": "tiny_busy", "rows": [row]}, timeout=60
+                )
+            )
+            for _ in range(45)
+        ]
+        for batch in batches:
+            batch.start()
+        time.sleep(0.3)
+        with httpx.Client() as probe:  # as a kubelet would: a client already made
+            began = time.perf_counter()
+            assert probe.get(f"{started['url']}/health/live").status_code == 200
+            waited = time.perf_counter() - began
+        for batch in batches:
+            batch.join()
+        # queued behind the pool it would wait for one of 40 running batches, ~40 x 0.08 s / 2 cores;
+        # on the event loop it waits only for its share of the cores
+        assert waited < 1.0, waited
         assert metric(started, "onnxship_follower_restarts_total") == 0
     finally:
         stop(started)

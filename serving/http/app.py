@@ -10,6 +10,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -83,6 +84,10 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         route_labels.build()  # once every router is included, before the first request
+        # inference in the thread pool (batches, forecasts, V2, slow models) runs at most this many
+        # calls at once: 40 (anyio's default) calls on 2 cores only thrash, and starve the event
+        # loop that answers health and the fast /predict path; the rest wait their turn
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.inference_concurrency
         following.start()
         supervisor = asyncio.create_task(supervise(following))
         yield
