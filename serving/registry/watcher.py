@@ -35,8 +35,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Imported here, in the main thread, before any model thread starts: MLflow's modules import each
+# other, and two threads importing them at once can meet one half-initialised (ImportError).
+import mlflow.artifacts  # noqa: F401  (the download forkserver preloads it too)
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from onnxship.version.verify import RejectedModel, verify, vouched
 from serving.redact import without_credentials
-from serving.registry.fetch import warm_downloader
+from serving.registry.cache import FetchLimits, fetch_verified, prune, version_dir
+from serving.registry.fetch import (
+    ProbeBudget,
+    Stalled,
+    end_startup,
+    packaging_run_alive,
+    probe,
+    warm_downloader,
+)
+from serving.registry.state import TrustedState, fingerprint
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _print_lock = threading.Lock()
@@ -68,10 +84,6 @@ class ModelState:
 
 class Watcher:
     def __init__(self, args: argparse.Namespace) -> None:
-        from serving.registry.cache import FetchLimits
-        from serving.registry.fetch import ProbeBudget
-        from serving.registry.state import TrustedState
-
         self.args = args
         self.states = {name: ModelState() for name in args.models}
         self.trusted_state = TrustedState(Path(args.state_dir), Path(args.cache_dir))
@@ -87,19 +99,29 @@ class Watcher:
         self._client = None
         self._client_lock = threading.Lock()
         self._polled_once: set[str] = set()
+        self._store_lock = threading.Lock()
+        self._store_ready = False
 
     @property
     def cache(self) -> Path:
         return Path(self.args.cache_dir)
 
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
+    def client(self) -> MlflowClient:
         with self._client_lock:  # made on first use and kept: a store down at start raises here
             self._client = self._client or MlflowClient(
                 tracking_uri=self.args.tracking_uri, registry_uri=self.args.tracking_uri
             )
             return self._client
+
+    def first_calls_one_at_a_time(self, call):
+        """Until one registry call succeeded, calls go one at a time: the first builds MLflow's
+        store (engine, tables), which two threads must not do at once."""
+        if self._store_ready:
+            return call()
+        with self._store_lock:
+            result = call()
+            self._store_ready = True
+            return result
 
     # ---- one thread per model ------------------------------------------------------------------
 
@@ -113,8 +135,6 @@ class Watcher:
             state.wake.clear()
 
     def poll_once(self, name: str, state: ModelState) -> None:
-        from serving.registry.fetch import Stalled
-
         state.busy_since = time.monotonic()
         try:
             self.poll(name, state)
@@ -131,8 +151,6 @@ class Watcher:
 
     def first_round_done(self, name: str) -> None:
         """Once every model was polled: the downloader started for the start-up is let go."""
-        from serving.registry.fetch import end_startup
-
         with self._client_lock:
             if name not in self._polled_once:
                 self._polled_once.add(name)
@@ -149,15 +167,10 @@ class Watcher:
         emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2), **extra)
 
     def poll(self, name: str, state: ModelState) -> None:
-        from mlflow.exceptions import MlflowException
-
-        from onnxship.version.verify import RejectedModel, vouched
-        from serving.registry.cache import fetch_verified
-        from serving.registry.fetch import packaging_run_alive
-        from serving.registry.state import fingerprint
-
         try:
-            mv = self.client().get_model_version_by_alias(name, self.args.alias)
+            mv = self.first_calls_one_at_a_time(
+                lambda: self.client().get_model_version_by_alias(name, self.args.alias)
+            )
         except MlflowException as err:
             if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 emit("missing", model=name, reason=f"no version of '{name}' has alias '{self.args.alias}'")
@@ -221,8 +234,6 @@ class Watcher:
         )
 
     def prune(self, name: str, state: ModelState) -> None:
-        from serving.registry.cache import prune
-
         keep = {v for v in (state.served, state.previous) if v}
         prune(self.cache, name, keep, self.args.lock_timeout)
         self.trusted_state.forget_probed(name, keep)
@@ -255,11 +266,6 @@ class Watcher:
         again against that manifest (every file, the schema, external data) and probed unless
         this host's probe passed for exactly it. The registry's first answer confirms it (same
         version and manifest) or withdraws it."""
-        from onnxship.version.verify import verify
-        from serving.registry.cache import version_dir
-        from serving.registry.fetch import probe
-        from serving.registry.state import fingerprint
-
         try:
             trusted = self.trusted_state.recall(name, self.args.alias, self.args.tracking_uri)
         except Exception as err:  # a malformed record: no local copy
