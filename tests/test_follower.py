@@ -23,17 +23,22 @@ def registry(tmp_path) -> str:
     return champion_registry(tmp_path, {"tiny_reg": (tiny_versions.regressor(), "regression")})
 
 
-@pytest.fixture
-def client(registry, tmp_path):
-    settings = Settings(
+def settings_for(registry: str, tmp_path, **extra) -> Settings:
+    """One tiny model, polled every 0.3 s, cached under tmp_path."""
+    return Settings(
         tracking_uri=registry,
         models=["tiny_reg"],
         default_model="tiny_reg",
         poll_interval_s=0.3,
         cache_dir=tmp_path / "cache",
         warmup_calls=1,
+        **extra,
     )
-    with TestClient(create_app(settings)) as c:
+
+
+@pytest.fixture
+def client(registry, tmp_path):
+    with TestClient(create_app(settings_for(registry, tmp_path))) as c:
         eventually(lambda: c.get("/health/ready").status_code == 200, seconds=60)
         yield c
 
@@ -103,16 +108,7 @@ def test_a_stalled_move_is_shown_and_makes_the_server_unready_until_it_clears(re
     and a move that could not be fetched left /models saying the old version was simply serving."""
     import fcntl
 
-    settings = Settings(
-        tracking_uri=registry,
-        models=["tiny_reg"],
-        default_model="tiny_reg",
-        poll_interval_s=0.3,
-        cache_dir=tmp_path / "cache",
-        warmup_calls=1,
-        lock_timeout_s=1.0,
-    )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings_for(registry, tmp_path, lock_timeout_s=1.0))) as c:
         assert eventually(lambda: c.get("/health/ready").status_code == 200, seconds=60)
         version = register_folder(
             registry,
