@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     max_backoff_s: float = Field(gt=0)
     following_stall_s: float = Field(gt=0)
     registry_timeout_s: float = Field(gt=0)
-    lock_timeout_s: float = Field(gt=0)
+    lock_timeout_s: float = Field(ge=1)
     download_deadline_s: float = Field(gt=0)
     registry_env_file: Path | None
     serve_local_copy: bool

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from onnxship.version.manifest import file_manifest
-from onnxship.version.verify import RejectedModel, vouched
-from serving.http.store import TamperedCopy, load_verified
+from onnxship.version.verify import RejectedModel, TamperedCopy, vouched
+from serving.http.store import load_verified
 from serving.registry import cache as cache_module
 from serving.registry.fetch import Stalled, download
 from serving.registry.state import TrustedState
@@ -208,6 +209,31 @@ def test_a_failed_load_is_asked_for_again(tmp_path):
     assert Path(again["path"]).is_dir() and file_manifest(Path(again["path"])) == first["manifest"]
 
 
+def test_a_version_the_server_never_manages_to_load_is_rejected_not_retried_for_ever(tmp_path):
+    """Review of issue 19: a load failing every time was fetched and announced again every
+    interval, for ever."""
+    uri = registry_with(tmp_path / "registry", tiny_reg=tiny_versions.regressor())
+    watcher = Watcher(uri, ["tiny_reg"], tmp_path / "cache")
+
+    def readies(n: int):
+        return lambda e: e["event"] == "ready" and sum(x["event"] == "ready" for x in watcher.events) >= n
+
+    def failure(n: int):
+        return lambda e: e["event"] == "registry_error" and f"failure {n}" in e["reason"]
+
+    try:
+        for n in (1, 2):
+            watcher.wait(readies(n))
+            watcher.send({"retry": "tiny_reg"})
+            assert watcher.wait(failure(n))["retry_in"] == pytest.approx(0.2 * 2**n)
+        watcher.wait(readies(3))
+        watcher.send({"retry": "tiny_reg"})
+        rejected = watcher.wait(is_event("rejected", "tiny_reg", "1"))
+    finally:
+        watcher.stop()
+    assert rejected["reason"] == "the server failed to load it 3 times"
+
+
 # ---- deadlines: the lock, the download, the bytes written -----------------------------------------
 
 
@@ -224,7 +250,8 @@ def test_a_held_cache_lock_stalls_one_model_visibly_and_never_the_others(tmp_pat
         try:
             watcher.wait(is_event("ready", "tiny_b", "1"))
             error = watcher.wait(is_event("registry_error", "tiny_a"))
-            assert "cache lock of 'tiny_a' was held by another process for over 1 s" in error["reason"]
+            frozen = "cache lock of 'tiny_a' was held by another process with no sign of progress"
+            assert frozen in error["reason"]
             beat = watcher.wait(lambda e: e["event"] == "heartbeat" and "tiny_a" in e["stalled"])
             assert "cache lock" in beat["stalled"]["tiny_a"] and "tiny_b" not in beat["stalled"]
             fcntl.flock(held, fcntl.LOCK_UN)
@@ -288,3 +315,54 @@ def test_a_model_over_its_per_call_budget_is_refused_by_the_probe(tmp_path, grap
     import re
 
     assert re.search(reason, rejected["reason"]), rejected["reason"]
+
+
+def test_a_busy_lock_holder_is_waited_for_and_a_frozen_one_is_a_stall(tmp_path):
+    """Review of issue 19: a second worker waiting on a first worker's long download reported a
+    stall after `lock_timeout_s` although the download was progressing. The holder now marks its
+    lock as alive; only a lock nobody marks for `lock_timeout_s` is a stall."""
+    import threading
+    import time
+
+    model_dir = tmp_path / "cache" / "tiny_reg"
+    released = threading.Event()
+
+    def busy_holder() -> None:
+        with cache_module.model_lock(model_dir):
+            time.sleep(2.5)  # longer than the waiter's timeout below, marking the lock meanwhile
+        released.set()
+
+    holder = threading.Thread(target=busy_holder)
+    holder.start()
+    time.sleep(0.2)
+    with cache_module.model_lock(model_dir, timeout_s=1.0):
+        assert released.is_set()
+    holder.join()
+    with open(model_dir / ".lock", "a") as frozen:  # holds the lock and never marks it
+        fcntl.flock(frozen, fcntl.LOCK_EX)
+        stalled = pytest.raises(Stalled, match="no sign of progress for over 1 s")
+        with stalled, cache_module.model_lock(model_dir, timeout_s=1.0):
+            pass
+
+
+@pytest.mark.parametrize("swap", ["symlink to /dev/zero", "fifo", "oversized"])
+def test_the_server_reads_only_plain_files_within_their_caps(tmp_path, swap):
+    """Review of issue 19: a cache writer could swap model.onnx for a symlink to /dev/zero (memory
+    exhausted), or a FIFO (the loader blocked for ever, following stopped while ready)."""
+    from onnxship.version import verify as verify_module
+
+    folder = tiny_versions.write_version(tmp_path / "v1", tiny_versions.regressor(), "regression")
+    manifest = file_manifest(folder)
+    target = folder / "onnxship.json"
+    target.unlink()
+    if swap == "symlink to /dev/zero":
+        target.symlink_to("/dev/zero")
+        match = "cannot be opened as a plain file"
+    elif swap == "fifo":
+        os.mkfifo(target)
+        match = "not a regular file"
+    else:
+        target.write_bytes(b" " * (verify_module.JSON_CAP + 1))
+        match = "not a regular file within its"
+    with pytest.raises(TamperedCopy, match=match):
+        load_verified("tiny_reg", "1", folder, manifest, warmup_calls=1, max_threads=1)

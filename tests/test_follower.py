@@ -4,8 +4,10 @@ killed watcher and a dead follower thread are each survived, counted, and said b
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -139,3 +141,20 @@ def test_a_withdrawn_copy_stops_serving_at_once(client):
     assert client.get("/health/ready").status_code == 503
     assert client.get("/models/tiny_reg").json()["status"] == "version 1 withdrawn: not vouched"
     assert client.post("/predict", json={"features": {"a": 1, "b": 1, "c": 1}}).status_code == 503
+
+
+def test_a_withdrawal_right_after_the_announcement_is_not_overtaken_by_the_load(client, tmp_path):
+    """Review of issue 19: `withdrawn` was applied on the reading thread while the announced copy
+    was still loading on its own thread; the load then swapped the withdrawn copy back in."""
+    from onnxship.version.manifest import file_manifest
+
+    folder = tmp_path / "cache" / "tiny_reg" / "v1"
+    ready = {"event": "ready", "model": "tiny_reg", "version": "1", "path": str(folder)}
+    ready |= {"manifest": file_manifest(folder), "origin": "verified local copy (not yet confirmed)"}
+    follower = client.app.state.follower
+    follower.handle(json.dumps(ready) + "\n")  # the load takes a while (hash, session, warm-up)
+    follower.handle('{"event": "withdrawn", "model": "tiny_reg", "version": "1", "reason": "not vouched"}\n')
+    assert eventually(lambda: client.get("/models/tiny_reg").json()["status"].endswith("not vouched"))
+    time.sleep(0.5)  # nothing queued may bring it back
+    assert client.get("/health/ready").status_code == 503
+    assert client.get("/models/tiny_reg").json()["status"] == "version 1 withdrawn: not vouched"

@@ -69,7 +69,7 @@ class RegistryFollower:
         self.stalled: dict[str, str] = {}  # model -> why its following is stuck (from heartbeats)
         self._stdin_lock = threading.Lock()
         self._loads_lock = threading.Lock()
-        self._next_load: dict[str, tuple[str, Path, dict, str | None]] = {}
+        self._next_load: dict[str, list[tuple]] = {}  # per model, in order: load/withdraw/confirm
         self._loaders: dict[str, threading.Thread] = {}
 
     def start(self) -> None:
@@ -215,16 +215,11 @@ class RegistryFollower:
             if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
                 raise ValueError("a ready event without its manifest")
             origin = event.get("origin")
-            self._queue_load(name, str(event["version"]), Path(event["path"]), manifest, origin)
+            self._queue(name, ("load", str(event["version"]), Path(event["path"]), manifest, origin))
         elif kind == "withdrawn":
-            reason = f"version {event['version']} withdrawn: {event['reason']}"
-            self.store.withdraw(name, reason)
-            self.metrics.model_loads.labels(name, "withdrawn").inc()
-            log.error("model %s %s", name, without_credentials(reason))
+            self._queue(name, ("withdraw", str(event["version"]), str(event["reason"])))
         elif kind == "confirmed":
-            loaded = self.store.get(name)
-            if loaded is not None and loaded.version == str(event["version"]):
-                self.store.note(name, "serving")
+            self._queue(name, ("confirm", str(event["version"])))
         elif kind == "rejected":
             self.metrics.model_loads.labels(name, "rejected").inc()
             self.store.note(name, f"version {event['version']} rejected: {event['reason']}")
@@ -234,7 +229,8 @@ class RegistryFollower:
                 self.store.note(name, str(event["reason"]))
         elif kind == "registry_error":
             self.metrics.registry_errors.inc()
-            reason = redact(str(event["reason"]))  # for clients: no credentials, hosts or paths
+            # for clients: the watcher's public reason (no library text), redacted once more
+            reason = redact(str(event.get("public") or event["reason"]))
             self.last_registry_error = reason
             retry = f" (retry in {event['retry_in']} s)" if "retry_in" in event else ""
             for n in [name] if name in self.store.names else self.store.names:
@@ -249,30 +245,50 @@ class RegistryFollower:
                 without_credentials(str(event["reason"])),
             )
 
-    def _queue_load(self, name: str, version: str, folder: Path, manifest: dict, origin: str | None) -> None:
-        """Load on the model's own thread; an announcement made while one loads replaces any
-        waiting one (the newest wins), and never holds up the reading of the watcher's lines."""
+    def _queue(self, name: str, job: tuple) -> None:
+        """A model's loads, withdrawals and confirmations, done in the order the watcher said them
+        on that model's own thread (a withdrawal never overtakes the load it withdraws), and never
+        holding up the reading of the watcher's lines. A load waiting behind a newer load or a
+        withdrawal is dropped: only the newest announcement is worth loading."""
         with self._loads_lock:
-            self._next_load[name] = (version, folder, manifest, origin)
+            waiting = self._next_load.setdefault(name, [])
+            if job[0] in ("load", "withdraw"):
+                waiting[:] = [j for j in waiting if j[0] != "load"]
+            waiting.append(job)
             if name in self._loaders:
                 return
-            thread = threading.Thread(target=self._load_loop, args=(name,), name=f"load-{name}", daemon=True)
+            thread = threading.Thread(target=self._work, args=(name,), name=f"load-{name}", daemon=True)
             self._loaders[name] = thread
         thread.start()
 
-    def _load_loop(self, name: str) -> None:
+    def _work(self, name: str) -> None:
         while True:
             with self._loads_lock:
-                job = self._next_load.pop(name, None)
-                if job is None:
+                waiting = self._next_load.get(name)
+                if not waiting:
                     del self._loaders[name]
                     return
-            version, folder, manifest, origin = job
+                job = waiting.pop(0)
             try:
-                if self._load(name, version, folder, manifest) and origin:
-                    self.store.note(name, f"serving a {origin}")
+                self._do(name, job)
             except Exception:  # a bug of ours: the next announcement gets a fresh try
-                log.exception("loading %s version %s failed", name, version)
+                log.exception("%s of %s version %s failed", job[0], name, job[1])
+
+    def _do(self, name: str, job: tuple) -> None:
+        kind, version = job[0], job[1]
+        if kind == "load":
+            _, _, folder, manifest, origin = job
+            if self._load(name, version, folder, manifest) and origin:
+                self.store.note(name, f"serving a {origin}")
+        elif kind == "withdraw":
+            reason = f"version {version} withdrawn: {job[2]}"
+            self.store.withdraw(name, reason)
+            self.metrics.model_loads.labels(name, "withdrawn").inc()
+            log.error("model %s %s", name, without_credentials(reason))
+        elif kind == "confirm":
+            loaded = self.store.get(name)
+            if loaded is not None and loaded.version == version:
+                self.store.note(name, "serving")
 
     def _ask_again(self, name: str) -> None:
         proc = self._proc

@@ -6,7 +6,6 @@ in meanwhile; the old session is freed when the last request holding it is done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import threading
@@ -20,27 +19,10 @@ import numpy as np
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.schema import parse_metadata
+from onnxship.version.verify import read_vouched
 from serving.redact import redact
 
 SLOW_CALL_S = 0.002  # above this a call runs in the thread pool, not on the event loop
-
-
-class TamperedCopy(Exception):
-    """The bytes read for loading are not the ones the registry vouched for."""
-
-
-def read_vouched(folder: Path, manifest: dict[str, str]) -> dict[str, bytes]:
-    """Every file the manifest names, read once and hashed: what is loaded is exactly what was
-    checked (no window between a verification and a second read from disk)."""
-    files = {}
-    for name, expected in manifest.items():
-        data = (folder / name).read_bytes()
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise TamperedCopy(f"{name} on disk is not the file the registry vouches for")
-        files[name] = data
-    if MODEL_FILE not in files or METADATA_FILE not in files:
-        raise TamperedCopy("the announced manifest lacks model.onnx or onnxship.json")
-    return files
 
 
 @dataclass(frozen=True)

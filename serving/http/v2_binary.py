@@ -75,10 +75,12 @@ class BinaryInputs:
 
 
 def wants_binary(parameters: dict | None, outputs: list | None, name: str) -> bool:
+    """An output's own `binary_data` if it says, else the request's `binary_data_output`."""
+    default = bool((parameters or {}).get("binary_data_output", False))
     for out in outputs or []:
         if out.name == name:
-            return bool((out.parameters or {}).get("binary_data", False))
-    return bool((parameters or {}).get("binary_data_output", False))
+            return bool((out.parameters or {}).get("binary_data", default))
+    return default
 
 
 def encode(answer: dict, raws: list[bytes]) -> tuple[bytes, dict[str, str]]:

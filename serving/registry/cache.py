@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,24 +43,47 @@ class FetchLimits:
     budget: ProbeBudget = field(default_factory=ProbeBudget)
 
 
+LOCK_BEAT_S = 0.25  # how often a holder marks its lock as still in use (well under any lock_timeout_s)
+
+
 @contextmanager
 def model_lock(model_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """The model's cache lock. Its holder touches the lock file every LOCK_BEAT_S while it works
+    (a download may rightly take many minutes); a waiter gives up with Stalled only when the lock
+    is held and its file has not been touched for `timeout_s`: a holder that stopped (frozen,
+    hung) is told apart from one that is busy."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    with open(model_dir / ".lock", "a") as fh:
-        deadline = time.monotonic() + timeout_s
+    path = model_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "r+") as fh:
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    held = f"held by another process for over {timeout_s:g} s"
+                idle = time.time() - os.fstat(fh.fileno()).st_mtime
+                if idle > timeout_s:
+                    held = f"held by another process with no sign of progress for over {timeout_s:g} s"
                     raise Stalled(f"the cache lock of '{model_dir.name}' was {held}") from None
                 time.sleep(0.05)
+        done = threading.Event()
+        beat = threading.Thread(target=_beat, args=(fh.fileno(), done), daemon=True)
+        os.utime(fh.fileno())
+        beat.start()
         try:
             yield
         finally:
+            done.set()
+            beat.join()
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _beat(fd: int, done: threading.Event) -> None:
+    while not done.wait(LOCK_BEAT_S):
+        try:
+            os.utime(fd)
+        except OSError:
+            return
 
 
 def version_dir(cache_dir: Path, name: str, version: str) -> Path:
@@ -67,8 +93,10 @@ def version_dir(cache_dir: Path, name: str, version: str) -> Path:
 def claim(cache_dir: Path, name: str, alias: str, version: str) -> None:
     """Which version `alias`'s watchers use (pruning keeps it); written under the model's lock."""
     path = Path(cache_dir) / name / f"{alias}.json"
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps({"version": version}))
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:  # a fresh name, never a file someone planted
+        fh.write(json.dumps({"version": version}))
     partial.replace(path)
 
 
@@ -97,7 +125,7 @@ def fetch_verified(
         try:
             download(trusted, folder, tracking_uri, limits.max_model_bytes, limits.download_deadline_s)
             metadata = verify(folder, trusted)
-            probe(folder, limits.budget)
+            probe(folder, limits.budget, trusted.served_manifest)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # a rejected or half-checked copy is not kept
             raise

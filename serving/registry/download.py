@@ -16,6 +16,8 @@ import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from serving.redact import without_credentials
+
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PRELOAD = ["mlflow.artifacts", "serving.registry.download"]
 
@@ -40,6 +42,9 @@ def fetch_files(
     """Download each of `caps`' files (name -> most bytes) from `source` into `folder`, with the
     caller's environment now (store credentials and endpoints: the forkserver's is the one it
     started with); sends ("ok", None), ("too_big", name) or ("error", text) on `reply`."""
+    from serving.registry.fetch import die_with_parent
+
+    die_with_parent()  # the forkserver ends with the watcher: so does this download
     os.environ.clear()
     os.environ.update(environ)
     import mlflow.artifacts
@@ -58,7 +63,11 @@ def fetch_files(
                 )
             except Exception as err:
                 big = over_cap(Path(folder), caps)
-                reply.send(("too_big", big) if big else ("error", f"{type(err).__name__}: {str(err)[:500]}"))
+                reply.send(
+                    ("too_big", big)
+                    if big
+                    else ("error", without_credentials(f"{type(err).__name__}: {err}")[:500])
+                )
                 return
             big = over_cap(Path(folder), caps)
             if big:

@@ -47,6 +47,35 @@ class ProbeBudget:
         return ["--max-call-s", str(self.max_call_s), "--max-call-bytes", str(self.max_call_bytes)]
 
 
+# what a probe child needs of this process's environment: never the registry's or the store's
+# credentials (a probe runs a graph nobody has vouched for as code)
+PROBE_ENV = (
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "PYTHONPATH",
+    "PYTHONDONTWRITEBYTECODE",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS",
+)
+
+
+def die_with_parent() -> None:
+    """Linux: this process is killed when the one that started it ends (a watcher restarted in the
+    middle of a download or a probe leaves no orphan working on)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: orphans end with their own deadline
+
+
 def size_cap(name: str, max_model_bytes: int) -> int:
     return max_model_bytes if name == MODEL_FILE else MAX_JSON_BYTES
 
@@ -100,7 +129,10 @@ def release_downloader() -> None:
     with _in_flight_lock:
         stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's own (3.8+); else it stays
         if _in_flight == 0 and stop is not None:
-            stop()
+            try:
+                stop()
+            except OSError as err:  # its socket already gone: nothing left to stop
+                print(f"stopping the download forkserver: {err}", file=sys.stderr)
 
 
 def packaging_run_alive(client: Any, mv: Any) -> None:
@@ -206,16 +238,21 @@ def _run_fetch_child(
         raise RuntimeError(f"download of version {trusted.version} failed: {detail}")
 
 
-def probe(folder: Path, budget: ProbeBudget | None = None) -> dict[str, Any]:
+def probe(
+    folder: Path, budget: ProbeBudget | None = None, manifest: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Load and run the model in a child process, within its per-call budgets; a crash there
-    cannot take the server down."""
+    cannot take the server down. With `manifest`, the probe hashes the bytes it loads against it
+    (what it vouches for is what was verified, even if the folder changes meanwhile)."""
     budget = budget or ProbeBudget()
+    pinned = ["--manifest", json.dumps(manifest)] if manifest else []
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "serving.registry.probe", str(folder), *budget.args()],
+            [sys.executable, "-m", "serving.registry.probe", str(folder), *budget.args(), *pinned],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
+            env={k: v for k, v in os.environ.items() if k in PROBE_ENV},
         )
     except subprocess.TimeoutExpired as err:
         raise RejectedModel(f"probe did not finish in {PROBE_TIMEOUT_S}s") from err

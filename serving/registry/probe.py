@@ -23,7 +23,8 @@ import numpy as np
 from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.schema import parse_metadata
-from serving.registry.fetch import ProbeBudget
+from onnxship.version.verify import read_vouched
+from serving.registry.fetch import ProbeBudget, die_with_parent
 
 CALLS = 3  # timed after the smoke call (lazy allocations, kernel selection)
 
@@ -71,10 +72,18 @@ class CallCosts:
 
 
 def main(
-    folder: Path, max_call_s: float = ProbeBudget.max_call_s, max_call_bytes: int = ProbeBudget.max_call_bytes
+    folder: Path,
+    max_call_s: float = ProbeBudget.max_call_s,
+    max_call_bytes: int = ProbeBudget.max_call_bytes,
+    manifest: dict[str, str] | None = None,
 ) -> dict:
-    metadata = parse_metadata((folder / METADATA_FILE).read_bytes())
-    model = OnnxModel(folder / MODEL_FILE, InferenceSettings.from_mapping(metadata["inference_settings"]))
+    """`manifest`: the sha256 each file must have; the bytes are read once, checked, and loaded."""
+    if manifest:
+        files = read_vouched(folder, manifest)
+    else:
+        files = {name: (folder / name).read_bytes() for name in (METADATA_FILE, MODEL_FILE)}
+    metadata = parse_metadata(files[METADATA_FILE])
+    model = OnnxModel(files[MODEL_FILE], InferenceSettings.from_mapping(metadata["inference_settings"]))
     costs = CallCosts(max_call_s, max_call_bytes)
     if metadata["task"] == Task.FORECAST:
         result = probe_forecaster(model, metadata)
@@ -113,13 +122,15 @@ def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
     parser.add_argument("--max-call-s", type=float, default=ProbeBudget.max_call_s)
     parser.add_argument("--max-call-bytes", type=int, default=ProbeBudget.max_call_bytes)
+    parser.add_argument("--manifest", type=json.loads, default=None, help="JSON {file: sha256}")
     args = parser.parse_args()
     try:
-        print(json.dumps(main(args.folder, args.max_call_s, args.max_call_bytes)))
+        print(json.dumps(main(args.folder, args.max_call_s, args.max_call_bytes, args.manifest)))
     except Exception as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(1) from None

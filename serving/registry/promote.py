@@ -42,7 +42,7 @@ def check_version(mv, tracking_uri: str, max_model_bytes: int, budget=None) -> d
         with tempfile.TemporaryDirectory() as tmp:
             folder = download(trusted, Path(tmp) / "version", tracking_uri, max_model_bytes)
             metadata = verify(folder, trusted)
-            probe(folder, budget)
+            probe(folder, budget, trusted.served_manifest)
     except RejectedModel as err:
         raise PromotionRefused(str(err)) from None
     return metadata

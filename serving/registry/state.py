@@ -45,7 +45,7 @@ class TrustedState:
 
     def _write(self, path: Path, text: str) -> None:
         partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         partial.replace(path)  # atomic: a crash leaves the old record or the new one

@@ -56,6 +56,7 @@ from serving.registry.state import TrustedState, fingerprint
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _print_lock = threading.Lock()
+MAX_LOAD_FAILURES = 3  # a version the server fails to load this often is rejected
 
 
 def emit(event: str, **fields) -> None:
@@ -64,7 +65,16 @@ def emit(event: str, **fields) -> None:
 
 
 def reason_of(err: BaseException) -> str:
-    return without_credentials(f"{type(err).__name__}: {str(err)[:300]}")
+    """For the log: the error with its text, credentials blanked before the text is cut."""
+    return without_credentials(f"{type(err).__name__}: {err}")[:300]
+
+
+def public_reason(err: BaseException) -> str:
+    """For clients: our own stall messages as they are (they name no host); anything else by its
+    type only: library messages name hosts, ports and paths in more shapes than a pattern knows."""
+    if isinstance(err, Stalled):
+        return str(err)
+    return f"{type(err).__name__} (details in the server log)"
 
 
 @dataclass
@@ -79,6 +89,7 @@ class ModelState:
     stalled: str | None = None  # a deadline passed on the last try; cleared by the next good poll
     busy_since: float | None = None  # monotonic start of the poll in progress
     target: str | None = None  # the version the alias points at while it is not served yet
+    load_failures: dict[str, int] = field(default_factory=dict)  # the server's failed loads, by version
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -99,6 +110,7 @@ class Watcher:
         self._client = None
         self._client_lock = threading.Lock()
         self._polled_once: set[str] = set()
+        self._polled_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._store_ready = False
 
@@ -129,8 +141,12 @@ class Watcher:
         state = self.states[name]
         while not self.stop.is_set():
             if time.monotonic() >= state.due:
-                self.poll_once(name, state)
-                self.first_round_done(name)
+                try:
+                    self.poll_once(name, state)
+                    self.first_round_done(name)
+                except Exception as err:  # a bug of ours: this model's following must go on
+                    print(f"following {name} failed ({reason_of(err)}); going on", file=sys.stderr)
+                    state.due = time.monotonic() + self.args.interval
             state.wake.wait(max(0.0, state.due - time.monotonic()))
             state.wake.clear()
 
@@ -140,9 +156,10 @@ class Watcher:
             self.poll(name, state)
         except Stalled as err:
             state.stalled = reason_of(err)
-            self.retry_later(name, state, state.stalled)
+            self.retry_later(name, state, state.stalled, public_reason(err))
         except Exception as err:  # registry down, store unreachable, database locked
-            self.retry_later(name, state, reason_of(err))
+            state.stalled = None  # a stall is over once a try ends otherwise (an outage is no stall)
+            self.retry_later(name, state, reason_of(err), public_reason(err))
         else:
             state.failures, state.stalled = 0, None
             state.due = time.monotonic() + self.args.interval
@@ -151,20 +168,30 @@ class Watcher:
 
     def first_round_done(self, name: str) -> None:
         """Once every model was polled: the downloader started for the start-up is let go."""
-        with self._client_lock:
-            if name not in self._polled_once:
-                self._polled_once.add(name)
-                if self._polled_once == set(self.states):
-                    end_startup()
+        with self._polled_lock:
+            if name in self._polled_once:
+                return
+            self._polled_once.add(name)
+            last = self._polled_once == set(self.states)
+        if last:
+            end_startup()  # outside any lock: stopping the forkserver may wait for it
 
-    def retry_later(self, name: str, state: ModelState, reason: str) -> None:
+    def retry_later(self, name: str, state: ModelState, reason: str, public: str | None = None) -> None:
+        """Poll `name` again after a backoff; `reason` goes to the log, `public` to clients."""
         state.failures += 1
         delay = min(
             self.args.interval * 2 ** (state.failures - 1), max(self.args.max_backoff, self.args.interval)
         )
         state.due = time.monotonic() + delay
         extra = {"version": state.target} if state.target and state.target != state.served else {}
-        emit("registry_error", model=name, reason=reason, retry_in=round(delay, 2), **extra)
+        emit(
+            "registry_error",
+            model=name,
+            reason=reason,
+            public=public or reason,
+            retry_in=round(delay, 2),
+            **extra,
+        )
 
     def poll(self, name: str, state: ModelState) -> None:
         try:
@@ -229,7 +256,7 @@ class Watcher:
             model=name,
             version=trusted.version,
             path=str(folder.resolve()),
-            manifest={f: trusted.manifest[f] for f in trusted.files},
+            manifest=trusted.served_manifest,
             **extra,
         )
 
@@ -242,10 +269,25 @@ class Watcher:
         """The server could not load what was announced (e.g. deleted from a shared cache): fetch it
         again, after a backoff."""
         state = self.states.get(name)
-        if state is None:
+        if state is None or state.served is None:
             return
+        version = state.served
+        state.load_failures[version] = failures = state.load_failures.get(version, 0) + 1
         state.served = state.served_print = None
-        self.retry_later(name, state, "the server could not load the announced copy; fetching it again")
+        if failures >= MAX_LOAD_FAILURES:  # it fails every time: never again, not every interval
+            state.rejected.add(version)
+            reason = f"the server failed to load it {failures} times"
+            emit("rejected", model=name, version=version, reason=reason)
+            return
+        state.due = time.monotonic() + self.args.interval * 2**failures
+        reason = f"the server could not load version {version} (failure {failures}); fetching it again"
+        emit(
+            "registry_error",
+            model=name,
+            reason=reason,
+            public=reason,
+            retry_in=self.args.interval * 2**failures,
+        )
         state.wake.set()
 
     def stalled(self) -> dict[str, str]:
@@ -279,7 +321,7 @@ class Watcher:
         try:
             verify(folder, trusted)
             if not self.trusted_state.probed(name, trusted):
-                probe(folder, self.limits.budget)
+                probe(folder, self.limits.budget, trusted.served_manifest)
                 self.trusted_state.mark_probed(name, trusted)
         except Exception as err:  # RejectedModel, unreadable files
             emit("rejected", model=name, version=trusted.version, reason=f"local copy: {reason_of(err)}")

@@ -26,8 +26,9 @@ async def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
     followed; registry outages alone do not make a loaded server unready (the watcher keeps
     trying), but a follower that stopped does: this replica would never see an alias move."""
     stopped = follower.stopped_reason
-    if store.ready() and stopped is None:
-        return JSONResponse({"status": "ready", "versions": {n: store.get(n).version for n in store.names}})
+    loaded = {n: store.get(n) for n in store.names}  # one look: a withdrawal may land meanwhile
+    if all(loaded.values()) and stopped is None:
+        return JSONResponse({"status": "ready", "versions": {n: m.version for n, m in loaded.items()}})
     return JSONResponse(
         {
             "status": "not ready",
