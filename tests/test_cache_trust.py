@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from onnxship.version.files import TamperedCopy
 from onnxship.version.manifest import file_manifest
-from onnxship.version.verify import RejectedModel, TamperedCopy, vouched
+from onnxship.version.verify import RejectedModel, vouched
 from serving.http.store import load_verified
 from serving.registry import cache as cache_module
 from serving.registry.fetch import Stalled, download
@@ -349,7 +350,7 @@ def test_a_busy_lock_holder_is_waited_for_and_a_frozen_one_is_a_stall(tmp_path):
 def test_the_server_reads_only_plain_files_within_their_caps(tmp_path, swap):
     """Review of issue 19: a cache writer could swap model.onnx for a symlink to /dev/zero (memory
     exhausted), or a FIFO (the loader blocked for ever, following stopped while ready)."""
-    from onnxship.version import verify as verify_module
+    from onnxship.version import files as verify_module
 
     folder = tiny_versions.write_version(tmp_path / "v1", tiny_versions.regressor(), "regression")
     manifest = file_manifest(folder)

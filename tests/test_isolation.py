@@ -89,13 +89,13 @@ def test_a_slow_model_neither_flaps_readiness_nor_holds_up_health_or_other_model
     }
     graphs |= {"tiny_busy": (tiny_versions.slow(1000), "regression")}  # ~0.08 s a call
     registry = champion_registry(tmp_path_factory.mktemp("versions"), graphs)
-    # warming up takes 14 calls x ~0.4 s, longer than following may stay silent
+    # warming up takes 20 calls x ~0.4 s, longer than following may stay silent (6 s)
     started = start_server(
         registry,
         tmp_path_factory,
         ["tiny_reg", "tiny_slow", "tiny_busy"],
-        following_stall_s="4",
-        warmup_calls="14",
+        following_stall_s="6",
+        warmup_calls="20",
     )
     row = {"a": 1.0, "b": 2.0, "c": 3.0}
     try:

@@ -18,8 +18,8 @@ import numpy as np
 
 from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.version.files import read_vouched
 from onnxship.version.schema import parse_metadata
-from onnxship.version.verify import read_vouched
 from serving.redact import redact
 
 SLOW_CALL_S = 0.002  # above this a call runs in the thread pool, not on the event loop

@@ -22,8 +22,8 @@ import numpy as np
 
 from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, Task
 from onnxship.runtime import InferenceSettings, OnnxModel
+from onnxship.version.files import read_vouched
 from onnxship.version.schema import parse_metadata
-from onnxship.version.verify import read_vouched
 from serving.registry.fetch import ProbeBudget, die_with_parent
 
 CALLS = 3  # timed after the smoke call (lazy allocations, kernel selection)
