@@ -104,29 +104,32 @@ def test_a_slow_model_neither_flaps_readiness_nor_holds_up_health_or_other_model
             assert httpx.get(f"{started['url']}/health/ready").status_code == 200
             time.sleep(0.3)
         answers: list[httpx.Response] = []
+        slow_body = {"model": "tiny_slow", "features": row}
 
         def slow_request() -> None:
-            answers.append(
-                httpx.post(
-                    f"{started['url']}/predict", json={"model": "tiny_slow", "features": row}, timeout=30
-                )
-            )
+            answers.append(httpx.post(f"{started['url']}/predict", json=slow_body, timeout=30))
 
-        callers = [threading.Thread(target=slow_request) for _ in range(3)]
-        for caller in callers:
-            caller.start()
-        time.sleep(0.1)
-        waits = []
-        for _ in range(8):
+        with httpx.Client(base_url=started["url"]) as client:  # made beforehand: time the server only
             began = time.perf_counter()
-            assert httpx.get(f"{started['url']}/health/live").status_code == 200
-            fast = httpx.post(f"{started['url']}/predict", json={"model": "tiny_reg", "features": row})
-            waits.append(time.perf_counter() - began)
-            assert fast.json()["prediction"] == 14.0
-        for caller in callers:
-            caller.join()
+            assert client.post("/predict", json=slow_body, timeout=30).status_code == 200
+            slow_call = time.perf_counter() - began  # ~0.4 s alone
+            callers = [threading.Thread(target=slow_request) for _ in range(3)]
+            for caller in callers:
+                caller.start()
+            time.sleep(0.1)
+            waits = []
+            for _ in range(8):
+                began = time.perf_counter()
+                assert client.get("/health/live").status_code == 200
+                fast = client.post("/predict", json={"model": "tiny_reg", "features": row})
+                waits.append(time.perf_counter() - began)
+                assert fast.json()["prediction"] == 14.0
+            for caller in callers:
+                caller.join()
         assert [a.json()["prediction"] for a in answers] == [14.0] * 3
-        assert max(waits) < 0.3, waits  # one slow call alone takes ~0.4 s
+        # on the event loop, a request arriving during a slow call waits for the rest of it (and the
+        # queued ones): here it waits only for its share of the cores
+        assert max(waits) < slow_call / 2, (waits, slow_call)
         # more slow batches than the thread pool has threads (40): health answers on the event loop
         batches = [
             threading.Thread(
