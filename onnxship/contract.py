@@ -9,8 +9,12 @@ Graph I/O per task (float32 unless said; `batch` is a symbolic axis):
                                                          "probabilities" [batch, n_classes]
   (images: classification with input "input" [batch, channels, height, width])
   tensor          input "input" [batch, ...]         -> "output" [batch, ...]
-  forecast        "context" [batch, T] (+ "past_covariates" [batch, T, C], "future_covariates" [batch, H, C])
-                  -> "quantiles" [batch, H, n_levels]   (see ForecastSpec)
+  forecast        per ForecastGraph.layout (see ForecastSpec):
+    series        "context" [batch, T] (+ "past_covariates" [batch, T, C], "future_covariates" [batch, H, C])
+                  -> "quantiles" [batch, H, n_levels]
+    chronos2      "context" [rows, T], "group_ids" int64 [rows], "future_covariates" [rows, F]
+                  -> "quantiles" [rows, F, n_levels]        (any F up to the native horizon)
+    chronos_bolt  "context" [batch, T] -> "quantiles" [batch, native_horizon, n_levels]
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ CANDIDATES_FILE = "candidates.json"  # every variant: verdict, gate figures, lat
 INPUT = "input"
 PREDICTION, LABEL, PROBABILITIES, OUTPUT = "prediction", "label", "probabilities", "output"
 CONTEXT, PAST, FUTURE, QUANTILES = "context", "past_covariates", "future_covariates", "quantiles"
+GROUP_IDS = "group_ids"
 BATCH = "batch"
+ROWS, STEPS = "rows", "steps"
 
 OUTPUTS: dict[str, list[str]] = {
     Task.REGRESSION: [PREDICTION],
@@ -97,6 +103,19 @@ class ModelIO:
     @classmethod
     def forecast(cls, spec: ForecastSpec) -> ModelIO:
         H, C, Q = spec.prediction_length, len(spec.covariates), len(spec.quantile_levels)
+        layout = spec.graph.layout
+        if layout == CHRONOS2:
+            inputs = [
+                TensorSpec(CONTEXT, "float32", (ROWS, None)),
+                TensorSpec(GROUP_IDS, "int64", (ROWS,)),
+                TensorSpec(FUTURE, "float32", (ROWS, STEPS)),
+            ]
+            outputs = (TensorSpec(QUANTILES, "float32", (ROWS, STEPS, Q)),)
+            return cls(Task.FORECAST, tuple(inputs), outputs, forecast_spec=spec)
+        if layout == CHRONOS_BOLT:
+            inputs = [TensorSpec(CONTEXT, "float32", (BATCH, None))]
+            outputs = (TensorSpec(QUANTILES, "float32", (BATCH, spec.graph.native_horizon, Q)),)
+            return cls(Task.FORECAST, tuple(inputs), outputs, forecast_spec=spec)
         inputs = [TensorSpec(CONTEXT, "float32", (BATCH, None))]  # the context length may stay dynamic
         if spec.covariates:
             inputs += [
@@ -157,21 +176,66 @@ def describe_io(model: Any) -> dict[str, list[dict]]:
     return {"inputs": [spec(v) for v in model.graph.input], "outputs": [spec(v) for v in model.graph.output]}
 
 
+SERIES, CHRONOS2, CHRONOS_BOLT = "series", "chronos2", "chronos_bolt"
+LAYOUTS = (SERIES, CHRONOS2, CHRONOS_BOLT)
+LIBRARY_UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # Chronos2Pipeline.predict's
+
+
+@dataclass(frozen=True)
+class ForecastGraph:
+    """How a forecast graph is called and how forecasts of any horizon are made from it
+    (onnxship/forecasting/rollout.py):
+
+        layout                 series | chronos2 | chronos_bolt (the graph I/O, module docstring)
+        native_horizon         steps one call answers at most
+        patch_size             chronos2: steps per output patch (a call answers whole patches)
+        model_context_length   the context the model keeps (a longer one is cut, also in rollout)
+        unrolled_quantiles     chronos2: the levels a forecast beyond native_horizon follows
+        unroll_weights         chronos2: each (path, level) sample's probability mass when the
+                               paths are pooled, as the library computes them (float32 bits)
+    """
+
+    layout: str = SERIES
+    native_horizon: int = 0
+    patch_size: int = 1
+    model_context_length: int = 0
+    unrolled_quantiles: tuple[float, ...] = ()
+    unroll_weights: tuple[float, ...] = ()
+
+    @property
+    def rolls_forward(self) -> bool:
+        return self.layout in (CHRONOS2, CHRONOS_BOLT)
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "native_horizon": self.native_horizon,
+            "patch_size": self.patch_size,
+            "model_context_length": self.model_context_length,
+            "unrolled_quantiles": list(self.unrolled_quantiles),
+            "unroll_weights": list(self.unroll_weights),
+        }
+
+
 @dataclass(frozen=True)
 class ForecastSpec:
     """A forecaster's version carries `"task": "forecast"` and a `"forecast"` block in onnxship.json:
 
-        "forecast": {"context_length": 512, "prediction_length": 64,
+        "forecast": {"context_length": 512, "prediction_length": 64, "max_horizon": 1024,
                      "quantile_levels": [0.1, 0.2, ..., 0.9],
                      "covariates": [{"name": "temperature", "future": true},
-                                    {"name": "load", "future": false}]}
+                                    {"name": "load", "future": false}],
+                     "graph": {"layout": "chronos2", "native_horizon": 128, "patch_size": 16, ...}}
 
-    and its graph takes (NaN = missing):
+    context_length is the longest context served, prediction_length the default horizon (the one
+    the model was judged on), max_horizon the longest served. Without a "graph" block the graph is
+    of layout "series", which takes (NaN = missing):
         context            [batch, context_length]                  the series, right-aligned (NaN left)
         past_covariates    [batch, context_length, n_covariates]    only when covariates are declared
         future_covariates  [batch, prediction_length, n_covariates] NaN where unknown (past-only covariates)
     and returns
         quantiles          [batch, prediction_length, n_levels]     levels in `quantile_levels` order
+    Chronos graphs take rows (module docstring) and answer any horizon up to max_horizon.
     """
 
     context_length: int
@@ -179,6 +243,8 @@ class ForecastSpec:
     quantile_levels: tuple[float, ...]
     covariates: tuple[str, ...] = ()
     future_covariates: tuple[str, ...] = ()
+    graph: ForecastGraph = ForecastGraph()
+    max_horizon: int = 0
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ForecastSpec:
@@ -189,35 +255,130 @@ class ForecastSpec:
         if not levels or list(levels) != sorted(set(levels)) or not all(0 < q < 1 for q in levels):
             raise ValueError(f"forecast.quantile_levels must be increasing, inside (0, 1): {levels}")
         covariates = block.get("covariates", [])
+        horizon = int(block["prediction_length"])
+        graph = cls._graph(block.get("graph"), horizon, int(block["context_length"]))
+        if graph.layout == CHRONOS2 and (
+            not graph.unrolled_quantiles
+            or len(graph.unroll_weights) != len(graph.unrolled_quantiles) * len(levels)
+        ):
+            raise ValueError(
+                "forecast.graph: a chronos2 graph needs unrolled_quantiles and their unroll_weights"
+            )
         spec = cls(
             context_length=int(block["context_length"]),
-            prediction_length=int(block["prediction_length"]),
+            prediction_length=horizon,
             quantile_levels=levels,
             covariates=tuple(c["name"] for c in covariates),
             future_covariates=tuple(c["name"] for c in covariates if c.get("future")),
+            graph=graph,
+            max_horizon=int(block.get("max_horizon") or (horizon if not graph.rolls_forward else 0)),
         )
         if spec.context_length < 1 or spec.prediction_length < 1:
             raise ValueError("forecast.context_length and prediction_length must be positive")
+        if spec.max_horizon < (spec.prediction_length if graph.rolls_forward else 1):
+            raise ValueError("forecast.max_horizon must be at least prediction_length")
+        if not graph.rolls_forward and spec.max_horizon != spec.prediction_length:
+            raise ValueError(
+                "forecast.max_horizon: a graph of layout 'series' answers prediction_length steps"
+            )
         return spec
+
+    @staticmethod
+    def _graph(block: Any, horizon: int, context_length: int) -> ForecastGraph:
+        if block is None:
+            return ForecastGraph(SERIES, horizon, 1, context_length)
+        if not isinstance(block, dict) or block.get("layout") not in LAYOUTS:
+            raise ValueError(f"forecast.graph.layout must be one of {list(LAYOUTS)}")
+        graph = ForecastGraph(
+            layout=block["layout"],
+            native_horizon=int(block["native_horizon"]),
+            patch_size=int(block.get("patch_size", 1)),
+            model_context_length=int(block.get("model_context_length") or context_length),
+            unrolled_quantiles=tuple(float(q) for q in block.get("unrolled_quantiles") or ()),
+            unroll_weights=tuple(float(w) for w in block.get("unroll_weights") or ()),
+        )
+        if graph.native_horizon < 1 or graph.patch_size < 1 or graph.native_horizon % graph.patch_size:
+            raise ValueError("forecast.graph: native_horizon must be a positive multiple of patch_size")
+        if graph.model_context_length < context_length:
+            raise ValueError("forecast.graph.model_context_length must be at least context_length")
+        if graph.layout == SERIES and graph.native_horizon != horizon:
+            raise ValueError("forecast.graph: a 'series' graph answers prediction_length steps")
+        return graph
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The "forecast" block of a version's onnxship.json."""
+        block: dict[str, Any] = {
+            "context_length": self.context_length,
+            "prediction_length": self.prediction_length,
+            "quantile_levels": list(self.quantile_levels),
+            "covariates": [{"name": c, "future": c in self.future_covariates} for c in self.covariates],
+        }
+        if self.graph.layout != SERIES:
+            block |= {"max_horizon": self.max_horizon, "graph": self.graph.as_metadata()}
+        return block
 
     @property
     def input_names(self) -> list[str]:
+        if self.graph.layout == CHRONOS2:
+            return [CONTEXT, GROUP_IDS, FUTURE]
+        if self.graph.layout == CHRONOS_BOLT:
+            return [CONTEXT]
         return [CONTEXT, PAST, FUTURE] if self.covariates else [CONTEXT]
 
-    def input_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+    def series_feed_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """A batch of windows in the series layout (what stages slice and time, any layout)."""
         T, H, C = self.context_length, self.prediction_length, len(self.covariates)
         shapes = {CONTEXT: (batch, T)}
         if self.covariates:
             shapes |= {PAST: (batch, T, C), FUTURE: (batch, H, C)}
         return shapes
 
-    def example_feed(self, batch: int = 1) -> dict[str, np.ndarray]:
-        """A plausible input (a sine wave, NaN-free): for warm-up and the probe."""
+    def example_windows(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Plausible windows in the series layout (a sine wave, NaN-free)."""
         feed = {}
-        for name, shape in self.input_shapes(batch).items():
+        for name, shape in self.series_feed_shapes(batch).items():
             steps = np.sin(np.arange(shape[1], dtype=np.float32) / 8)
             feed[name] = np.broadcast_to(steps.reshape((1, -1) + (1,) * (len(shape) - 2)), shape).copy()
         return feed
+
+    def graph_feed(self, windows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's inputs for windows in the series layout, prediction_length steps ahead:
+        Chronos-2's rows are laid out as its library lays them out (onnxship/forecasting/tasks)."""
+        if self.graph.layout == SERIES:
+            return windows
+        if self.graph.layout == CHRONOS_BOLT:
+            return {CONTEXT: windows[CONTEXT]}
+        from onnxship.forecasting.tasks import layout
+
+        rows = layout(self.window_tasks(windows), self.prediction_length)
+        return {CONTEXT: rows.context, GROUP_IDS: rows.group_ids, FUTURE: rows.future}
+
+    def window_quantiles(self, windows: dict[str, np.ndarray], quantiles: np.ndarray) -> np.ndarray:
+        """[batch, prediction_length, n_levels] of the windows from the graph's answer to graph_feed."""
+        if self.graph.layout == CHRONOS2:
+            return quantiles[:: 1 + len(self.covariates)]
+        return quantiles[:, : self.prediction_length]
+
+    def window_tasks(self, windows: dict[str, np.ndarray]) -> list:
+        """Windows in the series layout as forecasting tasks (onnxship.forecasting.tasks.SeriesTask)."""
+        from onnxship.forecasting.tasks import SeriesTask
+
+        tasks = []
+        for b, context in enumerate(windows[CONTEXT]):
+            past = {c: windows[PAST][b, :, i] for i, c in enumerate(self.covariates)}
+            # a known-future covariate whose future is all missing is past-only, as the library's
+            # dict inputs say it (onnxship.families.chronos builds them the same way)
+            future = {
+                c: windows[FUTURE][b, :, i]
+                for i, c in enumerate(self.covariates)
+                if c in self.future_covariates and not np.isnan(windows[FUTURE][b, :, i]).all()
+            }
+            tasks.append(SeriesTask(context[None, :], past, future))
+        return tasks
+
+    def example_feed(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """A plausible graph input: for warm-up, export and the probe."""
+        return self.graph_feed(self.example_windows(batch))
 
     def check_graph_io(self, input_names: list[str], output_names: list[str]) -> None:
         if input_names != self.input_names or output_names != [QUANTILES]:
@@ -227,7 +388,10 @@ class ForecastSpec:
             )
 
     def check_output(self, quantiles: np.ndarray, batch: int) -> None:
-        expected = (batch, self.prediction_length, len(self.quantile_levels))
+        """The graph's answer to example_feed(batch)."""
+        rows = batch * (1 + len(self.covariates)) if self.graph.layout == CHRONOS2 else batch
+        steps = self.graph.native_horizon if self.graph.layout == CHRONOS_BOLT else self.prediction_length
+        expected = (rows, steps, len(self.quantile_levels))
         if quantiles.shape != expected:
             raise ValueError(f"quantiles output has shape {list(quantiles.shape)}, expected {list(expected)}")
 

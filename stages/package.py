@@ -54,7 +54,9 @@ def run(cfg: DictConfig, active) -> Outcome:
         if not gates["parity"]:
             reasons = [f"{variant}: validated file and file to register differ (sha256)"]
     if variant is not None and gates["parity"]:
-        feeds = workload(cfg).bench_feeds(model_spec(cfg), native_meta, 5)  # real inputs for the signature
+        feeds = workload(cfg).signature_feeds(
+            model_spec(cfg), native_meta, 5
+        )  # real inputs for the signature
         graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
         # the session settings that made this variant fastest at the target batch size
         settings = InferenceSettings.from_mapping(

@@ -78,15 +78,20 @@ def pipeline(name: str):
     return family, family.build(family.tiny_spec, {}, "forecast", seed=0)
 
 
-def spec_of(est, horizon: int, covariates=()) -> ForecastSpec:
+def spec_of(est, horizon: int, covariates=(), context_length: int = 96) -> ForecastSpec:
+    """The forecast spec a zoo entry would give this checkpoint (its graph, rollout, levels)."""
+    family = families.get("chronos2" if type(est).__name__ == "Chronos2Pipeline" else "chronos_bolt")
+    graph = family.forecast_graph(est)
     return ForecastSpec.from_metadata(
         {
             "task": "forecast",
             "forecast": {
-                "context_length": 96,
+                "context_length": context_length,
                 "prediction_length": horizon,
+                "max_horizon": max(4 * graph.native_horizon, horizon),
                 "quantile_levels": [float(q) for q in est.quantiles],
                 "covariates": [{"name": n, "future": f} for n, f in covariates],
+                "graph": graph.as_metadata(),
             },
         }
     )

@@ -17,7 +17,8 @@ from tests.services import stop
 MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", "chronos2"]
 
 
-MODELS += ["chronos2_covariates"]  # registered by the pipeline itself
+MODELS += ["chronos2_covariates", "chronos_bolt_zero_shot"]  # registered by the pipeline itself
+MODELS += ["chronos2_open"]  # the tiny Chronos-2 declaring no covariates: it takes any, as zero-shot
 
 
 CHRONOS_COVARIATES = [{"name": "temperature", "future": True}, {"name": "workday", "future": False}]
@@ -43,6 +44,11 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     meta = chronos_metadata(est)
     graph = family.to_onnx(est, ModelIO.forecast(spec), 17)
     toy_forecaster.register(uri, "chronos2", meta, graph, lambda s, feed: family.forecast(est, feed, s))
+    open_meta = chronos_metadata(est, covariates=[]) | {"model": "chronos2_open"}
+    open_graph = family.to_onnx(est, ModelIO.forecast(ForecastSpec.from_metadata(open_meta)), 17)
+    toy_forecaster.register(
+        uri, "chronos2_open", open_meta, open_graph, lambda s, feed: family.forecast(est, feed, s)
+    )
     for name in MODELS:
         promote(name, None, "champion", uri)
     return uri
@@ -57,11 +63,15 @@ def tiny_chronos2():
     return family, est, ForecastSpec.from_metadata(chronos_metadata(est))
 
 
-def chronos_metadata(est) -> dict:
+def chronos_metadata(est, covariates: list[dict] = CHRONOS_COVARIATES) -> dict:
+    """A version's metadata for the tiny Chronos-2: its graph, served up to 4 x one call."""
+    from tests.builders import spec_of
+
+    spec = spec_of(est, 24, [(c["name"], c["future"]) for c in covariates], context_length=64)
     meta = toy_forecaster.metadata(
-        context_length=64, horizon=24, levels=[float(q) for q in est.quantiles], covariates=CHRONOS_COVARIATES
+        context_length=64, horizon=24, levels=[float(q) for q in est.quantiles], covariates=covariates
     )
-    return meta | {"model": "chronos2", "family": "chronos2"}
+    return meta | {"model": "chronos2", "family": "chronos2", "forecast": spec.as_metadata()}
 
 
 def start_server(

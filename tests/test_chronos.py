@@ -16,6 +16,7 @@ import pytest
 
 from onnxship import families
 from onnxship.contract import CONTEXT, FUTURE, ForecastSpec, ModelIO
+from onnxship.forecasting.rollout import forecast_windows
 from onnxship.runtime import OnnxModel
 from tests.builders import feed, pipeline, spec_of
 
@@ -36,6 +37,11 @@ def export(family, est, spec: ForecastSpec) -> OnnxModel:
     return OnnxModel(model.SerializeToString())
 
 
+def served(model: OnnxModel, spec: ForecastSpec, windows: dict, horizon: int | None = None) -> np.ndarray:
+    """[n, horizon, Q]: the windows through the graph as the server forecasts them."""
+    return forecast_windows(lambda feed: model.run_feed(feed)[0], spec, windows, horizon)
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_patches_change_no_pytorch_output_and_are_undone(name):
     from chronos.chronos_bolt import InstanceNorm, Patch
@@ -45,21 +51,23 @@ def test_patches_change_no_pytorch_output_and_are_undone(name):
     family, est = pipeline(name)
     covariates = PATTERNS["known_future"] if name == "chronos2" else ()
     spec = spec_of(est, 20, covariates)
-    inputs = {k: torch.from_numpy(v) for k, v in feed(spec, 3, 70).items()}
+    windows = feed(spec, 3, 70)
+    graph_feed = spec.graph_feed(windows)
+    inputs = [torch.from_numpy(graph_feed[n]) for n in spec.input_names]
     graph = family.graph(est, spec).eval()
     originals = (InstanceNorm.forward, Patch.forward, type(est.model.shared).forward)
     with torch.no_grad():
-        before = graph(*inputs.values())
+        before = graph(*inputs)
         with export_patches(est.model):
             assert InstanceNorm.forward is not originals[0]
-            patched = graph(*inputs.values())
-        after = graph(*inputs.values())
+            patched = graph(*inputs)
+        after = graph(*inputs)
     assert torch.equal(before, patched) and torch.equal(before, after)
     assert (InstanceNorm.forward, Patch.forward) == originals[:2]
     assert "forward" not in vars(est.model.shared)  # the instance patch is gone too
     # the graph is the library's predict: same quantiles as the native pipeline call
-    native = family.forecast(est, {k: v.numpy() for k, v in inputs.items()}, spec)
-    np.testing.assert_allclose(before.numpy(), native, rtol=1e-5, atol=1e-4)
+    native = family.forecast(est, windows, spec)
+    np.testing.assert_allclose(spec.window_quantiles(windows, before.numpy()), native, rtol=1e-5, atol=1e-4)
 
 
 CASES = [("chronos_bolt", "none")] + [("chronos2", p) for p in PATTERNS]
@@ -73,7 +81,7 @@ def test_graph_answers_like_the_library_at_other_batches_and_lengths(name, patte
     assert model.input_shape == [None]  # the context length stays dynamic
     for batch, length in ((1, 17), (4, 70), (3, 300)):  # 300 > the checkpoint's context (256)
         inputs = feed(spec, batch, length, seed=length)
-        (got,) = model.run_feed(inputs)
+        got = served(model, spec, inputs)
         native = family.forecast(est, inputs, spec)
         assert got.shape == (batch, 24, len(spec.quantile_levels))
         scale = np.nanstd(inputs[CONTEXT])
@@ -86,9 +94,9 @@ def test_known_future_covariates_change_the_forecast():
     spec = spec_of(est, 16, PATTERNS["known_future"])
     model = export(family, est, spec)
     inputs = feed(spec, 2, 64)
-    (base,) = model.run_feed(inputs)
+    base = served(model, spec, inputs)
     inputs[FUTURE][:, :, 0] += 10.0
-    (moved,) = model.run_feed(inputs)
+    moved = served(model, spec, inputs)
     assert np.abs(moved - base).max() > 1e-3
     np.testing.assert_allclose(moved, family.forecast(est, inputs, spec), rtol=1e-4, atol=1e-4)
 

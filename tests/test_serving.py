@@ -368,7 +368,7 @@ def test_pytorch_models_answer_like_pytorch(server, row, tiny_pipeline):
 
 
 def test_forecast_answers_like_the_exported_forecaster(server):
-    from serving.http.forecasting import ForecastSpec, build_feed
+    from serving.http.forecasting import ForecastSpec, _series_layout_feed, parse
 
     url, spec = server["url"], ForecastSpec.from_metadata(FORECASTER)
     request = {
@@ -384,14 +384,7 @@ def test_forecast_answers_like_the_exported_forecaster(server):
     body = r.json()
     assert r.headers["x-model-version"] == f"toy_forecaster/{body['version']}"
     assert body["horizon"] == 4 and list(body["quantiles"]) == ["0.1", "0.3", "0.5"]
-    feed, _, _ = build_feed(
-        spec,
-        request["context"],
-        4,
-        None,
-        request["past_covariates"],
-        {"temperature": request["future_covariates"]["temperature"]},
-    )
+    feed = _series_layout_feed(spec, parse(spec, request, 100).tasks)
     expected = toy_forecaster.reference(spec, feed)[0, :4]  # [steps, model levels 0.1 0.5 0.9]
     assert body["quantiles"]["0.1"] == pytest.approx(expected[:, 0], abs=1e-5)
     assert body["quantiles"]["0.5"] == pytest.approx(expected[:, 1], abs=1e-5)
@@ -417,7 +410,7 @@ def test_forecast_answers_like_the_exported_forecaster(server):
 def test_forecast_answers_like_chronos2_itself(server):
     """/forecast on a real Chronos-2 export (covariates: a known-future temperature, a past-only
     workday flag) answers like the library's own predict on the same inputs."""
-    from serving.http.forecasting import build_feed
+    from serving.http.forecasting import parse
 
     family, est, spec = tiny_chronos2()
     rng = np.random.default_rng(3)
@@ -431,11 +424,10 @@ def test_forecast_answers_like_chronos2_itself(server):
     r = httpx.post(f"{server['url']}/forecast", json=request)
     assert r.status_code == 200, r.text
     body = r.json()
-    feed, _, _ = build_feed(spec, context, 10, None, past, future)
-    native = family.forecast(est, feed, spec)[0]  # [24 steps, 13 levels]
+    native = family.predict_tasks(est, parse(spec, request, 100).tasks, 10)[0][0]  # [10 steps, 13 levels]
     for level in ("0.1", "0.5", "0.9"):
         column = [float(q) for q in est.quantiles].index(float(level))
-        assert body["quantiles"][level] == pytest.approx(native[:10, column], rel=1e-4, abs=1e-4)
+        assert body["quantiles"][level] == pytest.approx(native[:, column], rel=1e-4, abs=1e-4)
     # the known future moves the forecast: the covariate reached the model
     hotter = {"temperature": [t + 15 for t in future["temperature"]]}
     moved = httpx.post(f"{server['url']}/forecast", json=request | {"future_covariates": hotter}).json()
@@ -446,7 +438,8 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
     """The version the pipeline itself registered (fine-tuned with known-future Temperature and
     WorkDay) answers /forecast and V2 infer like the library's predict on its native checkpoint."""
     from onnxship import families
-    from serving.http.forecasting import build_feed
+    from onnxship.forecasting.tasks import layout
+    from serving.http.forecasting import parse
 
     cfg, _ = tiny_pipeline
     family, est, meta = families.load_native(Path(cfg.paths.native) / "chronos2_covariates")
@@ -462,8 +455,10 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
     request = {"model": "chronos2_covariates", "context": context, "past_covariates": past}
     r = httpx.post(f"{server['url']}/forecast", json=request | {"future_covariates": future})
     assert r.status_code == 200, r.text
-    feed, _, _ = build_feed(spec, context, h, None, past, future)
-    native = family.forecast(est, feed, spec)[0]
+    ask = parse(spec, request | {"future_covariates": future}, 100)
+    native = family.predict_tasks(est, ask.tasks, h)[0][0]
+    rows = layout(ask.tasks, h)  # V2 takes the graph's own rows: target, then each covariate
+    feed = {"context": rows.context, "group_ids": rows.group_ids, "future_covariates": rows.future}
     levels = list(spec.quantile_levels)
     # the registered variant may be a proven INT8 one (held to its metric gate, not to 1e-4)
     reports = Path(cfg.paths.reports)
@@ -475,7 +470,7 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
         {
             "name": k,
             "shape": list(v.shape),
-            "datatype": "FP32",
+            "datatype": "INT64" if k == "group_ids" else "FP32",
             "data": [None if np.isnan(x) else float(x) for x in v.ravel()],
         }
         for k, v in feed.items()
@@ -483,8 +478,8 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
     r = httpx.post(f"{server['url']}/v2/models/chronos2_covariates/infer", json={"inputs": inputs})
     assert r.status_code == 200, r.text
     (out,) = r.json()["outputs"]
-    assert out["name"] == "quantiles" and out["shape"] == [1, h, len(levels)]
-    np.testing.assert_allclose(np.asarray(out["data"]).reshape(1, h, -1)[0], native, rtol=tol, atol=tol)
+    assert out["name"] == "quantiles" and out["shape"] == [3, h, len(levels)]
+    np.testing.assert_allclose(np.asarray(out["data"]).reshape(3, h, -1)[0], native, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
@@ -503,7 +498,7 @@ def test_the_pipelines_chronos2_version_answers_forecast_and_kserve_v2(server, t
             lambda b: {**b, "quantile_levels": [0.5, 0.95]},
             "quantile_levels[1]: must be a number from 0.1 to 0.9",
         ),
-        (lambda b: {**b, "context": [1.0, "hot"]}, "context.1: Input should be a number or null"),
+        (lambda b: {**b, "context": [1.0, "hot"]}, "context[1]: Input should be a number or null"),
         (lambda b: {**b, "context": [None, None]}, "context: every value is missing"),
         (lambda b: {**b, "future_covariates": {}}, "future_covariates: missing 'temperature'"),
         (

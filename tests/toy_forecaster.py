@@ -132,15 +132,18 @@ def reference(spec: ForecastSpec, feed: dict[str, np.ndarray], window: int = 8) 
 def export_version(folder: Path, meta: dict, window: int = 8, graph=None, native=None) -> dict:
     """model.onnx + onnxship.json, with a parity gate actually measured against the NumPy twin,
     or against `native(spec, feed)` for a given `graph` (e.g. a real Chronos export)."""
+    from onnxship.forecasting.rollout import forecast_windows
+
     spec = ForecastSpec.from_metadata(meta)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(build(spec, window) if graph is None else graph, folder / "model.onnx")
-    feed = spec.example_feed(batch=3)
+    feed = spec.example_windows(batch=3)
     feed["context"][1, -3:] = np.nan  # missing values inside the window
     if spec.covariates:
         feed["past_covariates"][2, -2:, 0] = np.nan
         feed["future_covariates"][0, 1, -1] = np.nan
-    (got,) = OnnxModel(folder / "model.onnx").run_feed(feed)
+    session = OnnxModel(folder / "model.onnx")
+    got = forecast_windows(lambda f: session.run_feed(f)[0], spec, feed)
     expected = reference(spec, feed, window) if native is None else native(spec, feed)
     diff = float(np.abs(got - expected).max())
     meta = {

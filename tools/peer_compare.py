@@ -21,16 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def feeds_and_reference(model: str, folder: Path, rows: int = 32) -> tuple[Path, Path]:
     from onnxship import families
-    from onnxship.contract import NATIVE_META, OUTPUTS, Task
+    from onnxship.contract import NATIVE_META, OUTPUTS, ForecastSpec, Task
     from onnxship.io import read_json
     from onnxship.pipeline.config import compose_config, model_spec
     from onnxship.pipeline.workload import workload
 
     cfg = compose_config([f"model={model}"], config_dir=ROOT / "conf")
     meta = read_json(Path(cfg.paths.native) / model / NATIVE_META)
-    feeds = workload(cfg).bench_feeds(model_spec(cfg), meta, rows)
+    windows = workload(cfg).bench_feeds(model_spec(cfg), meta, rows)
     family, est, meta = families.load_native(Path(cfg.paths.native) / model)
-    answer = family.native_call(est, meta)(feeds)  # PyTorch eager on the exported wrapper
+    answer = family.native_call(est, meta)(windows)  # PyTorch eager on the exported wrapper
+    feeds = ForecastSpec.from_metadata(meta).graph_feed(windows)  # as the graph takes them
     np.savez(folder / "feeds.npz", **feeds)
     np.savez(folder / "reference.npz", **{OUTPUTS[Task.FORECAST][0]: np.asarray(answer)})
     return folder / "feeds.npz", folder / "reference.npz"

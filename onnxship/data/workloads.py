@@ -67,6 +67,10 @@ class Rows:
         """Real test inputs for timing (dummy rows can all follow one tree path)."""
         return {INPUT: self.split("test")[0][:limit]}
 
+    def signature_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        """Real inputs as the graph takes them: the registered version's signature and sample."""
+        return self.bench_feeds(entry, meta, limit)
+
     def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
         """Validation rows for INT8 calibration, in batches (never the test rows the gates use)."""
         return in_batches({INPUT: self.split("val")[0][:limit].astype(np.float32)})
@@ -85,18 +89,25 @@ class Series:
         self.table, self.schema = load_series(prepared)
         self.task = Task.FORECAST
 
-    def spec(self, entry: Any, levels: list[float]) -> ForecastSpec:
+    def spec(self, entry: Any, family: Any, est: Any) -> ForecastSpec:
+        """The entry's `forecast:` block on this checkpoint: its levels, and its graph (how far
+        one call sees; served horizons reach `max_horizon`, by default 4 x that, at least
+        prediction_length)."""
         block = dict(entry.get("forecast") or {})
         known = set(block.get("future_covariates", block.get("covariates", [])) or [])
         covariates = [{"name": c, "future": c in known} for c in block.get("covariates", []) or []]
+        graph = family.forecast_graph(est)
+        horizon = int(block.get("prediction_length", 48))
         return ForecastSpec.from_metadata(
             {
                 "task": Task.FORECAST,
                 "forecast": {
                     "context_length": block.get("context_length", 512),
-                    "prediction_length": block.get("prediction_length", 48),
-                    "quantile_levels": levels,
+                    "prediction_length": horizon,
+                    "max_horizon": block.get("max_horizon") or max(4 * graph.native_horizon, horizon),
+                    "quantile_levels": family.quantile_levels(est),
                     "covariates": covariates,
+                    "graph": graph.as_metadata(),
                 },
             }
         )
@@ -107,7 +118,7 @@ class Series:
         est = family.build(spec, zoo, self.task, seed)
         if not spec.get("finetune"):
             return est
-        forecast = self.spec(spec, family.quantile_levels(est))
+        forecast = self.spec(spec, family, est)
         lo, hi = self.schema["bounds"]["train"]
         train = self.table.iloc[lo:hi]
         # the library's input format: one long series; known-future covariates marked with None
@@ -122,7 +133,7 @@ class Series:
         """Weighted quantile loss and MASE on the test windows."""
         from onnxship.scoring import forecast_metrics
 
-        spec = self.spec(entry, family.quantile_levels(est))
+        spec = self.spec(entry, family, est)
         feed, truth = self.windows(spec, "test", self.stride(entry, spec), self.limit(entry))
         forecast = family.forecast(est, feed, spec)
         return forecast_metrics(forecast, truth, feed, spec, self.schema["season_length"])
@@ -144,30 +155,31 @@ class Series:
         return windows(self.table, self.schema, spec, window_origins(self.schema, split, spec, stride, limit))
 
     def bench_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        """Test windows in the series layout: timing slices them by window (both runtimes turn
+        them into the graph's rows the same way, ForecastSpec.graph_feed)."""
         spec = ForecastSpec.from_metadata(meta)
         feed, _ = self.windows(spec, "test", self.stride(entry, spec))
         return {k: v[-limit:] for k, v in feed.items()}
 
+    def signature_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        """Test windows as the graph takes them (Chronos: rows and group ids)."""
+        return ForecastSpec.from_metadata(meta).graph_feed(self.bench_feeds(entry, meta, limit))
+
     def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
-        """The last `limit` validation windows, in batches."""
+        """The last `limit` validation windows, in batches, as the graph takes them."""
         spec = ForecastSpec.from_metadata(meta)
         feed, _ = self.windows(spec, "val", self.stride(entry, spec), limit)
-        return in_batches(feed)
+        return [spec.graph_feed(batch) for batch in in_batches(feed)]
 
     def meta_fields(self, entry: Any, est: Any, family: Any) -> dict[str, Any]:
-        spec = self.spec(entry, family.quantile_levels(est))
+        spec = self.spec(entry, family, est)
         return {
             "features": list(spec.covariates),
             "input_shape": [spec.context_length],
             "classes": None,
             "target": self.schema["target"],
             "speed_only": bool(entry.get("speed_only", False)),
-            "forecast": {
-                "context_length": spec.context_length,
-                "prediction_length": spec.prediction_length,
-                "quantile_levels": list(spec.quantile_levels),
-                "covariates": [{"name": c, "future": c in spec.future_covariates} for c in spec.covariates],
-            },
+            "forecast": spec.as_metadata(),
         }
 
 

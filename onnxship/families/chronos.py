@@ -22,7 +22,19 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from onnxship.contract import CONTEXT, FUTURE, PAST, QUANTILES, ForecastSpec, ModelIO, Task
+from onnxship.contract import (
+    CHRONOS2,
+    CHRONOS_BOLT,
+    CONTEXT,
+    FUTURE,
+    GROUP_IDS,
+    LIBRARY_UNROLLED_QUANTILES,
+    QUANTILES,
+    ForecastGraph,
+    ForecastSpec,
+    ModelIO,
+    Task,
+)
 from onnxship.errors import ConfigError, ModelLoadError
 from onnxship.families import Family, register
 
@@ -71,25 +83,39 @@ class ChronosFamily(Family):
     def quantile_levels(self, est: Any) -> list[float]:
         return [float(q) for q in est.quantiles]
 
-    def forecast(self, est: Any, feed: dict[str, np.ndarray], spec: ForecastSpec) -> np.ndarray:
-        """Native quantiles [batch, H, n_levels] for a feed of the forecast contract, through the
-        library's own predict (NaN = missing, as in the graph)."""
+    def forecast_graph(self, est: Any) -> ForecastGraph:
+        """How this checkpoint's graph is called and rolled forward (onnxship.contract)."""
         raise NotImplementedError
+
+    def predict_tasks(
+        self, est: Any, tasks: list, horizon: int, cross_learning: bool = False
+    ) -> list[np.ndarray]:
+        """The library's own predict on forecasting tasks (onnxship.forecasting.tasks.SeriesTask):
+        per task [n_variates, horizon, n_levels]."""
+        raise NotImplementedError
+
+    def forecast(self, est: Any, feed: dict[str, np.ndarray], spec: ForecastSpec) -> np.ndarray:
+        """Native quantiles [batch, H, n_levels] for windows in the series layout, through the
+        library's own predict (NaN = missing, as in the graph)."""
+        out = self.predict_tasks(est, spec.window_tasks(feed), spec.prediction_length)
+        return np.stack([o[0] for o in out]).astype(np.float32)
 
     def graph(self, est: Any, spec: ForecastSpec) -> Any:
         raise NotImplementedError
 
     def native_call(self, est: Any, meta: dict) -> Any:
-        """PyTorch eager on exactly what the graph computes (the same wrapper module), under
-        torch.inference_mode: the library's predict adds Python preprocessing the graph has not."""
+        """PyTorch eager on exactly what the graph computes (the same wrapper module, fed the
+        same rows), under torch.inference_mode: the library's predict adds Python preprocessing
+        the graph has not. Takes windows in the series layout, as the benchmark's ONNX call does."""
         import torch
 
-        module = self.graph(est, ForecastSpec.from_metadata(meta)).eval()
-        names = ForecastSpec.from_metadata(meta).input_names
+        spec = ForecastSpec.from_metadata(meta)
+        module = self.graph(est, spec).eval()
 
-        def call(feed: dict[str, np.ndarray]) -> np.ndarray:
+        def call(windows: dict[str, np.ndarray]) -> np.ndarray:
+            feed = spec.graph_feed(windows)
             with torch.inference_mode():
-                return module(*(torch.from_numpy(feed[n]) for n in names)).numpy()
+                return module(*(torch.from_numpy(feed[n]) for n in spec.input_names)).numpy()
 
         return call
 
@@ -108,11 +134,16 @@ class ChronosFamily(Family):
         if spec is None:
             raise ConfigError(f"{self.name}: export needs the forecast spec (horizon, covariates)")
         wrapper = self.graph(est, spec).eval()
-        feed = {k: torch.from_numpy(v) for k, v in spec.example_feed(batch=2).items()}
+        feed = {k: torch.from_numpy(v) for k, v in self.trace_feed(spec).items()}
         names = spec.input_names
         dynamic = {CONTEXT: {0: "batch", 1: "context_length"}, QUANTILES: {0: "batch"}}
-        if spec.covariates:
-            dynamic |= {PAST: {0: "batch", 1: "context_length"}, FUTURE: {0: "batch"}}
+        if spec.graph.layout == CHRONOS2:
+            dynamic = {
+                CONTEXT: {0: "rows", 1: "context_length"},
+                GROUP_IDS: {0: "rows"},
+                FUTURE: {0: "rows", 1: "steps"},
+                QUANTILES: {0: "rows", 1: "steps"},
+            }
         buffer = BytesIO()
         with export_patches(est.model), torch.no_grad():
             torch.onnx.export(
@@ -126,6 +157,10 @@ class ChronosFamily(Family):
                 dynamic_axes=dynamic,
             )
         return onnx.load_from_string(buffer.getvalue())
+
+    def trace_feed(self, spec: ForecastSpec) -> dict[str, np.ndarray]:
+        """The example the exporter traces with: two windows."""
+        return spec.example_feed(batch=2)
 
 
 @register
@@ -148,19 +183,50 @@ class Chronos2Family(ChronosFamily):
     def graph(self, est: Any, spec: ForecastSpec) -> Any:
         from onnxship.chronos.graphs import Chronos2Graph
 
-        return Chronos2Graph(est.model, spec.prediction_length, len(spec.covariates))
+        return Chronos2Graph(est.model)
 
-    def forecast(self, est: Any, feed: dict[str, np.ndarray], spec: ForecastSpec) -> np.ndarray:
+    def forecast_graph(self, est: Any) -> ForecastGraph:
+        import torch
+
+        config = est.model.chronos_config
+        # the probability mass of each (path, level) sample pooled in the long-horizon rollout,
+        # by the library's own code, normalized as its weighted_quantile normalizes them
+        mass = est._get_prob_mass_per_quantile_level
+        weights = torch.outer(
+            mass(torch.tensor(LIBRARY_UNROLLED_QUANTILES)), mass(torch.tensor(est.quantiles))
+        )
+        weights = weights.reshape(-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return ForecastGraph(
+            layout=CHRONOS2,
+            native_horizon=config.max_output_patches * config.output_patch_size,
+            patch_size=config.output_patch_size,
+            model_context_length=config.context_length,
+            unrolled_quantiles=LIBRARY_UNROLLED_QUANTILES,
+            unroll_weights=tuple(float(w) for w in weights),
+        )
+
+    def trace_feed(self, spec: ForecastSpec) -> dict[str, np.ndarray]:
+        """Two windows, a future that is not whole patches long (the graph pads it in-graph)."""
+        feed = spec.example_feed(batch=2)
+        steps = min(spec.graph.native_horizon, spec.graph.patch_size + spec.graph.patch_size // 2)
+        pad = np.full((len(feed[FUTURE]), steps), np.nan, dtype=np.float32)
+        pad[:, : min(steps, feed[FUTURE].shape[1])] = feed[FUTURE][:, :steps]
+        return feed | {FUTURE: pad}
+
+    def predict_tasks(
+        self, est: Any, tasks: list, horizon: int, cross_learning: bool = False
+    ) -> list[np.ndarray]:
         inputs = []
-        for b, context in enumerate(feed[CONTEXT]):
-            item: dict[str, Any] = {"target": context}
-            if spec.covariates:
-                item["past_covariates"] = {c: feed[PAST][b, :, i] for i, c in enumerate(spec.covariates)}
-                known = {c: feed[FUTURE][b, :, i] for i, c in enumerate(spec.covariates)}
-                item["future_covariates"] = {c: v for c, v in known.items() if not np.isnan(v).all()}
+        for task in tasks:
+            item: dict[str, Any] = {"target": task.target[0] if len(task.target) == 1 else task.target}
+            if task.past:
+                item["past_covariates"] = dict(task.past)
+                item["future_covariates"] = dict(task.future)
             inputs.append(item)
-        out = est.predict(inputs, prediction_length=spec.prediction_length, batch_size=len(inputs) * 64)
-        return np.stack([o[0].numpy() for o in out]).transpose(0, 2, 1).astype(np.float32)
+        out = est.predict(inputs, prediction_length=horizon, cross_learning=cross_learning)
+        shaped = zip(out, tasks, strict=True)  # [n_variates, levels, h] each -> [n_variates, h, levels]
+        return [o.numpy().reshape(len(t.target), -1, horizon).transpose(0, 2, 1) for o, t in shaped]
 
 
 @register
@@ -175,10 +241,22 @@ class ChronosBoltFamily(ChronosFamily):
 
         if spec.covariates:
             raise ConfigError("chronos_bolt takes no covariates (Chronos-2 does)")
-        return BoltGraph(est.model, spec.prediction_length)
+        return BoltGraph(est.model)
 
-    def forecast(self, est: Any, feed: dict[str, np.ndarray], spec: ForecastSpec) -> np.ndarray:
+    def forecast_graph(self, est: Any) -> ForecastGraph:
+        config = est.model.chronos_config
+        return ForecastGraph(
+            layout=CHRONOS_BOLT,
+            native_horizon=config.prediction_length,
+            model_context_length=config.context_length,
+        )
+
+    def predict_tasks(
+        self, est: Any, tasks: list, horizon: int, cross_learning: bool = False
+    ) -> list[np.ndarray]:
         import torch
 
-        out = est.predict(torch.from_numpy(feed[CONTEXT]), prediction_length=spec.prediction_length)
-        return out.numpy().transpose(0, 2, 1).astype(np.float32)
+        if cross_learning or any(len(t.target) != 1 or t.past for t in tasks):
+            raise ConfigError("chronos_bolt forecasts one series at a time, without covariates")
+        out = est.predict([torch.from_numpy(t.target[0]) for t in tasks], prediction_length=horizon)
+        return [o.numpy().T[None].astype(np.float32) for o in out]

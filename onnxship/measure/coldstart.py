@@ -84,11 +84,15 @@ def _probe(job: dict) -> dict:
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
         call = fed_like_the_graph(family.native_call(est, meta), feeds, job)
     else:
+        from onnxship.measure.timing import windows_spec
         from onnxship.runtime import InferenceSettings, OnnxModel
 
         model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
         (name, *more) = feeds
         call = model.run_feed if more else (lambda feed: model.run(feed[name]))
+        spec = windows_spec(job)
+        if spec is not None:  # Chronos: windows -> rows, as native's call does
+            call = lambda feed: model.run_feed(spec.graph_feed(feed))  # noqa: E731
     loaded = time.monotonic()
     call({k: v[:1] for k, v in feeds.items()})
     first = time.monotonic()

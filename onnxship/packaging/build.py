@@ -91,7 +91,9 @@ def build_version_dir(
     from mlflow.models import infer_signature
 
     model = OnnxModel(graph.SerializeToString(), settings)
-    inputs = {k: v.astype(np.float32) for k, v in feeds.items()}
+    inputs = {
+        k: v if v.dtype.kind == "i" else v.astype(np.float32) for k, v in feeds.items()
+    }  # ids stay int64
     sample = dict(zip(model.output_names, model.run_feed(inputs), strict=True))
     mlflow.onnx.save_model(
         graph,

@@ -64,6 +64,26 @@ def rows_case(
     )
 
 
+HORIZON_WINDOWS = 8  # test windows per horizon case
+
+
+def horizon_cases(data: Series, cfg: DictConfig, entry: Any, family: Any, est: Any, spec: Any) -> dict:
+    """h -> (the last test windows cut h ahead, the library's forecast of them), for each horizon
+    of validate.horizons the model serves other than its own."""
+    import dataclasses
+
+    out = {}
+    for horizon in cfg.validate.get("horizons") or []:
+        if horizon == spec.prediction_length or horizon > spec.max_horizon or not spec.graph.rolls_forward:
+            continue
+        at = dataclasses.replace(spec, prediction_length=int(horizon))
+        windows, _ = data.windows(
+            at, "test", data.stride(entry, at), min(HORIZON_WINDOWS, data.limit(entry) or HORIZON_WINDOWS)
+        )
+        out[int(horizon)] = (windows, family.forecast(est, windows, at))
+    return out
+
+
 def forecast_case(
     data: Series,
     cfg: DictConfig,
@@ -88,6 +108,7 @@ def forecast_case(
     # shows none), but a lossy variant must still not forecast worse than the same weights do natively
     accuracy = forecast_metrics(native["test"], truth, feed, spec, season)
     return ForecastCase(
+        horizons=horizon_cases(data, cfg, entry, family, est, spec),
         spec=spec,
         tolerance=tolerance,
         gates=cfg.validate,

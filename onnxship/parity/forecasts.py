@@ -7,17 +7,24 @@ unknown; none at all). Each window is its own group, so batch 1 vs batch N also 
 series in one batch do not mix; target and covariates share a group inside the graph. Per
 output: max abs / rel difference and the share of windows within atol + rtol * |native|; task
 metrics (weighted quantile loss, MASE) native vs ONNX.
+
+The ONNX side answers through onnxship.forecasting (the rows, groups and rollout serving runs),
+and at each horizon of `validate.horizons` besides the model's own: Chronos-2 forecasts a shorter
+horizon with fewer output patches, and a horizon beyond one call rolls forward, so each horizon
+is a parity case of its own (`horizons` in the report; the lossless variants must pass them all).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from onnxship.contract import CONTEXT, FUTURE, PAST, ForecastSpec
+from onnxship.contract import CHRONOS2, CONTEXT, FUTURE, PAST, ForecastSpec
+from onnxship.forecasting.rollout import forecast_windows
 from onnxship.parity.rows import diff_histogram, row_diff, verdict
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.scoring import GATED, forecast_metrics, metric_gate
@@ -34,6 +41,7 @@ class ForecastCase:
     sets: dict[str, dict[str, np.ndarray]]  # name -> feed; "test" first
     native: dict[str, np.ndarray]  # name -> quantiles [n, H, Q]
     native_metrics: dict[str, float]
+    horizons: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]  # h -> (windows h ahead, native [n, h, Q])
 
     def check(self, path: Path, lossy: bool) -> dict:
         return check_forecast_variant(path, lossy, self)
@@ -108,6 +116,34 @@ def fan_chart(case: ForecastCase) -> dict:
     }
 
 
+def onnx_forecast(
+    model: OnnxModel, spec: ForecastSpec, windows: dict, horizon: int | None = None
+) -> np.ndarray:
+    """[n, horizon, Q]: the windows forecast through the graph as serving forecasts them."""
+    return forecast_windows(lambda feed: model.run_feed(feed)[0], spec, windows, horizon)
+
+
+def check_horizons(model: OnnxModel, case: ForecastCase, lossy: bool) -> tuple[dict, list[str]]:
+    """Parity at each horizon of the case: {str(h): figures}, and the reasons a lossless variant fails."""
+    tol, figures, reasons = case.tolerance, {}, []
+    for horizon, (windows, native) in case.horizons.items():
+        spec = dataclasses.replace(case.spec, prediction_length=horizon)
+        try:
+            out = onnx_forecast(model, spec, windows, horizon)
+        except Exception as err:
+            figures[str(horizon)] = {"windows": len(native), "error": f"{type(err).__name__}: {err}"[:300]}
+            reasons.append(f"horizon {horizon}: ONNX Runtime failed")
+            continue
+        rolled = case.spec.graph.layout == CHRONOS2 and horizon > case.spec.graph.native_horizon
+        at = case.gates.get("rollout_tolerance") or tol if rolled else tol
+        got = compare_quantiles(native, out, at["atol"], at["rtol"]) | {"rolled_forward": rolled}
+        got.pop("diff_histogram")
+        figures[str(horizon)] = got
+        if not lossy and got["within_tolerance"] < case.gates.min_within_test:
+            reasons.append(f"horizon {horizon}: windows within tolerance {got['within_tolerance']:.2%}")
+    return figures, reasons
+
+
 def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
     model = OnnxModel(path, case.settings)
     tol, gates, reasons = case.tolerance, case.gates, []
@@ -115,7 +151,7 @@ def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
     onnx_test = None
     for name, feed in case.sets.items():
         try:
-            (out,) = model.run_feed(feed)
+            out = onnx_forecast(model, case.spec, feed)
         except Exception as err:  # a graph that cannot run this input fails on it alone
             sets[name] = {"windows": len(feed[CONTEXT]), "error": f"{type(err).__name__}: {err}"}
             reasons.append(f"{name}: ONNX Runtime failed ({sets[name]['error'][:200]})")
@@ -144,7 +180,7 @@ def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
         test = case.sets["test"]
         rows = len(test[CONTEXT]) if lossy else min(8, len(test[CONTEXT]))
         one_by_one = np.concatenate(
-            [model.run_feed({k: v[i : i + 1] for k, v in test.items()})[0] for i in range(rows)]
+            [onnx_forecast(model, case.spec, {k: v[i : i + 1] for k, v in test.items()}) for i in range(rows)]
         )
         batch_diff = float(row_diff(one_by_one.astype(np.float64), onnx_test[:rows].astype(np.float64)).max())
         sets["batch_consistency"] = {"windows": rows, "max_abs_diff": batch_diff}
@@ -157,4 +193,7 @@ def check_forecast_variant(path: Path, lossy: bool, case: ForecastCase) -> dict:
             reasons += [f"one window at a time: {r}" for r in worse]
         elif batch_diff > tol["atol"] + tol["rtol"] * float(np.abs(onnx_test[:rows]).max()):
             reasons.append(f"batch 1 vs batch {len(test[CONTEXT])} differ by {batch_diff:.3g}")
+    if case.horizons:
+        sets["horizons"], failed = check_horizons(model, case, lossy)
+        reasons += failed
     return verdict(reasons, lossy, metrics, sets)

@@ -191,4 +191,9 @@ def compact_metrics(report: dict) -> dict:
             "test_metric_rel_worse": test.get("metric_rel_worse"),
             "hostile_min_within_tolerance": min(hostile) if hostile else None,
         }
+        horizons = [
+            h["within_tolerance"] for h in sets.get("horizons", {}).values() if "within_tolerance" in h
+        ]
+        if horizons:  # forecasters judged at other horizons (onnxship.parity.forecasts)
+            out[variant]["horizons_min_within_tolerance"] = min(horizons)
     return out

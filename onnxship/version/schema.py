@@ -49,11 +49,24 @@ class Covariate(_Strict):
     future: bool = False
 
 
+class ForecastGraphBlock(_Strict):
+    """How the graph is called and rolled forward (onnxship.contract.ForecastGraph)."""
+
+    layout: Literal["series", "chronos2", "chronos_bolt"]
+    native_horizon: int = Field(ge=1, le=MAX_HORIZON)
+    patch_size: int = Field(1, ge=1, le=MAX_HORIZON)
+    model_context_length: int = Field(ge=1, le=MAX_CONTEXT)
+    unrolled_quantiles: list[float] = Field(default_factory=list, max_length=99)
+    unroll_weights: list[float] = Field(default_factory=list, max_length=99 * 99)
+
+
 class ForecastBlock(_Strict):
     context_length: int = Field(ge=1, le=MAX_CONTEXT)
     prediction_length: int = Field(ge=1, le=MAX_HORIZON)
+    max_horizon: int | None = Field(None, ge=1, le=MAX_HORIZON)
     quantile_levels: list[float] = Field(min_length=1, max_length=99)
     covariates: list[Covariate] = Field(default_factory=list, max_length=256)
+    graph: ForecastGraphBlock | None = None
 
     @model_validator(mode="after")
     def _levels(self) -> ForecastBlock:
@@ -63,6 +76,22 @@ class ForecastBlock(_Strict):
         names = [c.name for c in self.covariates]
         if len(set(names)) != len(names):
             raise ValueError("covariate names must be unique")
+        graph = self.graph
+        if graph is None or graph.layout == "series":
+            if self.max_horizon not in (None, self.prediction_length):
+                raise ValueError("max_horizon: a graph of layout 'series' answers prediction_length steps")
+            return self
+        if self.max_horizon is None or self.max_horizon < self.prediction_length:
+            raise ValueError("max_horizon: a rolling-forward graph needs one, at least prediction_length")
+        if graph.native_horizon % graph.patch_size or graph.model_context_length < self.context_length:
+            raise ValueError(
+                "graph: native_horizon must be whole patches, model_context_length >= context_length"
+            )
+        if graph.layout == "chronos2" and (
+            not graph.unrolled_quantiles
+            or len(graph.unroll_weights) != len(graph.unrolled_quantiles) * len(levels)
+        ):
+            raise ValueError("graph: a chronos2 graph needs unrolled_quantiles and their unroll_weights")
         return self
 
 

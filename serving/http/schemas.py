@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 Value = StrictFloat | StrictInt | None  # null = missing (only for models that accept NaN)
 
@@ -58,6 +60,19 @@ class BatchPrediction(BaseModel):
     probabilities: list[dict[str, float]] | None = None
 
 
+Covariate = list[StrictFloat | StrictInt | StrictStr | None]  # numbers, or strings (categorical)
+# one variate [length], or [n_variates][length] (Chronos-2): checked value by value in
+# serving/http/forecasting.py, so an error names the position (context[1], context[0][3])
+Context = list[Any]
+
+
+class SeriesItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    context: Context = Field(min_length=1, description="past values, oldest first; null = missing")
+    past_covariates: dict[str, Covariate] | None = None
+    future_covariates: dict[str, Covariate] | None = None
+
+
 class ForecastRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -70,24 +85,46 @@ class ForecastRequest(BaseModel):
                     "quantile_levels": [0.1, 0.5, 0.9],
                     "past_covariates": {"temperature": [20.1, 21.0, 21.4, 22.0, 21.8]},
                     "future_covariates": {"temperature": [21.5, 21.0, 20.2]},
-                }
+                },
+                {
+                    "model": "chronos2",
+                    "series": [
+                        {"context": [[4.1, 4.3, 4.6], [1.0, 1.2, 1.1]]},
+                        {"context": [[3.9, 4.0, 4.2], [0.9, 1.0, 1.3]]},
+                    ],
+                    "cross_learning": True,
+                    "horizon": 2,
+                },
             ]
         },
     )
     model: str | None = Field(None, description="registered model name; the configured default if omitted")
-    context: list[Value] = Field(
-        min_length=1, description="the series' past values, oldest first; null = missing"
+    context: Context | None = Field(
+        None,
+        min_length=1,
+        description="one series' past values, oldest first (null = missing); for Chronos-2 also a "
+        "list of variates [n_variates][length], forecast jointly",
     )
-    horizon: StrictInt | None = Field(None, description="steps to forecast; the model's maximum if omitted")
+    series: list[SeriesItem] | None = Field(
+        None, min_length=1, description="a batch of series instead of `context`: each answered in order"
+    )
+    cross_learning: bool = Field(
+        False, description="Chronos-2: the batch's series inform each other (the library's cross_learning)"
+    )
+    horizon: StrictInt | None = Field(None, description="steps to forecast; the model's default if omitted")
     quantile_levels: list[StrictFloat | StrictInt] | None = Field(
         None, description="levels in the model's range; the model's own levels if omitted"
     )
-    past_covariates: dict[str, list[Value]] | None = Field(
-        None, description="each covariate the model declares, aligned with `context`"
+    past_covariates: dict[str, Covariate] | None = Field(
+        None, description="covariates aligned with `context`: numbers, or strings (categorical, Chronos-2)"
     )
-    future_covariates: dict[str, list[Value]] | None = Field(
-        None, description="each covariate known ahead, `horizon` values"
+    future_covariates: dict[str, Covariate] | None = Field(
+        None, description="covariates known ahead, `horizon` values each"
     )
+
+
+class SeriesForecast(BaseModel):
+    quantiles: dict[str, list[float] | list[list[float]]]
 
 
 class Forecast(BaseModel):
@@ -108,7 +145,11 @@ class Forecast(BaseModel):
     version: str
     horizon: int
     quantile_levels: list[float]
-    quantiles: dict[str, list[float]] = Field(description="level -> `horizon` values")
+    quantiles: dict[str, list[float] | list[list[float]]] | None = Field(
+        None, description="one series: level -> `horizon` values (per variate for a multivariate series)"
+    )
+    cross_learning: bool | None = None
+    forecasts: list[SeriesForecast] | None = Field(None, description="a batch: one per series, in order")
 
 
 class ErrorBody(BaseModel):

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from onnxship.contract import CHRONOS2, CONTEXT, FUTURE, GROUP_IDS, SERIES, ForecastSpec
 from onnxship.runtime import FLOAT32_MAX, InputError
 from serving.http import v2_binary
 from serving.http.deps import FollowerDep, SettingsDep, StoreDep, resolve_model
-from serving.http.forecasting import ForecastSpec
 from serving.http.inference import run_finite
 from serving.http.schemas import ERRORS
 from serving.http.store import LoadedModel
@@ -157,17 +157,44 @@ def tabular_input(loaded: LoadedModel, inputs: list[InferTensor], max_rows: int)
 
 
 def forecast_feed(spec: ForecastSpec, inputs: list[InferTensor], max_rows: int) -> dict[str, np.ndarray]:
-    """The forecaster's tensors by name, shapes as the contract says; null/NaN = missing."""
+    """The forecaster's graph tensors by name (one model call: no rollout, GET /v2/models/{m}
+    lists them); null/NaN = missing. Chronos-2 takes its own rows and group ids, answering as many
+    steps as future_covariates is long, up to its native horizon."""
     if sorted(t.name for t in inputs) != sorted(spec.input_names):
         raise HTTPException(422, f"inputs: expected one tensor each named {', '.join(spec.input_names)}")
     rows = _rows(inputs[0], 0, max_rows)
-    shapes = spec.input_shapes(rows)
+    if spec.graph.layout == CHRONOS2:
+        steps = next(t for t in inputs if t.name == FUTURE).shape[-1]
+        if not 1 <= steps <= spec.graph.native_horizon:
+            raise HTTPException(422, f"{FUTURE}: 1 to {spec.graph.native_horizon} steps in one call")
     feed = {}
     for i, tensor in enumerate(inputs):
-        if tuple(tensor.shape) != shapes[tensor.name]:
-            raise HTTPException(422, f"inputs[{i}].shape: expected {list(shapes[tensor.name])}")
-        feed[tensor.name] = _values(tensor, i).astype(np.float32)  # null = missing (NaN)
+        shape = forecast_shape(spec, tensor, rows)
+        if tuple(tensor.shape) != shape:
+            raise HTTPException(422, f"inputs[{i}].shape: expected {list(shape)}")
+        values = _values(tensor, i)  # null = missing (NaN)
+        if tensor.name == GROUP_IDS:
+            if not np.isfinite(values).all() or (values != np.round(values)).any():
+                raise HTTPException(422, f"inputs[{i}].data: group ids must be integers")
+            feed[tensor.name] = values.astype(np.int64)
+        else:
+            feed[tensor.name] = values.astype(np.float32)
     return feed
+
+
+def forecast_shape(spec: ForecastSpec, tensor: InferTensor, rows: int) -> tuple[int, ...]:
+    """The shape a forecast input must have in a call of `rows` rows (the context length and,
+    Chronos-2, the steps as given, within the model's bounds)."""
+    if tensor.name == CONTEXT and spec.graph.layout != SERIES:
+        length = tensor.shape[-1] if len(tensor.shape) == 2 else 0
+        if not 1 <= length <= spec.context_length:
+            raise HTTPException(422, f"{CONTEXT}: 1 to {spec.context_length} values per row")
+        return (rows, length)
+    if tensor.name == GROUP_IDS:
+        return (rows,)
+    if tensor.name == FUTURE and spec.graph.layout == CHRONOS2:
+        return (rows, tensor.shape[-1])
+    return spec.series_feed_shapes(rows)[tensor.name]
 
 
 @router.get("/health/live")
