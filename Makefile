@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
 
-.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving peer-olive docs lint format clean
+.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving bench-workload peer-olive docs lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ serve: install ## serve every model's `champion` version on http://127.0.0.1:800
 
 promote: install ## move `champion` to the version aliased `candidate`: make promote MODEL=xgboost [VERSION=3]
 	python -m serving.registry.promote $(MODEL) $(if $(VERSION),--version $(VERSION))
+
+bench-workload: install ## the registered forecasters on M3 and Tourism monthly, native vs ONNX -> reports/workloads/ (after make run)
+	python -m tools.bench_workload
 
 peer-olive: install ## Olive's automatic routes vs our registered variant on the same graph -> reports/peers/olive.json (MODEL=chronos2_release_speed)
 	tools/peer_olive.sh models/onnx/$(or $(MODEL),chronos2_release_speed)/model.onnx .peer-olive/$(or $(MODEL),chronos2_release_speed)

@@ -257,12 +257,19 @@ class ForecastSpec:
         covariates = block.get("covariates", [])
         horizon = int(block["prediction_length"])
         graph = cls._graph(block.get("graph"), horizon, int(block["context_length"]))
+        if graph.rolls_forward and horizon > graph.native_horizon:
+            raise ValueError("forecast.prediction_length: at most one call's horizon (graph.native_horizon)")
+        if graph.layout == CHRONOS_BOLT and covariates:
+            raise ValueError("forecast.covariates: a chronos_bolt graph takes none")
         if graph.layout == CHRONOS2 and (
             not graph.unrolled_quantiles
+            or not set(graph.unrolled_quantiles) <= set(levels)
             or len(graph.unroll_weights) != len(graph.unrolled_quantiles) * len(levels)
+            or min(graph.unroll_weights) <= 0
         ):
             raise ValueError(
-                "forecast.graph: a chronos2 graph needs unrolled_quantiles and their unroll_weights"
+                "forecast.graph: a chronos2 graph needs unrolled_quantiles among its levels and "
+                "their positive unroll_weights"
             )
         spec = cls(
             context_length=int(block["context_length"]),

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(gt=0)
     max_values: int = Field(gt=0)
     max_batch_rows: int = Field(gt=0)
+    max_call_rows: int = Field(ge=16)
+    max_answer_values: int = Field(gt=0)
     max_model_bytes: int = Field(gt=0)
     max_call_s: float = Field(gt=0)
     max_call_bytes: int = Field(gt=0)

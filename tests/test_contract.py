@@ -40,3 +40,67 @@ def test_the_toy_forecaster_fits_the_forecast_contract():
     assert ModelIO.forecast(spec).mismatches(graph) == []
     other = ForecastSpec(16, 5, spec.quantile_levels, spec.covariates, spec.future_covariates)
     assert "quantiles: shape" in ModelIO.forecast(other).mismatches(graph)[-1]
+
+
+def chronos_block(**changes) -> dict:
+    """A Chronos-2 version's forecast block (its graph's rollout weights made up but positive)."""
+    levels = [0.1, 0.5, 0.9]
+    block = {
+        "context_length": 64,
+        "prediction_length": 24,
+        "max_horizon": 128,
+        "quantile_levels": levels,
+        "covariates": [],
+        "graph": {
+            "layout": "chronos2",
+            "native_horizon": 32,
+            "patch_size": 16,
+            "model_context_length": 256,
+            "unrolled_quantiles": [0.1, 0.5, 0.9],
+            "unroll_weights": [1 / 9] * 9,
+        },
+    }
+    for key, value in changes.items():
+        if key.startswith("graph_"):
+            block["graph"][key.removeprefix("graph_")] = value
+        else:
+            block[key] = value
+    return block
+
+
+BAD_BLOCKS = {
+    "horizon beyond one call": chronos_block(prediction_length=48),
+    "max_horizon below the horizon": chronos_block(max_horizon=12),
+    "no max_horizon": chronos_block(max_horizon=None),
+    "not whole patches": chronos_block(graph_native_horizon=40),
+    "model context shorter": chronos_block(graph_model_context_length=32),
+    "paths not among the levels": chronos_block(graph_unrolled_quantiles=[0.2, 0.5, 0.9]),
+    "too few weights": chronos_block(graph_unroll_weights=[0.5, 0.5]),
+    "a zero weight": chronos_block(graph_unroll_weights=[0.0] + [1 / 8] * 8),
+    "bolt with covariates": chronos_block(
+        covariates=[{"name": "t", "future": True}], graph_layout="chronos_bolt", graph_patch_size=1
+    ),
+    "series graph of another horizon": chronos_block(
+        max_horizon=24, graph_layout="series", graph_patch_size=1
+    ),
+}
+
+
+def test_the_schema_and_the_server_read_forecast_blocks_alike():
+    """A version the schema accepts is one the server can serve, and the reverse: both refuse
+    each inconsistent block (onnxship.version.schema and ForecastSpec)."""
+    import pytest
+    from pydantic import ValidationError
+
+    from onnxship.version.schema import ForecastBlock
+
+    ForecastBlock.model_validate(chronos_block())
+    ForecastSpec.from_metadata({"task": "forecast", "forecast": chronos_block()})
+    for name, block in BAD_BLOCKS.items():
+        plain = {k: v for k, v in block.items() if v is not None}
+        with pytest.raises(ValidationError):
+            ForecastBlock.model_validate(plain)
+            pytest.fail(f"the schema accepts: {name}")
+        with pytest.raises(ValueError):
+            ForecastSpec.from_metadata({"task": "forecast", "forecast": plain})
+            pytest.fail(f"the server accepts: {name}")

@@ -53,7 +53,7 @@ def exported(family_name: str, max_output_patches: int | None = None, covariates
         )
     else:
         est = checkpoints.chronos_bolt("tiny", context_length=256, prediction_length=32, seed=1)
-    spec = spec_of(est, 48, covariates, context_length=200)
+    spec = spec_of(est, 24, covariates, context_length=200)  # within one call of every checkpoint here
     model = OnnxModel(family.to_onnx(est, ModelIO.forecast(spec), 17).SerializeToString())
     return family, est, spec, model
 
@@ -225,6 +225,61 @@ def test_the_rows_are_the_librarys_prepared_inputs_bit_for_bit(variates):
         assert n_targets == theirs["n_targets"] == variates
         np.testing.assert_array_equal(context, theirs["context"].numpy())
         np.testing.assert_array_equal(future, theirs["future_covariates"].numpy())
+
+
+def test_strings_that_differ_only_in_trailing_nuls_are_other_categories():
+    """pandas keeps "a" and "a\\x00" apart; so must the encoding (NumPy's fixed-width strings would not)."""
+    from chronos.chronos2.preprocess import from_list_of_dicts
+
+    from onnxship.forecasting.tasks import prepared
+
+    past = np.array(["a", "a\x00", "a", "b"], dtype=object)
+    task = SeriesTask(
+        np.array([[1.0, 10.0, 3.0, 4.0]], np.float32),
+        {"kind": past},
+        {"kind": np.array(["b", "a\x00"], dtype=object)},
+    )
+    ((context, future, _),) = prepared([task], 2)
+    (theirs,) = from_list_of_dicts(
+        [{"target": task.target[0], "past_covariates": task.past, "future_covariates": task.future}], 2
+    )
+    np.testing.assert_array_equal(context, theirs["context"].numpy())
+    np.testing.assert_array_equal(future, theirs["future_covariates"].numpy())
+
+
+def test_graph_calls_hold_whole_groups_within_the_row_limit():
+    """Series are forecast in calls of at most call_rows rows (group attention costs rows squared),
+    without changing an answer; a cross-learning group that cannot fit one call is refused."""
+    from onnxship.forecasting.rollout import TooManyJointRows
+
+    _, _, spec, model = exported("chronos2", max_output_patches=2)
+    rng = np.random.default_rng(2)
+    tasks = [SeriesTask(series(rng, n, variates=2)) for n in (40, 50, 60, 70, 80)]
+    calls = []
+
+    def counted(feed):
+        calls.append(len(feed["context"]))
+        return model.run_feed(feed)[0]
+
+    for horizon, limit in ((20, 6), (48, 18)):  # one call's horizon; a rollout (9 paths per row)
+        whole = forecast(run_of(model), spec, tasks, horizon)
+        calls.clear()
+        chunked = forecast(counted, spec, tasks, horizon, call_rows=limit)
+        assert max(calls) <= limit and len(calls) >= 2
+        assert_like_library(whole, chunked, ROLLOUT)
+    with pytest.raises(TooManyJointRows):  # 10 rows learn from each other: 90 with their paths
+        forecast(run_of(model), spec, tasks, 48, cross_learning=True, call_rows=18)
+
+
+def test_a_known_covariate_without_future_values_is_the_librarys_none():
+    """Known ahead but not given (the library's `None`): a NaN future row, in the known-future
+    place of the row order, numeric or categorical."""
+    family, est, spec, model = exported("chronos2")
+    tasks = categorical_tasks(np.random.default_rng(9), 24)
+    for task in tasks:
+        task.future = {"day": None, "temp": None}
+    served = forecast(run_of(model), spec, tasks, 24)
+    assert_like_library(family.predict_tasks(est, tasks, 24), served, TOLERANCE["chronos2"])
 
 
 def test_a_future_category_no_past_value_has_is_refused_naming_it():

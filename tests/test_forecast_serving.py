@@ -155,6 +155,18 @@ SECRET = "<b>17.25</b>"  # a covariate name and value no error may repeat
             lambda b: {**b, "series": [{"context": [1.0]}]},
             "give `context` (one series) or `series` (a batch), not both",
         ),
+        (
+            lambda b: {
+                "model": "chronos2_open",
+                "series": [{"context": [1.0]}],
+                "past_covariates": {SECRET: [1.0]},
+            },
+            "past_covariates: with `series`, each series gives its own",
+        ),
+        (
+            lambda b: {"model": "chronos2_open", "series": [{"context": [1.0, 2.0]}] * 20, "horizon": 4096},
+            "horizon: the answer would hold more than 1000000 numbers",
+        ),
     ],
 )
 def test_bad_forecast_input_is_named_never_echoed(server, change, message):
@@ -162,3 +174,17 @@ def test_bad_forecast_input_is_named_never_echoed(server, change, message):
     assert r.status_code == 422, r.text
     assert message in r.json()["error"], r.json()["error"]
     assert "17.25" not in r.text and "<b>" not in r.text
+
+
+def test_a_cross_learning_group_beyond_one_call_is_refused_by_name():
+    """Series that learn from each other share one graph call (9 rollout paths each beyond one
+    call's horizon): a group beyond max_call_rows is a 422, before any graph runs."""
+    from serving.http.forecasting import run
+    from serving.http.values import InvalidInput
+
+    request = {"series": [{"context": [1.0, 2.0]}] * 3, "horizon": 1100, "cross_learning": True}
+    ask = parse(OPEN, request, 100)
+    with pytest.raises(
+        InvalidInput, match=r"cross_learning: 3 rows learn jointly, at most 2 \(18 per call, 9 paths"
+    ):
+        run(OPEN, lambda feed: pytest.fail("a graph ran"), ask, call_rows=18)

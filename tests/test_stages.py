@@ -35,15 +35,16 @@ def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
         io = ModelIO.of_model(meta)
         assert [i["name"] for i in rep["inputs"]] == [i.name for i in io.inputs]
         assert [o["name"] for o in rep["outputs"]] == OUTPUTS[meta["task"]]
-        if meta["task"] == "forecast":  # batch and context length stay dynamic, the horizon does not
-            assert rep["inputs"][0]["shape"] == ["batch", "context_length"]
+        if meta["task"] == "forecast":  # rows and context length stay dynamic (Chronos-2: steps too)
+            rows = "rows" if meta["forecast"]["graph"]["layout"] == "chronos2" else "batch"
+            assert rep["inputs"][0]["shape"] == [rows, "context_length"]
             assert rep["outputs"][0]["shape"][1:] == list(io.outputs[0].shape[1:])
         else:
             shape = ["batch", *meta["input_shape"]]
             assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": shape}
         assert "seconds" not in rep, "timings belong in MLflow, not in a cached output"
         model = onnx.load(str(Path(cfg.paths.onnx) / name / "model.onnx"))
-        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param in ("batch", "rows")
         assert rep["sha256"] == sha256_file(Path(cfg.paths.onnx) / name / "model.onnx")
 
 
@@ -123,10 +124,15 @@ def test_forecasters_are_judged_on_windows_and_their_variants(tiny_pipeline):
         meta, entry = native_meta(cfg, name), cfg.zoo.models[name]
         rep = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
         base = rep["variants"]["base"]["sets"]
-        expected = {"test", "nan_holes", "short_context", "batch_consistency"}
+        expected = {"test", "nan_holes", "short_context", "batch_consistency", "horizons"}
         if meta["forecast"]["covariates"]:
             expected |= {"covariates_past_only", "covariates_none"}
         assert set(base) == expected, name
+        # each other horizon the model serves, on the server's path; the small Bolt rolls forward
+        served = {h for h in cfg.validate.horizons if h != meta["forecast"]["prediction_length"]}
+        served = {h for h in served if h <= meta["forecast"]["max_horizon"]}
+        assert set(base["horizons"]) == {str(h) for h in served}, name
+        assert all(h["within_tolerance"] == 1.0 for h in base["horizons"].values()), name
         assert base["test"]["windows"] == entry.max_windows
         assert base["test"]["within_tolerance"] == 1.0 and base["test"]["max_abs_diff"] < 1e-3
         # WQL/MASE gate lossy variants even on random weights (against the same weights run

@@ -156,7 +156,14 @@ class ChronosFamily(Family):
                 output_names=[QUANTILES],
                 dynamic_axes=dynamic,
             )
-        return onnx.load_from_string(buffer.getvalue())
+        model = onnx.load_from_string(buffer.getvalue())
+        # the tracer leaves some fixed dims symbolic (Chronos-2's level count): the contract's own
+        for value, wanted in zip(model.graph.output, io.outputs, strict=True):
+            for dim, size in zip(value.type.tensor_type.shape.dim, wanted.shape, strict=True):
+                if isinstance(size, int):
+                    dim.Clear()
+                    dim.dim_value = size
+        return model
 
     def trace_feed(self, spec: ForecastSpec) -> dict[str, np.ndarray]:
         """The example the exporter traces with: two windows."""

@@ -20,20 +20,16 @@ class UnseenCategory(ValueError):
     """A known-future value that no past value of the request has; args: (task index, step)."""
 
 
-def categories(pasts: list[np.ndarray]) -> np.ndarray:
-    """The sorted distinct non-missing values of one covariate across the call."""
-    values = np.concatenate(pasts)
-    return np.unique(values[np.array([v is not None for v in values], dtype=bool)].astype(str))
+def categories(pasts: list[np.ndarray]) -> list[str]:
+    """The distinct non-missing values of one covariate across the call, sorted as pandas sorts
+    a categorical's strings (Python's order; NumPy's fixed-width strings would drop trailing NULs)."""
+    return sorted({v for past in pasts for v in past if v is not None})
 
 
-def codes(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+def codes(values: np.ndarray, known: list[str]) -> np.ndarray:
     """Index of each value among `known`; missing -> len(known) (its own slot); unseen -> -1."""
-    missing = np.array([v is None for v in values], dtype=bool)
-    text = np.where(missing, "", values).astype(str)
-    found = np.searchsorted(known, text)
-    found = np.minimum(found, max(len(known) - 1, 0))
-    hit = (len(known) > 0) & (known[found] == text) if len(known) else np.zeros(len(values), bool)
-    return np.where(missing, len(known), np.where(hit, found, -1)).astype(np.intp)
+    index = {v: i for i, v in enumerate(known)}
+    return np.array([len(known) if v is None else index.get(v, -1) for v in values], dtype=np.intp)
 
 
 def target_encode(

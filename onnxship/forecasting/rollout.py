@@ -18,6 +18,7 @@ steps.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -25,12 +26,34 @@ import numpy as np
 
 from onnxship.contract import CONTEXT, FUTURE, GROUP_IDS, SERIES, ForecastSpec
 from onnxship.forecasting.quantiles import interpolate_quantiles, weighted_quantile
-from onnxship.forecasting.tasks import SeriesTask, layout
+from onnxship.forecasting.tasks import LIBRARY_BATCH_ROWS, SeriesTask, layout
 
 Run = Callable[[dict[str, np.ndarray]], np.ndarray]  # graph feed -> quantiles [rows, steps, levels]
+CALL_ROWS = LIBRARY_BATCH_ROWS  # rows per graph call by default: the library's batch
 
 
-def chronos2_step(
+class TooManyJointRows(ValueError):
+    """Rows that must share one graph call (a cross-learning group, with its rollout paths) exceed
+    the call's limit; args: (rows, limit)."""
+
+
+def whole_groups(group_ids: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
+    """Row ranges for graph calls, each of whole groups (a group's rows attend to each other, so
+    one call must hold all of them; a group is a run of equal ids) and at most max_rows rows."""
+    edges = [0, *(int(i) for i in np.flatnonzero(np.diff(group_ids)) + 1), len(group_ids)]
+    ranges, start = [], 0
+    for left, right in itertools.pairwise(edges):
+        if right - left > max_rows:
+            raise TooManyJointRows(right - left, max_rows)
+        if right - start > max_rows:
+            ranges.append((start, left))
+            start = left
+    if start < len(group_ids):
+        ranges.append((start, len(group_ids)))
+    return ranges
+
+
+def chronos2_call(
     run: Run, context: np.ndarray, group_ids: np.ndarray, future: np.ndarray, steps: int
 ) -> np.ndarray:
     """One graph call answering `steps` steps: [rows, levels, steps] (the library's order)."""
@@ -41,20 +64,44 @@ def chronos2_step(
     return run(feed).transpose(0, 2, 1)
 
 
-def chronos2_rollout(run: Run, spec: ForecastSpec, context, group_ids, future, horizon: int) -> np.ndarray:
+def chronos2_step(
+    run: Run, context, group_ids, future, steps: int, call_rows: int, paths: int = 1
+) -> np.ndarray:
+    """`steps` steps for every row, in calls of whole groups and at most `call_rows` rows: group
+    attention costs rows squared per call. With `paths`, rows are series rows times their
+    rollout paths (row r * paths + p), and a series' paths stay in one call."""
+    series_groups = group_ids[::paths] // paths
+    out = [
+        chronos2_call(
+            run,
+            context[a * paths : b * paths],
+            group_ids[a * paths : b * paths],
+            future[a * paths : b * paths],
+            steps,
+        )
+        for a, b in whole_groups(series_groups, max(1, call_rows // paths))
+    ]
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+def chronos2_rollout(
+    run: Run, spec: ForecastSpec, context, group_ids, future, horizon: int, call_rows: int = CALL_ROWS
+) -> np.ndarray:
     """[rows, levels, horizon] for every row (Chronos2Pipeline._predict_batch)."""
     graph = spec.graph
     patch = graph.patch_size
     max_patches = graph.native_horizon // patch
+    n = len(graph.unrolled_quantiles)
 
     def steps_for(remaining: int) -> int:
         return min(math.ceil(remaining / patch), max_patches) * patch
 
-    prediction = chronos2_step(run, context, group_ids, future, steps_for(horizon))
+    if horizon > graph.native_horizon:  # every group must fit one call with its paths: before any work
+        whole_groups(group_ids, max(1, call_rows // n))
+    prediction = chronos2_step(run, context, group_ids, future, steps_for(horizon), call_rows)
     predictions, remaining = [prediction], horizon - prediction.shape[-1]
     if remaining > 0:
         paths = np.asarray(graph.unrolled_quantiles, dtype=np.float32)
-        n = len(paths)
         rows = len(context)
         context = np.repeat(context[:, None, :], n, axis=1)
         future = np.repeat(future[:, None, :], n, axis=1)
@@ -75,6 +122,8 @@ def chronos2_rollout(run: Run, spec: ForecastSpec, context, group_ids, future, h
             group_ids.reshape(-1),
             future.reshape(rows * n, -1),
             steps_for(remaining),
+            call_rows,
+            paths=n,
         )
         pooled = out.reshape(rows, n * out.shape[1], out.shape[2]).transpose(0, 2, 1)
         prediction = weighted_quantile(spec.quantile_levels, weights, pooled).transpose(0, 2, 1)
@@ -83,11 +132,21 @@ def chronos2_rollout(run: Run, spec: ForecastSpec, context, group_ids, future, h
     return np.concatenate(predictions, axis=-1)[..., :horizon]
 
 
-def bolt_rollout(run: Run, spec: ForecastSpec, context: np.ndarray, horizon: int) -> np.ndarray:
-    """[series, levels, horizon] (ChronosBoltPipeline.predict)."""
+def bolt_rollout(
+    run: Run, spec: ForecastSpec, context: np.ndarray, horizon: int, call_rows: int = CALL_ROWS
+) -> np.ndarray:
+    """[series, levels, horizon] (ChronosBoltPipeline.predict), at most `call_rows` rows a call."""
     keep = spec.graph.model_context_length
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        out = [
+            run({CONTEXT: np.ascontiguousarray(rows[i : i + call_rows])})
+            for i in range(0, len(rows), call_rows)
+        ]
+        return (np.concatenate(out) if len(out) > 1 else out[0]).transpose(0, 2, 1)
+
     context = context[:, -keep:]
-    prediction = run({CONTEXT: np.ascontiguousarray(context)}).transpose(0, 2, 1)
+    prediction = call(context)
     predictions, remaining = [prediction], horizon - prediction.shape[-1]
     levels = np.asarray(spec.quantile_levels, dtype=np.float32)
     if remaining > 0:
@@ -95,7 +154,7 @@ def bolt_rollout(run: Run, spec: ForecastSpec, context: np.ndarray, horizon: int
     while remaining > 0:
         context = np.concatenate([context, prediction], axis=-1)[..., -keep:]
         series, paths, length = context.shape
-        out = run({CONTEXT: np.ascontiguousarray(context.reshape(series * paths, length))}).transpose(0, 2, 1)
+        out = call(context.reshape(series * paths, length))
         out = out.reshape(series, paths * out.shape[1], out.shape[2])
         prediction = np.quantile(out, levels, axis=1).transpose(1, 0, 2).astype(np.float32)
         predictions.append(prediction)
@@ -104,18 +163,25 @@ def bolt_rollout(run: Run, spec: ForecastSpec, context: np.ndarray, horizon: int
 
 
 def forecast(
-    run: Run, spec: ForecastSpec, tasks: list[SeriesTask], horizon: int, cross_learning: bool = False
+    run: Run,
+    spec: ForecastSpec,
+    tasks: list[SeriesTask],
+    horizon: int,
+    cross_learning: bool = False,
+    call_rows: int = CALL_ROWS,
 ) -> list[np.ndarray]:
     """Each task's forecast, [n_variates, horizon, levels], as the library's predict answers the
-    same inputs (float32 rounding aside). Inputs are trusted to fit `spec` (the caller checks)."""
+    same inputs (float32 rounding aside), in graph calls of at most `call_rows` rows (a
+    cross-learning group that cannot fit one: TooManyJointRows). Inputs are trusted to fit `spec`
+    (the caller checks)."""
     layout_name = spec.graph.layout
     if layout_name == "chronos2":
         rows = layout(tasks, horizon, cross_learning)
-        out = chronos2_rollout(run, spec, rows.context, rows.group_ids, rows.future, horizon)
+        out = chronos2_rollout(run, spec, rows.context, rows.group_ids, rows.future, horizon, call_rows)
         return [out[start:end].transpose(0, 2, 1) for start, end in rows.targets]
     if layout_name == "chronos_bolt":
         rows = layout(tasks, horizon)
-        out = bolt_rollout(run, spec, rows.context, horizon)
+        out = bolt_rollout(run, spec, rows.context, horizon, call_rows)
         return [out[start:end].transpose(0, 2, 1) for start, end in rows.targets]
     raise ValueError(f"no rollout for forecast graphs of layout {layout_name!r}")
 

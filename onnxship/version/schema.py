@@ -55,7 +55,7 @@ class ForecastGraphBlock(_Strict):
     layout: Literal["series", "chronos2", "chronos_bolt"]
     native_horizon: int = Field(ge=1, le=MAX_HORIZON)
     patch_size: int = Field(1, ge=1, le=MAX_HORIZON)
-    model_context_length: int = Field(ge=1, le=MAX_CONTEXT)
+    model_context_length: int | None = Field(None, ge=1, le=MAX_CONTEXT)
     unrolled_quantiles: list[float] = Field(default_factory=list, max_length=99)
     unroll_weights: list[float] = Field(default_factory=list, max_length=99 * 99)
 
@@ -76,23 +76,41 @@ class ForecastBlock(_Strict):
         names = [c.name for c in self.covariates]
         if len(set(names)) != len(names):
             raise ValueError("covariate names must be unique")
+        self._graph_fits(levels)
+        return self
+
+    def _graph_fits(self, levels: list[float]) -> None:
+        """The rules onnxship.contract.ForecastSpec reads a forecast block by (kept in step with
+        it: tests/test_contract.py feeds both the same blocks)."""
         graph = self.graph
-        if graph is None or graph.layout == "series":
-            if self.max_horizon not in (None, self.prediction_length):
-                raise ValueError("max_horizon: a graph of layout 'series' answers prediction_length steps")
-            return self
-        if self.max_horizon is None or self.max_horizon < self.prediction_length:
-            raise ValueError("max_horizon: a rolling-forward graph needs one, at least prediction_length")
-        if graph.native_horizon % graph.patch_size or graph.model_context_length < self.context_length:
+        if graph is not None and (
+            graph.native_horizon % graph.patch_size
+            or (graph.model_context_length or self.context_length) < self.context_length
+        ):
             raise ValueError(
                 "graph: native_horizon must be whole patches, model_context_length >= context_length"
             )
+        if graph is None or graph.layout == "series":
+            if graph is not None and graph.native_horizon != self.prediction_length:
+                raise ValueError("graph: a 'series' graph answers prediction_length steps")
+            if self.max_horizon not in (None, self.prediction_length):
+                raise ValueError("max_horizon: a graph of layout 'series' answers prediction_length steps")
+            return
+        if self.max_horizon is None or self.max_horizon < self.prediction_length:
+            raise ValueError("max_horizon: a rolling-forward graph needs one, at least prediction_length")
+        if self.prediction_length > graph.native_horizon:
+            raise ValueError("prediction_length: at most one call's horizon (graph.native_horizon)")
+        if graph.layout == "chronos_bolt" and self.covariates:
+            raise ValueError("covariates: a chronos_bolt graph takes none")
         if graph.layout == "chronos2" and (
             not graph.unrolled_quantiles
+            or not set(graph.unrolled_quantiles) <= set(levels)
             or len(graph.unroll_weights) != len(graph.unrolled_quantiles) * len(levels)
+            or min(graph.unroll_weights) <= 0
         ):
-            raise ValueError("graph: a chronos2 graph needs unrolled_quantiles and their unroll_weights")
-        return self
+            raise ValueError(
+                "graph: a chronos2 graph needs unrolled_quantiles among its levels, positive unroll_weights"
+            )
 
 
 class TensorIO(_Strict):

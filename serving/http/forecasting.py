@@ -22,7 +22,7 @@ import numpy as np
 
 from onnxship.contract import CHRONOS2, CONTEXT, FUTURE, PAST, SERIES, ForecastSpec
 from onnxship.forecasting.categorical import UnseenCategory
-from onnxship.forecasting.rollout import Run, forecast, series_forecast
+from onnxship.forecasting.rollout import CALL_ROWS, Run, TooManyJointRows, forecast, series_forecast
 from onnxship.forecasting.tasks import SeriesTask
 from serving.http.values import InvalidInput, float32_value
 
@@ -131,10 +131,18 @@ def _covariates(spec: ForecastSpec, item: dict, field: str, length: int, horizon
                 raise InvalidInput(f"{label}: {len(series)} values, expected {size}")
             out[name] = series
     for n, name in enumerate(out_future):
-        if (out_future[name].dtype == object) != (out_past[name].dtype == object):
+        if all_null(out_future[name]):
+            # known ahead but not given (all null): the library's None, a NaN row whatever the type
+            out_future[name] = None
+        elif (out_future[name].dtype == object) != (out_past[name].dtype == object):
             label = f"{field}{FUTURE}.{name}" if name in spec.covariates else f"{field}{FUTURE}[{n}]"
             raise InvalidInput(f"{label}: strings in one of past and future, numbers in the other")
     return out_past, out_future
+
+
+def all_null(values: np.ndarray) -> bool:
+    """Every value null."""
+    return bool(np.isnan(values).all()) if values.dtype != object else all(v is None for v in values)
 
 
 def _horizon(spec: ForecastSpec, horizon: Any) -> int:
@@ -169,6 +177,8 @@ def _consistent(tasks: list[SeriesTask], spec: ForecastSpec) -> None:
             )
         if sorted(task.past) != sorted(first.past) or sorted(task.future) != sorted(first.future):
             raise InvalidInput(f"series[{i}]: other covariate names than series[0]")
+        if any((task.future[n] is None) != (first.future[n] is None) for n in first.future):
+            raise InvalidInput(f"series[{i}].{FUTURE}: all null where series[0] gives values, or the reverse")
         for name, values in task.past.items():
             if (values.dtype == object) != (first.past[name].dtype == object):
                 raise InvalidInput(
@@ -176,9 +186,10 @@ def _consistent(tasks: list[SeriesTask], spec: ForecastSpec) -> None:
                 )
 
 
-def parse(spec: ForecastSpec, body: dict[str, Any], max_rows: int) -> Ask:
+def parse(spec: ForecastSpec, body: dict[str, Any], max_rows: int, max_answer: int = 10**6) -> Ask:
     """The request's tasks, horizon and levels; InvalidInput naming the field for anything that
-    does not fit the model."""
+    does not fit the model: at most `max_rows` rows (targets and covariates), an answer of at most
+    `max_answer` numbers."""
     horizon, levels = _horizon(spec, body.get("horizon")), _levels(spec, body.get("quantile_levels"))
     cross = bool(body.get("cross_learning"))
     if cross and spec.graph.layout != CHRONOS2:
@@ -191,6 +202,9 @@ def parse(spec: ForecastSpec, body: dict[str, Any], max_rows: int) -> Ask:
     items = body["series"] if batch else [body]
     if not isinstance(items, list) or not items:
         raise InvalidInput("series: Input should be a non-empty list")
+    for group in (PAST, FUTURE):
+        if batch and body.get(group) is not None:
+            raise InvalidInput(f"{group}: with `series`, each series gives its own")
     if cross and not batch:
         raise InvalidInput("cross_learning: needs a batch of series (`series`)")
     tasks, multivariate, rows = [], [], 0
@@ -206,6 +220,11 @@ def parse(spec: ForecastSpec, body: dict[str, Any], max_rows: int) -> Ask:
         tasks.append(SeriesTask(target, past, future))
         multivariate.append(multi)
     _consistent(tasks, spec)
+    numbers = sum(len(t.target) for t in tasks) * horizon * len(levels)
+    if numbers > max_answer:
+        raise InvalidInput(
+            f"horizon: the answer would hold more than {max_answer} numbers (series x steps x levels)"
+        )
     return Ask(tasks, horizon, levels, cross, batch, multivariate)
 
 
@@ -225,13 +244,19 @@ def _series_layout_feed(spec: ForecastSpec, tasks: list[SeriesTask]) -> dict[str
     return feed
 
 
-def run(spec: ForecastSpec, call: Run, ask: Ask) -> list[np.ndarray]:
-    """Per task [n_variates, horizon, n_levels]."""
+def run(spec: ForecastSpec, call: Run, ask: Ask, call_rows: int = CALL_ROWS) -> list[np.ndarray]:
+    """Per task [n_variates, horizon, n_levels], in graph calls of at most `call_rows` rows."""
     if spec.graph.layout == SERIES:
         out = series_forecast(call, spec, _series_layout_feed(spec, ask.tasks), ask.horizon)
         return [q[None] for q in out]
     try:
-        return forecast(call, spec, ask.tasks, ask.horizon, ask.cross_learning)
+        return forecast(call, spec, ask.tasks, ask.horizon, ask.cross_learning, call_rows)
+    except TooManyJointRows as err:
+        rows, limit = err.args
+        paths = ", 9 paths each beyond one call" if ask.horizon > spec.graph.native_horizon else ""
+        raise InvalidInput(
+            f"cross_learning: {rows} rows learn jointly, at most {limit} ({call_rows} per call{paths})"
+        ) from None
     except UnseenCategory as err:
         task, step, name = err.args
         field = f"series[{task}]." if ask.batch else ""

@@ -25,8 +25,9 @@ def forecast(body: ForecastRequest, store: StoreDep, settings: SettingsDep) -> R
     if spec is None:
         raise HTTPException(422, f"model: '{loaded.name}' is a {loaded.task} model; use POST /predict")
     try:
-        ask = parse(spec, body.model_dump(), settings.max_batch_rows)
-        out = answer(spec, ask, run(spec, lambda feed: loaded.model.run_feed(feed)[0], ask))
+        ask = parse(spec, body.model_dump(), settings.max_batch_rows, settings.max_answer_values)
+        call = lambda feed: loaded.model.run_feed(feed)[0]  # noqa: E731
+        out = answer(spec, ask, run(spec, call, ask, settings.max_call_rows))
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     return json_response(loaded, {"model": loaded.name, "version": loaded.version, **out})

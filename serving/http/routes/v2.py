@@ -317,6 +317,8 @@ async def infer(name: str, request: Request) -> Response:
     state = request.app.state
     loaded = resolve_model(state.store, state.settings, name)
     parsed = parse_infer(await request.body(), request.headers.get(v2_binary.HEADER_LENGTH))
-    body, headers = await run_in_threadpool(run_infer, loaded, parsed, state.settings.max_batch_rows)
+    # a forecaster's tensors are one graph call: at most max_call_rows rows (group attention)
+    rows = state.settings.max_call_rows if loaded.forecast is not None else state.settings.max_batch_rows
+    body, headers = await run_in_threadpool(run_infer, loaded, parsed, rows)
     headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
     return Response(body, headers=headers)
