@@ -124,7 +124,7 @@ def test_forecasters_are_judged_on_windows_and_their_variants(tiny_pipeline):
         meta, entry = native_meta(cfg, name), cfg.zoo.models[name]
         rep = read_json(Path(cfg.paths.reports) / "validate" / f"{name}.json")
         base = rep["variants"]["base"]["sets"]
-        expected = {"test", "nan_holes", "short_context", "batch_consistency", "horizons"}
+        expected = {"test", "nan_holes", "short_context", "narrow_context", "batch_consistency", "horizons"}
         if meta["forecast"]["covariates"]:
             expected |= {"covariates_past_only", "covariates_none"}
         assert set(base) == expected, name
