@@ -26,13 +26,13 @@ def graphs(tmp_path_factory) -> dict[str, Graph]:
     spec = spec_of(est, 16)
     folder = tmp_path_factory.mktemp("chronos2")
     chronos = saved(family.to_onnx(est, ModelIO.forecast(spec), 17), folder)
-    calibrate = feed(spec, 4, 96, seed=1)
+    calibrate = spec.graph_feed(feed(spec, 4, 96, seed=1))  # as the graph takes them: rows, groups
     return {
         "trees": rows_graph("xgboost", "regression", tmp_path_factory.mktemp("trees")),
         "network": rows_graph("torch", "regression", tmp_path_factory.mktemp("torch")),
         "transformer": (
             chronos,
-            feed(spec, 4, 96),
+            spec.graph_feed(feed(spec, 4, 96)),
             PassContext("chronos2", calibration=lambda n: [calibrate]),
         ),
     }

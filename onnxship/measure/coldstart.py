@@ -60,6 +60,23 @@ def fed_like_the_graph(native_call: Any, feeds: dict, job: dict) -> Any:
     return lambda feed: native_call({INPUT: feed[name]})
 
 
+def windows_spec(job: dict) -> Any:
+    """The ForecastSpec of a forecaster whose graph takes other tensors than its benchmark windows
+    (Chronos' rows and group ids), or None."""
+    from pathlib import Path
+
+    from onnxship.contract import NATIVE_META, SERIES, ForecastSpec, Task
+
+    meta_path = Path(job.get("native_dir") or "") / NATIVE_META
+    if not job.get("native_dir") or not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("task") != Task.FORECAST:
+        return None
+    spec = ForecastSpec.from_metadata(meta)
+    return None if spec.graph.layout == SERIES else spec
+
+
 def _probe(job: dict) -> dict:
     import importlib
 
@@ -84,7 +101,6 @@ def _probe(job: dict) -> dict:
         family.set_threads(job["runtime_settings"]["intra_op_threads"])
         call = fed_like_the_graph(family.native_call(est, meta), feeds, job)
     else:
-        from onnxship.measure.timing import windows_spec
         from onnxship.runtime import InferenceSettings, OnnxModel
 
         model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.contract import NATIVE, NATIVE_META
+from onnxship.contract import NATIVE
 from onnxship.io import size_bytes
 from onnxship.measure.gpu_memory import GPU_PROVIDERS, process_vram_mb
 
@@ -97,6 +97,8 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
 
     model = OnnxModel(job["path"], InferenceSettings.from_mapping(job["runtime_settings"]))
     file_bytes = Path(job["path"]).stat().st_size
+    from onnxship.measure.coldstart import windows_spec
+
     spec = windows_spec(job) if job["runtime"] != FLOOR else None  # the floor takes the windows as they are
     if spec is not None:  # forecast windows -> the graph's rows, as native's call lays them out
         return (lambda feed: model.run_feed(spec.graph_feed(feed))[0]), feeds, file_bytes
@@ -104,23 +106,6 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
         (name,) = feeds
         return (lambda feed: model.run(feed[name])), feeds, file_bytes
     return model.run_feed, feeds, file_bytes
-
-
-def windows_spec(job: dict) -> Any:
-    """The ForecastSpec of a forecaster whose graph takes other tensors than its benchmark windows
-    (Chronos' rows and group ids), or None."""
-    meta_path = Path(job.get("native_dir") or "") / NATIVE_META
-    if not job.get("native_dir") or not meta_path.exists():
-        return None
-    import json
-
-    from onnxship.contract import SERIES, ForecastSpec, Task
-
-    meta = json.loads(meta_path.read_text())
-    if meta.get("task") != Task.FORECAST:
-        return None
-    spec = ForecastSpec.from_metadata(meta)
-    return None if spec.graph.layout == SERIES else spec
 
 
 def load_and_call_once(job: dict) -> tuple[Any, dict[str, np.ndarray], dict]:

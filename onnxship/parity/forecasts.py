@@ -41,7 +41,8 @@ class ForecastCase:
     sets: dict[str, dict[str, np.ndarray]]  # name -> feed; "test" first
     native: dict[str, np.ndarray]  # name -> quantiles [n, H, Q]
     native_metrics: dict[str, float]
-    horizons: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]  # h -> (windows h ahead, native [n, h, Q])
+    # h -> (windows h ahead, native [n, h, Q]): the model's other served horizons
+    horizons: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def check(self, path: Path, lossy: bool) -> dict:
         return check_forecast_variant(path, lossy, self)
