@@ -282,6 +282,16 @@ def main(argv: list[str]) -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
+    # the models measured are the ones `make run` built at this commit: say so only when it holds
+    # (reports and the README are what make run and this tool write)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports", ":!README.md"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    if dirty:
+        commit += " + uncommitted changes"
     out = ROOT / "reports" / "workloads"
     reports = []
     for name in args.collections:
