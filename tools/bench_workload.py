@@ -79,14 +79,14 @@ def loaded(name: str) -> dict[str, Any]:
     from onnxship.contract import ForecastSpec
     from onnxship.io import read_json
     from onnxship.packaging.choice import tuned_settings
-    from onnxship.pipeline.config import compose_config
+    from onnxship.pipeline.config import as_plain, compose_config
     from onnxship.runtime import InferenceSettings, OnnxModel
 
     package = read_json(ROOT / "reports" / "package" / f"{name}.json")
     bench = read_json(ROOT / "reports" / "benchmark" / f"{name}.json")
     variant, batch = package["variant"], package["target_batch_size"]
     cfg = compose_config([f"model={name}"], config_dir=ROOT / "conf")
-    base = {k: v for k, v in dict(cfg.runtime).items() if not isinstance(v, (dict, list))}
+    base = as_plain(cfg.runtime)  # the session settings as package composes them, then the tuned ones
     settings = InferenceSettings.from_mapping(
         base | tuned_settings(bench, variant, batch) | {"allow_spinning": False}
     )

@@ -99,13 +99,18 @@ def _names(given: Any, field: str) -> dict[str, Any]:
     return given
 
 
+def _label(spec: ForecastSpec, group: str, name: str, position: int) -> str:
+    """A covariate's field: by name when the model declares it, else by position (a name the
+    caller chose is never echoed)."""
+    return f"{group}.{name}" if name in spec.covariates else f"{group}[{position}]"
+
+
 def _covariates(spec: ForecastSpec, item: dict, field: str, length: int, horizon: int) -> tuple[dict, dict]:
     """past {name: [length]}, future {name: [horizon]} of one series, held to the model's contract:
     the declared covariates exactly, or, for a Chronos-2 declaring none, any (the library's zero-shot
     covariates; future ones must also have a past)."""
     past, future = _names(item.get(PAST), f"{field}{PAST}"), _names(item.get(FUTURE), f"{field}{FUTURE}")
-    open_ = spec.graph.layout == CHRONOS2 and not spec.covariates
-    if spec.covariates or not open_:
+    if not (spec.graph.layout == CHRONOS2 and not spec.covariates):  # else open: any names
         for group, given, wanted in ((PAST, past, spec.covariates), (FUTURE, future, spec.future_covariates)):
             unknown = len(set(given) - set(wanted))  # counted, never repeated: a key can carry anything
             if unknown:
@@ -125,7 +130,7 @@ def _covariates(spec: ForecastSpec, item: dict, field: str, length: int, horizon
     out_past, out_future = {}, {}
     for group, given, size, out in ((PAST, past, length, out_past), (FUTURE, future, horizon, out_future)):
         for n, (name, values) in enumerate(given.items()):
-            label = f"{field}{group}.{name}" if name in spec.covariates else f"{field}{group}[{n}]"
+            label = _label(spec, f"{field}{group}", name, n)
             series = _covariate(values, label, categorical_ok)
             if len(series) != size:
                 raise InvalidInput(f"{label}: {len(series)} values, expected {size}")
@@ -135,7 +140,7 @@ def _covariates(spec: ForecastSpec, item: dict, field: str, length: int, horizon
             # known ahead but not given (all null): the library's None, a NaN row whatever the type
             out_future[name] = None
         elif (out_future[name].dtype == object) != (out_past[name].dtype == object):
-            label = f"{field}{FUTURE}.{name}" if name in spec.covariates else f"{field}{FUTURE}[{n}]"
+            label = _label(spec, f"{field}{FUTURE}", name, n)
             raise InvalidInput(f"{label}: strings in one of past and future, numbers in the other")
     return out_past, out_future
 
@@ -260,10 +265,7 @@ def run(spec: ForecastSpec, call: Run, ask: Ask, call_rows: int = CALL_ROWS) -> 
     except UnseenCategory as err:
         task, step, name = err.args
         field = f"series[{task}]." if ask.batch else ""
-        if name in spec.covariates:
-            label = f"{field}{FUTURE}.{name}"
-        else:  # a name the caller chose: by position, never echoed
-            label = f"{field}{FUTURE}[{list(ask.tasks[task].future).index(name)}]"
+        label = _label(spec, f"{field}{FUTURE}", name, list(ask.tasks[task].future).index(name))
         raise InvalidInput(f"{label}[{step}]: a category that no past value of this request has") from None
 
 
