@@ -7,6 +7,8 @@ Graph I/O per task (float32 unless said; `batch` is a symbolic axis):
   regression      input "input" [batch, n_features]  -> "prediction" [batch, 1]
   classification  input "input" [batch, n_features]  -> "label" int64 [batch],
                                                          "probabilities" [batch, n_classes]
+  (typed columns: one input per column, named as the column, [batch, 1] float32 or string;
+   the outputs as above - onnxship.data.columns)
   (images: classification with input "input" [batch, channels, height, width])
   tensor          input "input" [batch, ...]         -> "output" [batch, ...]
   forecast        per ForecastGraph.layout (see ForecastSpec):
@@ -101,6 +103,18 @@ class ModelIO:
         raise ValueError(f"not a tabular task: {task}")
 
     @classmethod
+    def columns(cls, task: str, columns: list[dict], n_classes: int = 0) -> ModelIO:
+        """Typed columns: each its own input [batch, 1], "float32" or "string"."""
+        rows = cls.tabular(task, 1, n_classes)
+        inputs = tuple(TensorSpec(c["name"], c["type"], (BATCH, 1)) for c in columns)
+        return cls(task, inputs, rows.outputs)
+
+    @property
+    def takes_columns(self) -> bool:
+        """One input per named column (not the one feature matrix `input`)."""
+        return self.task != Task.FORECAST and [i.name for i in self.inputs] != [INPUT]
+
+    @classmethod
     def forecast(cls, spec: ForecastSpec) -> ModelIO:
         H, C, Q = spec.prediction_length, len(spec.covariates), len(spec.quantile_levels)
         layout = spec.graph.layout
@@ -131,6 +145,8 @@ class ModelIO:
         if meta["task"] == Task.FORECAST:
             return cls.forecast(ForecastSpec.from_metadata(meta))
         classes = len(meta.get("classes") or [])
+        if meta.get("layout") == "columns":
+            return cls.columns(meta["task"], meta["columns"], classes)
         return cls.tabular(meta["task"], len(meta["features"]), classes, meta.get("input_shape"))
 
     @property
@@ -167,9 +183,10 @@ def describe_io(model: Any) -> dict[str, list[dict]]:
 
     def spec(value: Any) -> dict:
         tensor = value.type.tensor_type
+        string = tensor.elem_type == onnx.TensorProto.STRING  # numpy calls it object
         return {
             "name": value.name,
-            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "dtype": "string" if string else onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
             "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim],
         }
 

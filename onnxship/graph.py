@@ -35,10 +35,12 @@ def strip_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def standardize(model: onnx.ModelProto, task: str, opset: int = 15) -> onnx.ModelProto:
+def standardize(
+    model: onnx.ModelProto, task: str, opset: int = 15, keep_inputs: bool = False
+) -> onnx.ModelProto:
     """Rename I/O to the contract, drop extra outputs, make the batch axis symbolic, import the
     default domain (some converters emit ai.onnx.ml only, which trips graph tools), and list the
-    opsets in one order."""
+    opsets in one order. `keep_inputs`: the inputs are already the model's named columns."""
     model = strip_zipmap(model)
     if not opset_of(model):
         model.opset_import.append(helper.make_opsetid("", opset))
@@ -50,9 +52,10 @@ def standardize(model: onnx.ModelProto, task: str, opset: int = 15) -> onnx.Mode
     graph = model.graph
     if task == "forecast":  # exported with the contract's names and axes already (onnxship.chronos)
         return model
-    if len(graph.input) != 1:
-        raise ValueError(f"expected one graph input, found {[i.name for i in graph.input]}")
-    _rename(graph, graph.input[0].name, INPUT)
+    if not keep_inputs:
+        if len(graph.input) != 1:
+            raise ValueError(f"expected one graph input, found {[i.name for i in graph.input]}")
+        _rename(graph, graph.input[0].name, INPUT)
     outputs = list(graph.output)
     if task == "regression":
         wanted = [(outputs[0].name, PREDICTION)]
@@ -206,3 +209,47 @@ def snap_thresholds(model: onnx.ModelProto, originals: dict[int, np.ndarray]) ->
                 ambiguous += 1
         attrs["nodes_values"].floats[:] = values.tolist()
     return {"thresholds_snapped": moved, "thresholds_ambiguous": ambiguous}
+
+
+def columns_front(model: onnx.ModelProto, columns: list[tuple[str, list[str] | None]]) -> onnx.ModelProto:
+    """Put typed-column inputs in front of a graph that takes one float feature matrix: each
+    column [batch, 1] becomes the matrix column of its position; a category (a list of its values,
+    in the order the model codes them) becomes its code through a LabelEncoder, an unknown value
+    (and "", a missing one) NaN, which the trees route as the library routes a missing category."""
+    graph = model.graph
+    if len(graph.input) != 1:
+        raise ValueError(f"expected one feature-matrix input, found {[i.name for i in graph.input]}")
+    matrix = graph.input[0].name
+    inputs, nodes, parts = [], [], []
+    for name, categories in columns:
+        if categories is None:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, 1]))
+            parts.append(name)
+            continue
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, [BATCH, 1]))
+        code = f"columns_front_code_{name}"
+        nodes.append(
+            helper.make_node(
+                "LabelEncoder",
+                [name],
+                [code],
+                domain="ai.onnx.ml",
+                name=code,
+                keys_strings=[str(c) for c in categories],
+                values_floats=[float(i) for i in range(len(categories))],
+                default_float=float("nan"),
+            )
+        )
+        parts.append(code)
+    nodes.append(helper.make_node("Concat", parts, [matrix], axis=1, name="columns_front_concat"))
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + existing)
+    del graph.input[:]
+    graph.input.extend(inputs)
+    ml = next((e for e in model.opset_import if e.domain == "ai.onnx.ml"), None)
+    if ml is None:
+        model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
+    elif ml.version < 2:  # LabelEncoder's string -> float form is ai.onnx.ml 2
+        ml.version = 2
+    return model

@@ -27,7 +27,7 @@ def convert(meta: dict, native_dir: Path, opset: int) -> onnx.ModelProto:
     family = families.get(meta["family"])
     est = family.load_checked(native_dir / meta["native_file"], meta["task"])
     io = ModelIO.of_model(meta)
-    model = standardize(family.to_onnx(est, io, opset), meta["task"], opset)
+    model = standardize(family.to_onnx(est, io, opset), meta["task"], opset, keep_inputs=io.takes_columns)
     model.graph.name = meta["model"]  # onnxmltools names graphs with a random uuid: same input, other bytes
     onnx.checker.check_model(model, full_check=True)
     problems = io.mismatches(describe_io(model))

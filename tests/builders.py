@@ -114,3 +114,50 @@ def feed(spec: ForecastSpec, batch: int, length: int, seed: int = 0) -> dict[str
             if name not in spec.future_covariates:
                 out[FUTURE][:, :, i] = np.nan
     return out
+
+
+def table(task: str, n: int = 600, seed: int = 0):
+    """A raw table of typed columns: numbers (one with gaps) and categories (one with gaps, one
+    with a rare value), and a target that depends on both."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    size = rng.normal(1.0, 0.4, n).round(2)
+    depth = rng.normal(60, 2, n).round(1)
+    depth[rng.random(n) < 0.05] = np.nan
+    cut = rng.choice(["Fair", "Good", "Ideal", "Premium"], n, p=[0.1, 0.3, 0.4, 0.2])
+    colour = rng.choice(["D", "E", "F", "Z"], n, p=[0.35, 0.35, 0.28, 0.02]).astype(object)
+    colour[rng.random(n) < 0.05] = None
+    lift = {"Fair": 0.0, "Good": 1.0, "Ideal": 2.5, "Premium": 2.0}
+    score = 3 * size + np.array([lift[c] for c in cut]) + (colour == "D") + rng.normal(0, 0.3, n)
+    raw = pd.DataFrame({"size": size, "cut": cut, "colour": colour, "depth": depth})
+    if task == "regression":
+        raw["value"] = score * 100
+    else:
+        raw["value"] = np.where(score > np.median(score), "high", "low")
+    return raw
+
+
+def prepared_table(folder: Path, task: str, n: int = 600) -> Path:
+    """The tiny table prepared as the prepare stage prepares a dataset of layout `columns`."""
+    from onnxship.data.columns import prepare_columns
+    from stages.prepare import write
+
+    spec = OmegaConf.create(
+        {
+            "layout": "columns",
+            "target": "value",
+            "task": task,
+            "features": None,
+            "categorical": None,
+            "time_column": None,
+            "engineer": "none",
+            "start": None,
+            "freq": None,
+            "split": {"train": 0.6, "val": 0.2, "test": 0.2, "shuffle": True, "seed": 0},
+            "min_rows": 50,
+        }
+    )
+    frames, schema = prepare_columns(table(task, n), spec, "tests.builders.table")
+    write(frames, schema, folder)
+    return folder

@@ -18,13 +18,16 @@ from tests.builders import data, fitted, tiny_zoo
 
 # families of feature rows / tensors (the forecasters have tests/test_chronos.py)
 ROWS = {"regression", "classification"}
-TABULAR = [n for n, c in sorted(families.FAMILIES.classes().items()) if ROWS & set(c.tasks)]
+# families of feature matrices (those of typed columns only: tests/test_columns.py)
+TABULAR = [
+    n for n, c in sorted(families.FAMILIES.classes().items()) if ROWS & set(c.tasks) and "rows" in c.layouts
+]
 
 CASES = [
     (name, task, classes)
     for name, cls in sorted(families.FAMILIES.classes().items())
     for task, classes in (("regression", 0), ("classification", 2), ("classification", 3))
-    if task in cls.tasks
+    if task in cls.tasks and "rows" in cls.layouts
 ]
 
 

@@ -3,6 +3,7 @@ tensors (regression, classification) and series (forecasters). The stages call t
 branch on the task themselves.
 
     rows    data/prepared[/<dataset>]/{train,val,test}.parquet: X, y
+    columns the same files with typed columns (numbers, categories): a DataFrame X
     series  data/prepared/<dataset>/series.parquet: target + covariates, windows per split
 """
 
@@ -74,6 +75,66 @@ class Rows:
     def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
         """Validation rows for INT8 calibration, in batches (never the test rows the gates use)."""
         return in_batches({INPUT: self.split("val")[0][:limit].astype(np.float32)})
+
+
+class Columns(Rows):
+    """Typed columns (numbers and categories, onnxship.data.columns): a DataFrame natively, one
+    named input per column in the graph."""
+
+    kind: ClassVar[str] = "columns"
+
+    @property
+    def columns(self) -> list[dict]:
+        return self.schema["columns"]
+
+    def split(self, name: str) -> tuple[Any, np.ndarray]:
+        from onnxship.data.columns import load_columns
+
+        X, y, _ = load_columns(self.prepared, name)
+        return X, y
+
+    def native(self, family: Any, est: Any, frame: Any) -> Any:
+        """The native model's answers on a table (strings with None missing)."""
+        return family.predict(est, family.native_frame(est, frame, self.columns), self.task)
+
+    def fit(self, family: Any, spec: Any, zoo: Any, seed: int) -> Any:
+        X, y = self.split("train")
+        est = family.build_columns(spec, zoo, self.task, seed, self.columns)
+        return family.fit(est, family.native_frame(est, X, self.columns), y)
+
+    def test_metrics(self, family: Any, est: Any, entry: Any) -> dict[str, float]:
+        from onnxship.scoring import task_metrics
+
+        X, y = self.split("test")
+        return task_metrics(self.task, y, self.native(family, est, X))
+
+    def meta_fields(self, spec: Any, est: Any, family: Any) -> dict[str, Any]:
+        return {
+            "layout": self.schema["layout"],
+            "features": self.schema["features"],
+            "columns": self.columns,
+            "classes": self.schema["classes"],
+            "target": self.schema["target"],
+        }
+
+    def feed(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        from onnxship.data.columns import graph_feed
+
+        X = self.split(split)[0]
+        return graph_feed(X if limit is None else X.iloc[:limit], self.columns)
+
+    def bench_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        """Test rows as the graph takes them (strings as fixed-width unicode: np.savez keeps them
+        without pickling)."""
+        from onnxship.data.columns import storable
+
+        return storable(self.feed("test", limit))
+
+    def signature_feeds(self, entry: Any, meta: dict, limit: int) -> dict[str, np.ndarray]:
+        return self.feed("test", limit)
+
+    def calibration_feeds(self, entry: Any, meta: dict, limit: int) -> list[dict[str, np.ndarray]]:
+        return in_batches(self.feed("val", limit))
 
 
 class Series:
@@ -183,8 +244,12 @@ class Series:
         }
 
 
-def workload_at(folder: Path) -> Rows | Series:
-    """The workload of a prepared dataset folder (a series folder holds series.parquet)."""
+def workload_at(folder: Path) -> Rows | Columns | Series:
+    """The workload of a prepared dataset folder (a series folder holds series.parquet; a table
+    of typed columns says so in its schema)."""
+    from onnxship.data.columns import is_columns
     from onnxship.data.series import SERIES_FILE
 
-    return Series(folder) if (folder / SERIES_FILE).exists() else Rows(folder)
+    if (folder / SERIES_FILE).exists():
+        return Series(folder)
+    return Columns(folder) if is_columns(read_json(folder / "schema.json")) else Rows(folder)

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from onnxship.contract import NATIVE_META, ModelIO, Prediction, Task
-from onnxship.errors import ModelLoadError, UnknownEntryError
+from onnxship.errors import ConfigError, ModelLoadError, UnknownEntryError
 from onnxship.plugins import Registry
 
 
@@ -32,6 +32,12 @@ class Family:
     estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises
     accepts_nan: ClassVar[bool] = True  # native model takes NaN features (missing values)
     tasks: ClassVar[tuple[str, ...]] = (Task.REGRESSION, Task.CLASSIFICATION)
+    # the data it takes: "rows" (a float feature matrix, or tensors), "columns" (a table of typed
+    # columns, onnxship.data.columns: build_columns and native_frame)
+    layouts: ClassVar[tuple[str, ...]] = ("rows",)
+    # why its converter cannot export a model of categories, in the converter's words, when it
+    # cannot (such a model is reported with that reason and never registered)
+    columns_export_gap: ClassVar[str | None] = None
     # a zoo entry (without `family`) that trains in well under a second: the completeness test
     # (tests/test_families.py) runs every registered family through every step with it
     tiny_spec: ClassVar[dict[str, Any]] = {}
@@ -43,6 +49,19 @@ class Family:
 
     def estimator(self, params: dict, task: str, seed: int) -> Any:
         raise NotImplementedError(f"family '{self.name}' cannot be trained here; give a model file (path:)")
+
+    def build_columns(
+        self, spec: Mapping[str, Any], zoo: Mapping[str, Any], task: str, seed: int, columns: list[dict]
+    ) -> Any:
+        """An unfitted model of typed columns (numbers and categories, onnxship.data.columns)."""
+        raise ConfigError(
+            f"family '{self.name}' takes feature matrices only; a dataset of typed columns "
+            "(layout: columns) needs family pipeline, lightgbm, xgboost or catboost"
+        )
+
+    def native_frame(self, est: Any, frame: Any, columns: list[dict]) -> Any:
+        """A table of typed columns (strings with None missing) as this library takes it."""
+        return frame
 
     def takes_missing_values(self, est: Any) -> bool:
         """Whether this fitted model takes NaN features (validate tests missing values only then)."""
@@ -70,11 +89,29 @@ class Family:
     def native_call(self, est: Any, meta: dict) -> Any:
         """What the benchmark times natively: feed (the graph's inputs by name) -> answer."""
         task = meta["task"]
+        if meta.get("layout") == "columns":  # the graph's columns -> the DataFrame native takes
+            from onnxship.data.columns import frame_of
+
+            columns = meta["columns"]
+            return lambda feed: self.predict(
+                est, self.native_frame(est, frame_of(feed, columns), columns), task
+            )
         return lambda feed: self.predict(est, feed["input"], task)
 
+    threads: int = 0  # set_threads' count (0: the library's default)
+
     def set_threads(self, threads: int) -> None:
-        """Make native prediction use this many threads, where the library has one global setting
-        (the benchmark gives native the threads ONNX Runtime gets)."""
+        """Make native prediction use this many threads (the benchmark gives native the threads
+        ONNX Runtime gets). By default: every OpenMP and BLAS pool loaded in this process, through
+        threadpoolctl - scikit-learn's HistGradientBoosting, for one, runs an OpenMP pool whose
+        sleeping threads (OMP_WAIT_POLICY=PASSIVE, the benchmark's no-spinning setting) cost ~18 ms
+        a call to wake at 2 threads, 4 ms at 1 (measured here, diamonds, batch 1). Families whose
+        library takes a thread count per call pass `self.threads` too."""
+        if threads > 0:
+            from threadpoolctl import threadpool_limits
+
+            self.threads = threads
+            threadpool_limits(limits=threads)
 
     def load(self, path: Path, task: str) -> Any:
         raise NotImplementedError
@@ -126,6 +163,19 @@ def float_input(n_features: int, library: str = "skl2onnx") -> list:
         from skl2onnx.common.data_types import FloatTensorType
 
     return [("input", FloatTensorType([None, n_features]))]
+
+
+def column_input(io: ModelIO, library: str = "skl2onnx") -> list:
+    """initial_types for a converter of typed columns (ModelIO.columns): each [batch, 1], float or string."""
+    if library == "onnxmltools":
+        from onnxmltools.convert.common.data_types import FloatTensorType, StringTensorType
+    else:
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return [
+        (c.name, StringTensorType([None, 1]) if c.dtype == "string" else FloatTensorType([None, 1]))
+        for c in io.inputs
+    ]
 
 
 def load_native(native_dir: Path) -> tuple[Family, Any, dict]:

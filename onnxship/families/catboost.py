@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +13,8 @@ import onnx
 from onnxship.contract import ModelIO
 from onnxship.families import Family, register
 
+SOURCE_PREFIX = re.compile(r"^\S+\.cpp:\d+:\s*")  # "catboost/libs/.../model_exporter.cpp:96: "
+
 
 @register
 class CatBoostFamily(Family):
@@ -20,6 +23,8 @@ class CatBoostFamily(Family):
     native_file = "model.cbm"
     converter = "catboost"
     estimator_types = ("CatBoostRegressor", "CatBoostClassifier")
+    layouts = ("rows", "columns")
+    columns_export_gap = "ONNX-ML format export does yet not support categorical features"
 
     tiny_spec: ClassVar[dict[str, Any]] = {"params": {"iterations": 15, "depth": 3, "verbose": 0}}
 
@@ -29,6 +34,17 @@ class CatBoostFamily(Family):
         cls = catboost.CatBoostRegressor if task == "regression" else catboost.CatBoostClassifier
         # allow_writing_files=False: no catboost_info/ litter in the working tree
         return cls(random_seed=seed, allow_writing_files=False, **params)
+
+    def build_columns(self, spec, zoo, task: str, seed: int, columns: list[dict]) -> Any:
+        est = self.build(spec, zoo, task, seed)
+        est.set_params(cat_features=[c["name"] for c in columns if c["type"] == "string"])
+        return est
+
+    def native_frame(self, est: Any, frame: Any, columns: list[dict]) -> Any:
+        """CatBoost refuses None in a categorical feature: a missing one is "", as in a graph."""
+        from onnxship.data.columns import missing_as_empty
+
+        return missing_as_empty(frame, columns)
 
     def make_reproducible(self, est: Any) -> None:
         # CatBoost stamps a random model_guid and the finish time into every model; the guid
@@ -54,21 +70,26 @@ class CatBoostFamily(Family):
 
         from onnxship.contract import Prediction
 
+        threads = {"thread_count": self.threads} if self.threads else {}  # CatBoost's per-call count
         if task == "regression":
-            return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))
-        proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+            return Prediction(np.asarray(est.predict(X, **threads), dtype=np.float64).reshape(-1))
+        proba = np.asarray(est.predict_proba(X, **threads), dtype=np.float64)
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
-        if est.get_cat_feature_indices():
-            raise NotImplementedError("CatBoost's ONNX export does not support categorical features")
+        import catboost
+
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
-            est.save_model(
-                str(path),
-                format="onnx",
-                export_parameters={"onnx_domain": "ai.catboost", "onnx_model_version": 1},
-            )
+            try:
+                est.save_model(
+                    str(path),
+                    format="onnx",
+                    export_parameters={"onnx_domain": "ai.catboost", "onnx_model_version": 1},
+                )
+            except catboost.CatBoostError as err:
+                # the exporter's own reason (e.g. categorical features), without its source path
+                raise ValueError(f"CatBoost's ONNX exporter: {SOURCE_PREFIX.sub('', str(err))}") from err
             model = onnx.load(str(path))
         if io.task == "regression":
             # CatBoost declares its regression output as [N] but returns [N, 1]

@@ -11,7 +11,7 @@ import onnx
 
 from onnxship.contract import ModelIO
 from onnxship.families import Family, float_input, register
-from onnxship.graph import snap_thresholds
+from onnxship.graph import columns_front, snap_thresholds
 
 
 @register
@@ -21,6 +21,7 @@ class LightGBMFamily(Family):
     native_file = "model.txt"
     converter = "onnxmltools"
     estimator_types = ("LGBMRegressor", "LGBMClassifier", "Booster")
+    layouts = ("rows", "columns")
 
     tiny_spec: ClassVar[dict[str, Any]] = {
         "params": {"n_estimators": 15, "num_leaves": 7, "verbose": -1, "min_child_samples": 5}
@@ -47,25 +48,39 @@ class LightGBMFamily(Family):
 
         if hasattr(est, "booster_"):  # fitted sklearn wrapper (e.g. inside a stacking ensemble)
             return super().predict(est, X, task)
-        raw = np.asarray(est.predict(X), dtype=np.float64)
+        # LightGBM sets its own thread count per call (the model file's num_threads otherwise)
+        threads = {"num_threads": self.threads} if self.threads else {}
+        raw = np.asarray(est.predict(X, **threads), dtype=np.float64)
         if task == "regression":
             return Prediction(raw.reshape(-1))
         proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
+    def build_columns(self, spec, zoo, task: str, seed: int, columns: list[dict]) -> Any:
+        # category-typed columns of the DataFrame are LightGBM's native categorical features
+        return self.build(spec, zoo, task, seed)
+
+    def native_frame(self, est: Any, frame: Any, columns: list[dict]) -> Any:
+        """Categories as pandas `category` columns: LightGBM codes them by the values it was
+        trained with (kept in the model file), an unknown one as missing."""
+        return categorical_frame(frame, columns)
+
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import onnxmltools
 
         booster = est.booster_ if hasattr(est, "booster_") else est
+        width = len(io.inputs) if io.takes_columns else io.n_features
         model = onnxmltools.convert_lightgbm(
             booster,
-            initial_types=float_input(io.n_features, "onnxmltools"),
+            initial_types=float_input(width, "onnxmltools"),
             target_opset=min(opset, 15),
             zipmap=False,
         )
         # onnxmltools rounds LightGBM's float64 thresholds to nearest float32: snap them so
         # float32 inputs take the same branch as in LightGBM
         snap_thresholds(model, split_thresholds(booster))
+        if io.takes_columns:  # the categories' codes, as LightGBM keeps them, in front
+            model = columns_front(model, booster_columns(booster, io))
         return model
 
 
@@ -80,3 +95,33 @@ def split_thresholds(booster: Any) -> dict[int, np.ndarray]:
                 found[int(node["split_feature"])].append(float(node["threshold"]))
             stack += [node["left_child"], node["right_child"]]
     return {f: np.unique(v) for f, v in found.items()}
+
+
+def booster_columns(booster: Any, io: ModelIO) -> list[tuple[str, list[str] | None]]:
+    """The graph's columns in the booster's feature order, each category with the values LightGBM
+    codes it by (pandas_categorical, saved in the model file)."""
+    names = booster.feature_name()
+    if names != [i.name for i in io.inputs]:
+        raise ValueError("the booster's features are not the table's columns in order")
+    strings = [i.name for i in io.inputs if i.dtype == "string"]
+    coded = booster.pandas_categorical or []
+    if len(coded) != len(strings):
+        raise ValueError(
+            f"the booster codes {len(coded)} categorical column(s), the table has {len(strings)}: "
+            "train it on a DataFrame whose categories are pandas `category` columns"
+        )
+    values = dict(zip(strings, coded, strict=True))
+    return [(n, [str(v) for v in values[n]] if n in values else None) for n in names]
+
+
+def categorical_frame(frame: Any, columns: list[dict]) -> Any:
+    """A table with its string columns as pandas `category` columns of the schema's values (an
+    unknown value becomes missing, as a library coding by those values sees it)."""
+    import pandas as pd
+
+    out = frame.copy()
+    for col in columns:
+        if col["type"] == "string":
+            dtype = pd.CategoricalDtype(categories=col["categories"])
+            out[col["name"]] = pd.Categorical(frame[col["name"]], dtype=dtype)
+    return out

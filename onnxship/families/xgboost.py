@@ -18,6 +18,10 @@ class XGBoostFamily(Family):
     native_file = "model.json"
     converter = "onnxmltools"
     estimator_types = ("XGBRegressor", "XGBClassifier")
+    layouts = ("rows", "columns")
+    # onnxmltools reads XGBoost's features by index names (f0, f1, ...), which a model trained on
+    # a DataFrame of categories does not have
+    columns_export_gap = "feature names should follow pattern"
 
     tiny_spec: ClassVar[dict[str, Any]] = {"params": {"n_estimators": 15, "max_depth": 3}}
 
@@ -26,6 +30,23 @@ class XGBoostFamily(Family):
 
         cls = xgboost.XGBRegressor if task == "regression" else xgboost.XGBClassifier
         return cls(random_state=seed, **params)
+
+    def build_columns(self, spec, zoo, task: str, seed: int, columns: list[dict]) -> Any:
+        est = self.build(spec, zoo, task, seed)
+        est.set_params(enable_categorical=True, tree_method="hist")  # category columns, natively
+        return est
+
+    def native_frame(self, est: Any, frame: Any, columns: list[dict]) -> Any:
+        """Categories as pandas `category` columns of the schema's values: XGBoost codes them by
+        position, so training and prediction must share one list (an unknown value is missing)."""
+        from onnxship.families.lightgbm import categorical_frame
+
+        return categorical_frame(frame, columns)
+
+    def predict(self, est: Any, X: Any, task: str) -> Any:
+        if self.threads and est.get_params().get("n_jobs") != self.threads:
+            est.set_params(n_jobs=self.threads)  # XGBoost's own count, applied at each call
+        return super().predict(est, X, task)
 
     def load(self, path: Path, task: str) -> Any:
         import xgboost
@@ -38,6 +59,7 @@ class XGBoostFamily(Family):
         import onnxmltools
 
         # onnxmltools reads feature indices from names f0..fN; models trained on numpy have them
+        width = len(io.inputs) if io.takes_columns else io.n_features
         return onnxmltools.convert_xgboost(
-            est, initial_types=float_input(io.n_features, "onnxmltools"), target_opset=min(opset, 15)
+            est, initial_types=float_input(width, "onnxmltools"), target_opset=min(opset, 15)
         )

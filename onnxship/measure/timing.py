@@ -166,7 +166,9 @@ def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
     from onnx import TensorProto, helper
 
     def value(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *arr.shape[1:]])
+        # strings (typed columns) stay strings; numbers are float32, as the runtime's check makes them
+        kind = TensorProto.STRING if arr.dtype.kind in "OU" else TensorProto.FLOAT
+        return helper.make_tensor_value_info(name, kind, ["batch", *arr.shape[1:]])
 
     graph = helper.make_graph(
         [helper.make_node("Identity", [k], [f"{k}_out"]) for k in feeds],

@@ -55,6 +55,8 @@ def version_metadata(
         "family": native_meta["family"],
         "task": native_meta["task"],
         "features": native_meta["features"],
+        # typed columns: each column's type and known categories (serving checks requests by them)
+        **{k: native_meta[k] for k in ("layout", "columns") if k in native_meta},
         "input_shape": native_meta.get("input_shape", [len(native_meta["features"])]),
         "classes": native_meta["classes"],
         "target": native_meta.get("target"),
@@ -62,6 +64,7 @@ def version_metadata(
         **describe_io(graph),
         "inference_settings": settings.as_dict(),
         "accepts_nan": "nan" in validation.get("hostile_rows", {}),
+        **missing_categories(native_meta, sets),
         "gates": gates,
         "tolerance": validation["tolerance"],
         "parity": {
@@ -79,6 +82,16 @@ def version_metadata(
     }
 
 
+def missing_categories(native_meta: dict, sets: dict) -> dict[str, bool]:
+    """A model of typed columns: whether serving takes a null category (validate found the graph
+    answers a missing category as the native model answers None: onnxship.parity.columns)."""
+    if native_meta.get("layout") != "columns":
+        return {}
+    from onnxship.parity.columns import ANSWERED_LIKE_NATIVE, MISSING_SET
+
+    return {"accepts_missing_categories": bool(sets.get(MISSING_SET, {}).get(ANSWERED_LIKE_NATIVE, False))}
+
+
 def build_version_dir(
     out: Path,
     graph: onnx.ModelProto,
@@ -92,8 +105,8 @@ def build_version_dir(
 
     model = OnnxModel(graph.SerializeToString(), settings)
     inputs = {
-        k: v if v.dtype.kind == "i" else v.astype(np.float32) for k, v in feeds.items()
-    }  # ids stay int64
+        k: v if v.dtype.kind in "iOU" else v.astype(np.float32) for k, v in feeds.items()
+    }  # ids stay int64, strings (typed columns) strings
     sample = dict(zip(model.output_names, model.run_feed(inputs), strict=True))
     mlflow.onnx.save_model(
         graph,

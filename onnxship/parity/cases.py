@@ -10,16 +10,22 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from onnxship.data.workloads import Rows, Series
+from onnxship.data.workloads import Columns, Rows, Series
 from onnxship.runtime import InferenceSettings
 
 
 def parity_case(
-    data: Rows | Series, cfg: DictConfig, entry: Any, family: Any, est: Any, meta: dict, tolerance: dict
+    data: Rows | Columns | Series,
+    cfg: DictConfig,
+    entry: Any,
+    family: Any,
+    est: Any,
+    meta: dict,
+    tolerance: dict,
 ) -> Any:
     """The case for one model: `entry` is its zoo entry, `tolerance` its family's atol/rtol."""
     settings = InferenceSettings.from_mapping(cfg.runtime)
-    build = {"rows": rows_case, "series": forecast_case}[data.kind]
+    build = {"rows": rows_case, "columns": columns_case, "series": forecast_case}[data.kind]
     return build(data, cfg, entry, family, est, meta, tolerance, settings)
 
 
@@ -61,6 +67,38 @@ def rows_case(
         native_test=native_test,
         native_metrics=task_metrics(data.task, y_test, native_test),
         native_hostile={k: family.predict(est, X, data.task) for k, X in hostile.items()},
+    )
+
+
+def columns_case(
+    data: Columns,
+    cfg: DictConfig,
+    entry: Any,
+    family: Any,
+    est: Any,
+    meta: dict,
+    tolerance: dict,
+    settings: InferenceSettings,
+) -> Any:
+    """Native on the test rows and on hostile tables (onnxship.parity.columns)."""
+    from onnxship.parity.columns import ColumnsCase, build_column_sets
+
+    X_test, y_test = data.split("test")
+    templates = X_test.iloc[: int(cfg.validate.hostile.rows)].reset_index(drop=True)
+    hostile = build_column_sets(
+        templates, data.columns, family.takes_missing_values(est), cfg.validate.hostile, cfg.seed
+    )
+    return ColumnsCase.build(
+        lambda frame: data.native(family, est, frame),
+        X_test,
+        y_test,
+        data.columns,
+        hostile,
+        templates,
+        task=data.task,
+        tolerance=tolerance,
+        gates=cfg.validate,
+        settings=settings,
     )
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from onnxship.data.workloads import Rows, Series, workload_at
+from onnxship.data.workloads import Columns, Rows, Series, workload_at
 from onnxship.pipeline.config import prepared_dir
 
 
-def workload(cfg: DictConfig, name: str | None = None) -> Rows | Series:
+def workload(cfg: DictConfig, name: str | None = None) -> Rows | Columns | Series:
     return workload_at(prepared_dir(cfg, name))

@@ -20,6 +20,7 @@ MAX_FEATURES = 65_536
 MAX_CLASSES = 10_000
 MAX_CONTEXT = 100_000
 MAX_HORIZON = 10_000
+MAX_CATEGORIES = 10_000  # known values of one categorical column
 MAX_METADATA_BYTES = 16 << 20
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -113,6 +114,16 @@ class ForecastBlock(_Strict):
             )
 
 
+class Column(_Strict):
+    """One typed column of a model of typed columns (onnxship.data.columns)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")]
+    type: Literal["float32", "string"]
+    categories: list[Annotated[str, StringConstraints(max_length=1000)]] | None = Field(
+        None, max_length=MAX_CATEGORIES
+    )
+
+
 class TensorIO(_Strict):
     name: Name
     dtype: Name
@@ -134,11 +145,14 @@ class VersionMetadata(BaseModel):
         None, min_length=1, max_length=4
     )
     classes: list[Name | int] | None = Field(None, max_length=MAX_CLASSES)
+    layout: Literal["columns"] | None = None
+    columns: list[Column] | None = Field(None, max_length=MAX_FEATURES)
     forecast: ForecastBlock | None = None
-    inputs: list[TensorIO] | None = Field(None, max_length=8)
+    inputs: list[TensorIO] | None = Field(None, max_length=MAX_FEATURES)
     outputs: list[TensorIO] | None = Field(None, max_length=8)
     inference_settings: SessionSettings
     accepts_nan: bool = False
+    accepts_missing_categories: bool = False  # typed columns: a null category is served
     gates: dict[Name, bool] = Field(min_length=1, max_length=32)
     sha256: Sha256
     bytes: int | None = Field(None, ge=1)
@@ -151,6 +165,10 @@ class VersionMetadata(BaseModel):
             if self.forecast is None:
                 raise ValueError("forecast: a forecaster needs its forecast block")
             return self
+        if self.layout == "columns":
+            self._columns_fit()
+        elif self.columns is not None:
+            raise ValueError("columns: only a model of layout 'columns' has them")
         shape = self.input_shape or self._declared_example_shape() or [len(self.features)]
         if not self.features or math.prod(shape) != len(self.features):
             raise ValueError(f"features: {len(self.features)} names for input shape {shape}")
@@ -162,6 +180,18 @@ class VersionMetadata(BaseModel):
             if isinstance(declared, int) and declared > 0 and declared != len(classes):
                 raise ValueError(f"classes: {len(classes)} names, the graph outputs {declared} probabilities")
         return self
+
+    def _columns_fit(self) -> None:
+        """Typed columns: one per feature, in order, each a graph input of its type."""
+        columns = self.columns or []
+        if [c.name for c in columns] != self.features:
+            raise ValueError("columns: one per feature, named and ordered as features")
+        if self.inputs is not None:
+            declared = [(i.name, i.dtype) for i in self.inputs]
+            if declared != [(c.name, c.type) for c in columns]:
+                raise ValueError("columns: the graph's inputs are not these columns with these types")
+        if any((c.categories is None) != (c.type == "float32") for c in columns):
+            raise ValueError("columns: a string column lists its categories, a number column none")
 
     def _declared_example_shape(self) -> list[int] | None:
         """One example's shape as the described graph input says, when every dim is fixed."""

@@ -1,4 +1,5 @@
-"""From JSON rows to the model's float32 matrix and back, with every input problem named."""
+"""From JSON rows to the model's inputs (its float32 matrix, or its typed columns) and back, with
+every input problem named."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import orjson
 
+from serving.http.columns import column_feed, is_columns
 from serving.http.store import LoadedModel
 from serving.http.values import InvalidInput, float32_value, null_policy
 
@@ -33,11 +35,19 @@ def parse_predict(body: bytes) -> tuple[str | None, dict]:
     return model, features
 
 
-def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | None]]) -> np.ndarray:
+def to_feed(loaded: LoadedModel, rows: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+    """The graph's inputs for JSON rows of features by name: the one feature matrix, or for a model
+    of typed columns one input per column (serving.http.columns)."""
+    check_names(loaded, rows)
+    if is_columns(loaded.metadata):
+        return column_feed(loaded.metadata, loaded.model.allow_nan, rows)
+    return {loaded.model.input_name: to_matrix(loaded, rows)}
+
+
+def check_names(loaded: LoadedModel, rows: Sequence[Mapping[str, object]]) -> None:
+    """Every row holds exactly the model's features (by name), or InvalidInput saying what differs."""
     names = loaded.features
     expected = set(names)
-    out = np.empty((len(rows), len(names)), dtype=np.float32)
-    null = null_policy(loaded.model.allow_nan)
     for r, row in enumerate(rows):
         where = f"rows[{r}]." if len(rows) > 1 else ""
         if row.keys() != expected:
@@ -52,6 +62,15 @@ def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | Non
                 f"{where}features: {unknown} name(s) this model does not take "
                 f"(GET /models/{loaded.name} lists its features)"
             )
+
+
+def to_matrix(loaded: LoadedModel, rows: Sequence[Mapping[str, float | int | None]]) -> np.ndarray:
+    """Rows (names already checked) as the model's float32 feature matrix."""
+    names = loaded.features
+    out = np.empty((len(rows), len(names)), dtype=np.float32)
+    null = null_policy(loaded.model.allow_nan)
+    for r, row in enumerate(rows):
+        where = f"rows[{r}]." if len(rows) > 1 else ""
         for c, name in enumerate(names):
             out[r, c] = float32_value(row[name], f"{where}features.{name}", null)
     return out
@@ -66,8 +85,8 @@ def run_finite(loaded: LoadedModel, feed: dict[str, np.ndarray], field: str) -> 
     return outputs
 
 
-def answers(loaded: LoadedModel, X: np.ndarray) -> dict[str, list]:
-    outputs = run_finite(loaded, {loaded.model.input_name: X}, "features")
+def answers(loaded: LoadedModel, feed: dict[str, np.ndarray]) -> dict[str, list]:
+    outputs = run_finite(loaded, feed, "features")
     if loaded.task == "regression":
         return {"predictions": outputs[0].reshape(-1).astype(float).tolist()}
     classes = loaded.metadata.get("classes") or list(range(outputs[1].shape[1]))

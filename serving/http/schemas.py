@@ -6,7 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-Value = StrictFloat | StrictInt | None  # null = missing (only for models that accept NaN)
+# a number, or a string for a category column of a model of typed columns; null = missing (numbers:
+# only for models that accept NaN)
+Value = StrictFloat | StrictInt | StrictStr | None
 
 EXAMPLE_ROW = {
     "demand_lag_1": 4.1,

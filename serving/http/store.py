@@ -20,9 +20,11 @@ from onnxship.contract import BENCHMARK_FILE, METADATA_FILE, MODEL_FILE, Forecas
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.files import read_vouched
 from onnxship.version.schema import parse_metadata
+from serving.http.columns import is_columns, warmup_feed
 from serving.redact import redact
 
 SLOW_CALL_S = 0.002  # above this a call runs in the thread pool, not on the event loop
+COMMAS_PER_CATEGORY = 256  # commas one category value may hold in a /predict body
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def load_verified(
     model = OnnxModel(files[MODEL_FILE], settings, allow_nan=bool(metadata.get("accepts_nan", False)))
     if loaded_forecast := metadata["task"] == Task.FORECAST:
         feed = ForecastSpec.from_metadata(metadata).example_feed()
+    elif is_columns(metadata):
+        feed = warmup_feed(metadata)
     else:
         # the graph's own example shape (the probe checked it against the metadata)
         feed = {model.input_name: np.zeros((1, *model.input_shape), dtype=np.float32)}
@@ -116,9 +120,13 @@ class ModelStore:
 
     def _publish(self, models: dict[str, LoadedModel]) -> None:
         self._models = models  # one reference assignment: readers see old or new, never half
-        # commas a row of this model can hold: one per feature, and any inside its names
+        # commas a row of this model can hold: one per feature, any inside its names, and for a
+        # category column those inside its value (up to COMMAS_PER_CATEGORY: a longer list of
+        # commas in one category is refused as an oversized body)
         widths = [
-            len(m.features) + sum(f.count(",") for f in m.features)
+            len(m.features)
+            + sum(f.count(",") for f in m.features)
+            + COMMAS_PER_CATEGORY * sum(c["type"] == "string" for c in m.metadata.get("columns") or [])
             for m in models.values()
             if m.forecast is None
         ]

@@ -55,11 +55,13 @@ class BinaryInputs:
 
     def take(self, i: int, size: object, datatype: str, shape: list[int]) -> np.ndarray:
         field = f"inputs[{i}].parameters.binary_data_size"
-        dtype = DTYPES.get(datatype)
-        if dtype is None:
-            raise BadBinary(f"inputs[{i}].datatype: must be one of {', '.join(DTYPES)}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise BadBinary(f"{field}: must be a byte count")
+        if datatype == "BYTES":
+            return self.take_strings(i, size, shape)
+        dtype = DTYPES.get(datatype)
+        if dtype is None:
+            raise BadBinary(f"inputs[{i}].datatype: must be one of {', '.join(DTYPES)}, BYTES")
         expected = math.prod(shape) * np.dtype(dtype).itemsize
         if any(d < 1 for d in shape) or size != expected:
             raise BadBinary(f"{field}: {size} bytes, the shape and datatype need {expected}")
@@ -68,6 +70,29 @@ class BinaryInputs:
         chunk = self.data[self.offset : self.offset + size]
         self.offset += size
         return np.frombuffer(chunk, dtype=dtype).reshape(shape)
+
+    def take_strings(self, i: int, size: int, shape: list[int]) -> np.ndarray:
+        """BYTES elements as the extension lays them out: each a 4-byte little-endian length, then
+        that many bytes (UTF-8 text here: categories)."""
+        field = f"inputs[{i}].parameters.binary_data_size"
+        if any(d < 1 for d in shape) or self.offset + size > len(self.data):
+            raise BadBinary(f"{field}: the body holds fewer binary bytes than the inputs declare")
+        chunk, at, out = self.data[self.offset : self.offset + size], 0, []
+        for _ in range(math.prod(shape)):
+            if at + 4 > size:
+                raise BadBinary(f"{field}: {size} bytes hold fewer strings than the shape needs")
+            length = int.from_bytes(chunk[at : at + 4], "little")
+            if at + 4 + length > size:
+                raise BadBinary(f"{field}: a string's length runs past the input's bytes")
+            try:
+                out.append(bytes(chunk[at + 4 : at + 4 + length]).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadBinary(f"inputs[{i}]: a BYTES element is not UTF-8 text") from None
+            at += 4 + length
+        if at != size:
+            raise BadBinary(f"{field}: {size} bytes, the strings of the shape take {at}")
+        self.offset += size
+        return np.asarray(out, dtype=object).reshape(shape)
 
     def check_used(self) -> None:
         if self.offset != len(self.data):

@@ -24,6 +24,7 @@ from onnxship.contract import METADATA_FILE, MODEL_FILE, OUTPUTS, ForecastSpec, 
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.files import read_vouched
 from onnxship.version.schema import parse_metadata
+from serving.http.columns import warmup_feed
 from serving.registry.fetch import ProbeBudget, die_with_parent
 
 CALLS = 3  # timed after the smoke call (lazy allocations, kernel selection)
@@ -89,6 +90,35 @@ def main(
         result = probe_forecaster(model, metadata)
         feed = ForecastSpec.from_metadata(metadata).example_feed(batch=2)
         return result | costs.measure(lambda: model.run_feed(feed))
+    feed = example_rows(model, metadata)
+    expected = OUTPUTS[metadata["task"]]
+    if model.output_names != expected:
+        raise ValueError(f"graph outputs {model.output_names}, expected {expected}")
+    shapes = {name: list(value.shape) for name, value in zip(expected, model.run_feed(feed), strict=True)}
+    if any(shape[0] != 2 for shape in shapes.values()):
+        raise ValueError(f"batch of 2 gave output shapes {shapes}")
+    if metadata["task"] == Task.CLASSIFICATION and shapes["probabilities"] != [2, len(metadata["classes"])]:
+        raise ValueError(
+            f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}"
+        )
+    return {"ok": True, "shapes": shapes} | costs.measure(lambda: model.run_feed(feed))
+
+
+# the session's input types a column type must have
+COLUMN_TYPES = {"float32": "tensor(float)", "string": "tensor(string)"}
+
+
+def example_rows(model: OnnxModel, metadata: dict) -> dict[str, np.ndarray]:
+    """Two rows of zeros (missing categories) in the graph's inputs, after checking that the graph
+    takes what the metadata says: its feature matrix of that shape, or its typed columns."""
+    if metadata.get("layout") == "columns":
+        taken = [(i.name, i.type) for i in model.session.get_inputs()]
+        declared = [(c["name"], COLUMN_TYPES[c["type"]]) for c in metadata["columns"]]
+        if taken != declared:
+            raise ValueError(
+                f"graph takes {len(taken)} inputs that are not the metadata's {len(declared)} columns"
+            )
+        return {k: np.repeat(v, 2, axis=0) for k, v in warmup_feed(metadata).items()}
     # one example's shape: [n_features] for rows, e.g. [1, 8, 8] for images
     shape = metadata.get("input_shape") or [len(metadata["features"])]
     if model.input_shape != shape or int(np.prod(shape)) != len(metadata["features"]):
@@ -96,19 +126,7 @@ def main(
             f"graph takes examples of shape {model.input_shape}, metadata says {shape} "
             f"({len(metadata['features'])} features)"
         )
-    expected = OUTPUTS[metadata["task"]]
-    if model.output_names != expected:
-        raise ValueError(f"graph outputs {model.output_names}, expected {expected}")
-    outputs = model.run(np.zeros((2, *shape), dtype=np.float32))
-    shapes = {name: list(value.shape) for name, value in outputs.items()}
-    if any(shape[0] != 2 for shape in shapes.values()):
-        raise ValueError(f"batch of 2 gave output shapes {shapes}")
-    if metadata["task"] == Task.CLASSIFICATION and shapes["probabilities"] != [2, len(metadata["classes"])]:
-        raise ValueError(
-            f"{len(metadata['classes'])} classes, the graph gives probabilities {shapes['probabilities']}"
-        )
-    zeros = np.zeros((2, *shape), dtype=np.float32)
-    return {"ok": True, "shapes": shapes} | costs.measure(lambda: model.run(zeros))
+    return {model.input_name: np.zeros((2, *shape), dtype=np.float32)}
 
 
 def probe_forecaster(model: OnnxModel, metadata: dict) -> dict:

@@ -14,6 +14,7 @@ PUBLIC_METADATA = (
     "family",
     "task",
     "features",
+    "columns",  # a model of typed columns: each column's type, a category's known values
     "classes",
     "forecast",
     "target",

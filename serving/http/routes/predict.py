@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from serving.http.deps import SettingsDep, StoreDep, resolve_model
-from serving.http.inference import InvalidInput, answers, parse_predict, to_matrix
+from serving.http.inference import InvalidInput, answers, parse_predict, to_feed
 from serving.http.schemas import ERRORS, BatchPrediction, BatchRequest, Prediction, PredictRequest
 from serving.http.store import LoadedModel
 
@@ -26,7 +26,7 @@ def _answer(loaded: LoadedModel, rows: list) -> dict:
         infer = f"/v2/models/{loaded.name}/infer"
         raise HTTPException(422, f"model: '{loaded.name}' takes tensors, not feature rows; use POST {infer}")
     try:
-        out = answers(loaded, to_matrix(loaded, rows))
+        out = answers(loaded, to_feed(loaded, rows))
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     return out

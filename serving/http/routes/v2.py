@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from onnxship.contract import CHRONOS2, CONTEXT, FUTURE, GROUP_IDS, SERIES, ForecastSpec
 from onnxship.runtime import FLOAT32_MAX, InputError
 from serving.http import v2_binary
+from serving.http.columns import column_tensors, is_columns
 from serving.http.deps import FollowerDep, SettingsDep, StoreDep, resolve_model
 from serving.http.inference import run_finite
 from serving.http.schemas import ERRORS
@@ -29,6 +30,7 @@ from serving.http.store import LoadedModel
 from serving.http.values import InvalidInput, float32_value, null_policy
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
+MAX_INPUTS = 1024
 DATATYPES = ("FP32", "FP64", "INT32", "INT64")  # accepted; values are checked as float32 anyway
 NUMPY_TO_V2 = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
 
@@ -58,7 +60,8 @@ class InferRequest(BaseModel):
         }
     )
     id: str | None = Field(default=None, max_length=256)
-    inputs: list[InferTensor] = Field(min_length=1, max_length=3)
+    # a forecaster takes up to 3 tensors; a model of typed columns one per column
+    inputs: list[InferTensor] = Field(min_length=1, max_length=MAX_INPUTS)
     outputs: list[InferOutput] | None = Field(default=None, max_length=8)
     parameters: dict[str, Any] | None = None
 
@@ -79,6 +82,7 @@ ORT_TO_V2 = {
     "tensor(double)": "FP64",
     "tensor(int32)": "INT32",
     "tensor(int64)": "INT64",
+    "tensor(string)": "BYTES",
 }
 
 
@@ -303,6 +307,11 @@ def answer_of(loaded: LoadedModel, request: InferRequest, outputs: list[np.ndarr
 def run_infer(loaded: LoadedModel, request: InferRequest, max_rows: int) -> tuple[bytes, dict]:
     if loaded.forecast is not None:
         feed = forecast_feed(loaded.forecast, request.inputs, max_rows)
+    elif is_columns(loaded.metadata):  # one tensor per column: BYTES categories, numbers
+        try:
+            feed = column_tensors(loaded.metadata, request.inputs, max_rows, loaded.model.allow_nan)
+        except InvalidInput as err:
+            raise HTTPException(422, str(err)) from None
     else:
         feed = {loaded.model.input_name: tabular_input(loaded, request.inputs, max_rows)}
     try:
