@@ -84,6 +84,8 @@ class ModelIO:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     forecast_spec: ForecastSpec | None = None  # forecasters: horizon, levels, covariates
+    # typed columns: each {"name", "type", "categories"} as the model was trained (onnxship.data.columns)
+    columns: tuple[dict, ...] = ()
 
     @classmethod
     def tabular(
@@ -107,7 +109,7 @@ class ModelIO:
         """Typed columns: each its own input [batch, 1], "float32" or "string"."""
         rows = cls.tabular(task, 1, n_classes)
         inputs = tuple(TensorSpec(c["name"], c["type"], (BATCH, 1)) for c in columns)
-        return cls(task, inputs, rows.outputs)
+        return cls(task, inputs, rows.outputs, columns=tuple(columns))
 
     @property
     def takes_columns(self) -> bool:

@@ -18,6 +18,7 @@ MODELS = ["xgboost", "catboost", "stack_ridge", "mlp", "cnn", "toy_forecaster", 
 
 
 MODELS += ["chronos2_covariates", "chronos_bolt_zero_shot"]  # registered by the pipeline itself
+MODELS += ["diamonds_pipeline"]  # typed columns: numbers and string categories, one input each
 MODELS += ["chronos2_open"]  # the tiny Chronos-2 declaring no covariates: it takes any, as zero-shot
 
 

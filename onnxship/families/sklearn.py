@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import onnx
 
 from onnxship.contract import ModelIO
-from onnxship.errors import ConfigError
+from onnxship.errors import ConfigError, ModelLoadError
 from onnxship.families import Family, float_input, register
 
 
@@ -30,12 +30,23 @@ class _SklearnBase(Family):
         joblib.dump(est, path)
 
     def load(self, path: Path, task: str) -> Any:
-        import joblib
+        if path.suffix == ".skops":
+            est = load_skops(path)
+        else:
+            import joblib
 
-        est = joblib.load(path)
+            est = joblib.load(path)
         if not hasattr(est, "predict"):
             raise TypeError(f"{type(est).__name__} has no predict()")
         return est
+
+    def store_brought(self, source: Path, est: Any, native: Path) -> None:
+        """A .skops file is loaded without pickle; the model folder keeps it in this family's own
+        format (joblib, written here from the object skops built)."""
+        if source.suffix == ".skops":
+            self.save(est, native)
+        else:
+            super().store_brought(source, est, native)
 
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         from skl2onnx import convert_sklearn
@@ -99,3 +110,21 @@ class SklearnFamily(_SklearnBase):
         if "random_state" in cls().get_params():
             params.setdefault("random_state", seed)
         return cls(**params)
+
+
+# the libraries whose types a .skops file may hold: skops builds them without running the file's code
+SKOPS_TRUSTED = ("sklearn.", "numpy.", "scipy.", "xgboost.", "lightgbm.", "builtins.", "collections.")
+
+
+def load_skops(path: Path) -> Any:
+    """A scikit-learn object from a .skops file (skops' format: no pickle). Types from outside the
+    libraries above are refused, named: trusting them is the file owner's call, not ours."""
+    import skops.io
+
+    other = [t for t in skops.io.get_untrusted_types(file=path) if not t.startswith(SKOPS_TRUSTED)]
+    if other:
+        raise ModelLoadError(
+            f"{path.name} holds types from outside scikit-learn, NumPy, SciPy, XGBoost and LightGBM "
+            f"({', '.join(other[:5])}): skops will not build them"
+        )
+    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ import onnx
 
 from onnxship.contract import ModelIO
 from onnxship.families import Family, float_input, register
+from onnxship.graph import columns_front
 
 
 @register
@@ -19,9 +21,6 @@ class XGBoostFamily(Family):
     converter = "onnxmltools"
     estimator_types = ("XGBRegressor", "XGBClassifier")
     layouts = ("rows", "columns")
-    # onnxmltools reads XGBoost's features by index names (f0, f1, ...), which a model trained on
-    # a DataFrame of categories does not have
-    columns_export_gap = "feature names should follow pattern"
 
     tiny_spec: ClassVar[dict[str, Any]] = {"params": {"n_estimators": 15, "max_depth": 3}}
 
@@ -58,8 +57,15 @@ class XGBoostFamily(Family):
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import onnxmltools
 
-        # onnxmltools reads feature indices from names f0..fN; models trained on numpy have them
+        # onnxmltools reads feature indices from names f0..fN: a model trained on a DataFrame names
+        # its features after the columns, so a copy without names is converted (same trees)
+        if est.get_booster().feature_names is not None:
+            est = copy.deepcopy(est)
+            est.get_booster().feature_names = None
         width = len(io.inputs) if io.takes_columns else io.n_features
-        return onnxmltools.convert_xgboost(
+        model = onnxmltools.convert_xgboost(
             est, initial_types=float_input(width, "onnxmltools"), target_opset=min(opset, 15)
         )
+        if io.takes_columns:  # categories coded as XGBoost coded them: by position in the schema's list
+            model = columns_front(model, [(c["name"], c.get("categories")) for c in io.columns])
+        return model

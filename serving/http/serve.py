@@ -13,14 +13,14 @@ from serving.http.protocol import GuardedHttpToolsProtocol
 from serving.settings import Settings
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     parser = argparse.ArgumentParser(description="Serve registered ONNX models by alias.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=settings.workers, help="default: conf/serving workers")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     # the workers read their settings afresh: tell them how many share this host's cores
     os.environ["ONNXSHIP_SERVING_WORKERS"] = str(args.workers)
     uvicorn.run(

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(promote(args.model, args.version, alias, uri, settings.candidate_alias))
     except PromotionRefused as err:
         print(f"refused: {args.model}: {err}", file=sys.stderr)
-        return 2
+        return 1  # refused (onnxship's convention: 1 refused, 2 bad input)
     return 0
 
 
