@@ -105,7 +105,7 @@ class ModelIO:
         raise ValueError(f"not a tabular task: {task}")
 
     @classmethod
-    def columns(cls, task: str, columns: list[dict], n_classes: int = 0) -> ModelIO:
+    def of_columns(cls, task: str, columns: list[dict], n_classes: int = 0) -> ModelIO:
         """Typed columns: each its own input [batch, 1], "float32" or "string"."""
         rows = cls.tabular(task, 1, n_classes)
         inputs = tuple(TensorSpec(c["name"], c["type"], (BATCH, 1)) for c in columns)
@@ -148,7 +148,7 @@ class ModelIO:
             return cls.forecast(ForecastSpec.from_metadata(meta))
         classes = len(meta.get("classes") or [])
         if meta.get("layout") == "columns":
-            return cls.columns(meta["task"], meta["columns"], classes)
+            return cls.of_columns(meta["task"], meta["columns"], classes)
         return cls.tabular(meta["task"], len(meta["features"]), classes, meta.get("input_shape"))
 
     @property

@@ -185,7 +185,6 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
         cfg.paths[key] = str(out / cfg.paths[key])
     cfg.tracking.uri = args.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     cfg.tracking.artifact_root = str(out / "mlartifacts")
-    out.mkdir(parents=True, exist_ok=True)
     return cfg
 
 
@@ -265,6 +264,7 @@ def run_stages(cfg: Any, name: str) -> int:
 
     from onnxship.io import read_json
 
+    Path(cfg.paths.reports).parent.mkdir(parents=True, exist_ok=True)  # the inputs were sound: now write
     with tqdm(total=len(STAGES), desc=f"ship {name}", unit="stage", file=sys.stderr) as bar:
         for stage in STAGES:
             bar.set_postfix_str(stage)
@@ -290,13 +290,33 @@ def print_row(cfg: Any, name: str, package: dict) -> None:
 
 
 def onnx_alone(model: Path, args: Any) -> int:
-    """An ONNX file without its native model: nothing to judge parity against, so it is timed
-    (onnxship bench) and never registered."""
+    """An ONNX file without its native model: nothing to prove parity against, so never
+    registered. Its lossless variants (conf/optimize's that apply to every family and lose
+    nothing) are written beside it in --out, and the file and each variant are checked (it runs,
+    answers are finite, batch 1 = batch N) and timed by `onnxship bench`."""
     from onnxship.cli import bench
+    from onnxship.passes import apply_chain, for_family, plan
+    from onnxship.pipeline.config import as_plain, compose_config
 
     print(
-        "an ONNX file alone: there is no native model to prove parity against, so it is checked "
-        "(it runs, answers are finite, batch 1 = batch N) and timed, never registered",
+        "an ONNX file alone: there is no native model to prove parity against, so nothing is "
+        "registered; its lossless variants are made and everything is checked and timed",
         file=sys.stderr,
     )
-    return bench.main([str(model)])
+    out = (args.out or Path("ship") / model.stem).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    chains = plan(for_family(as_plain(compose_config().optimize.variants), "onnx"))
+    files = {"base": model}
+    for variant, chain in chains.items():
+        if any(step.lossy for step, _ in chain):
+            continue
+        try:
+            apply_chain(model, out / f"{variant}.onnx", chain)
+            files[variant] = out / f"{variant}.onnx"
+        except Exception as err:  # a pass that cannot take this graph: said, the others go on
+            print(f"{variant}: not made ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
+    worst = 0
+    for variant, path in files.items():
+        print(f"\n== {variant} ({path.name})")
+        worst = max(worst, bench.main([str(path), "--json", str(out / f"{variant}.bench.json")]))
+    return worst

@@ -110,7 +110,9 @@ class Family:
         if threads > 0:
             from threadpoolctl import threadpool_limits
 
-            self.threads = threads
+            # process-wide, like the libraries' own settings: the benchmark's worker switches the
+            # count through another instance of the family than the one its call was built on
+            Family.threads = threads
             threadpool_limits(limits=threads)
 
     def load(self, path: Path, task: str) -> Any:
@@ -166,7 +168,7 @@ def float_input(n_features: int, library: str = "skl2onnx") -> list:
 
 
 def column_input(io: ModelIO, library: str = "skl2onnx") -> list:
-    """initial_types for a converter of typed columns (ModelIO.columns): each [batch, 1], float or string."""
+    """initial_types for a converter of typed columns (ModelIO.of_columns): each [batch, 1], float or string."""
     if library == "onnxmltools":
         from onnxmltools.convert.common.data_types import FloatTensorType, StringTensorType
     else:
