@@ -60,20 +60,38 @@ def standardize(
     if task == "regression":
         wanted = [(outputs[0].name, PREDICTION)]
     else:
-        label = next(o for o in outputs if o.type.tensor_type.elem_type == TensorProto.INT64)
         proba = next(o for o in outputs if o.type.tensor_type.elem_type == TensorProto.FLOAT)
+        label = next((o for o in outputs if o.type.tensor_type.elem_type == TensorProto.INT64), None)
+        if label is None:  # classes that are strings (a brought model): the label is their index
+            label = label_from_probabilities(graph, proba.name)
         wanted = [(label.name, LABEL), (proba.name, PROBABILITIES)]
     keep = {old for old, _ in wanted}
     for out in [o for o in outputs if o.name not in keep]:
         graph.output.remove(out)
     for old, new in wanted:
         _rename(graph, old, new)
+    order = [new for _, new in wanted]  # the contract's order (a derived label comes last otherwise)
+    ordered_outputs = sorted(graph.output, key=lambda o: order.index(o.name))
+    del graph.output[:]
+    graph.output.extend(ordered_outputs)
     for value in list(graph.input) + list(graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].Clear()
             dims[0].dim_param = BATCH
     return model
+
+
+def label_from_probabilities(graph: onnx.GraphProto, probabilities: str) -> onnx.ValueInfoProto:
+    """An int64 label output, the index of the most probable class: the contract's label, for a
+    graph whose own label is the class itself (a string)."""
+    name = "label_index"
+    if any(LABEL in n.output for n in graph.node):  # the class label (dropped) keeps another name
+        _rename(graph, LABEL, "class_label")
+    graph.node.append(helper.make_node("ArgMax", [probabilities], [name], axis=1, keepdims=0, name=name))
+    value = helper.make_tensor_value_info(name, TensorProto.INT64, [BATCH])
+    graph.output.append(value)
+    return value
 
 
 def opset_of(model: onnx.ModelProto, domain: str = "") -> int:

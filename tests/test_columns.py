@@ -185,3 +185,22 @@ def test_a_pipeline_needs_a_table_of_columns():
         families.get("pipeline").build({"params": {}}, {}, "regression", 0)
     with pytest.raises(ConfigError, match="takes feature matrices only"):
         families.get("linear").build_columns({}, {}, "regression", 0, [])
+
+
+@pytest.mark.parametrize(
+    ("estimator", "encode"),
+    [
+        ("sklearn.ensemble.RandomForestRegressor", {"categories": "ordinal", "numbers": "impute"}),
+        ("xgboost.XGBRegressor", {"categories": "onehot", "numbers": "passthrough"}),
+        ("lightgbm.LGBMRegressor", {"categories": "ordinal", "numbers": "passthrough"}),
+    ],
+    ids=["random-forest", "xgboost", "lightgbm"],
+)
+def test_pipelines_end_in_any_of_the_estimators_the_issue_names(tmp_path, estimator, encode):
+    params = {"estimator": estimator, "n_estimators": 20}
+    if estimator.startswith("lightgbm"):
+        params["verbose"] = -1
+    spec = {"family": "pipeline", "encode": encode, "params": params}
+    data, family, est, meta, entry = trained(tmp_path, "pipeline", "regression", spec)
+    result = verdict(tmp_path, data, family, est, meta, entry)
+    assert result["verdict"] == "pass", result["reasons"]

@@ -137,7 +137,7 @@ def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason
     ("setup", "args", "message"),
     [
         ("lightgbm", ["model.bin"], "unknown model file type '.bin'"),
-        ("pickle", ["model.pkl"], "is a pickle: loading it runs whatever code it holds"),
+        ("pickle", ["model.pkl"], "is unpickled to load: that runs whatever code it holds"),
         ("lightgbm", ["model.txt", "--target", "nope"], "--target: the table has no column 'nope'"),
         ("lightgbm", ["model.txt", "--drop", "cut"], "the table lacks 1 column(s) the model takes: cut"),
         ("corrupt", ["model.txt"], "lightgbm: cannot load"),
@@ -178,3 +178,62 @@ def test_every_command_has_help_and_an_unknown_one_is_exit_2(tmp_path):
         assert helped.returncode == 0 and "usage:" in helped.stdout, command
     assert "exit codes" in onnxship("ship", "--help", cwd=tmp_path).stdout
     assert onnxship("frobnicate", cwd=tmp_path).returncode == 2
+
+
+def test_a_scikit_learn_pipeline_ships_from_skops_without_pickle(tmp_path):
+    """skops' format: the file's types are checked before anything is built (no pickle)."""
+    import skops.io
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    csv, frame = churn_like(tmp_path)
+    X = frame.drop(columns="value")
+    X[CATEGORIES] = X[CATEGORIES].fillna("")  # a missing category as the graph takes it
+    numbers = Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())])
+    categories = OneHotEncoder(handle_unknown="ignore")
+    parts = [("categories", categories, CATEGORIES), ("numbers", numbers, ["size", "depth"])]
+    encode = ColumnTransformer(parts)
+    model = Pipeline([("encode", encode), ("estimator", LogisticRegression())]).fit(X, frame["value"])
+    skops.io.dump(model, tmp_path / "churn.skops")
+    done = onnxship("ship", "churn.skops", "--data", csv.name, "--target", "value", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "registered: churn version 1" in done.stdout
+
+
+def test_a_numeric_table_ships_an_xgboost_json_model_trained_on_a_dataframe(tmp_path):
+    """Numbers only: the model's one feature matrix, its features taken in the model's order
+    (the table lists them otherwise), its DataFrame feature names no obstacle to the converter."""
+    import xgboost
+
+    raw = table("regression", n=600)[["size", "depth", "value"]]
+    raw[["depth", "size", "value"]].to_csv(tmp_path / "t.csv", index=False)  # another column order
+    model = xgboost.XGBRegressor(n_estimators=30, max_depth=3).fit(raw[["size", "depth"]], raw["value"])
+    model.save_model(tmp_path / "price.json")
+    done = onnxship("ship", "price.json", "--data", "t.csv", "--target", "value", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    schema = json.loads((tmp_path / "ship" / "price" / "data" / "prepared" / "schema.json").read_text())
+    assert schema["features"] == ["size", "depth"]
+
+
+def test_a_pytorch_program_ships_from_pt2_only_when_trusted(tmp_path):
+    """A torch.export program (.pt2): its tensors are unpickled to load, so --trust-pickle."""
+    import torch
+
+    from onnxship.torch_nets import MLP
+
+    raw = table("regression", n=600)[["size", "depth", "value"]].fillna({"depth": 60.0})
+    raw.to_csv(tmp_path / "t.csv", index=False)
+    torch.manual_seed(0)
+    net = MLP((2,), 1).eval()
+    program = torch.export.export(net, (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp_path / "net.pt2"))
+    refused = onnxship("ship", "net.pt2", "--data", "t.csv", "--target", "value", cwd=tmp_path)
+    assert refused.returncode == 2 and "--trust-pickle" in refused.stderr
+    done = onnxship("ship", "net.pt2", "--data", "t.csv", "--target", "value", "--trust-pickle", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "registered: net version 1" in done.stdout

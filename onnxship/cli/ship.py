@@ -12,7 +12,8 @@ and the version is registered (alias `candidate`) only when every gate passed.
 
 Model files, by suffix: XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, scikit-learn .skops
 (loaded without pickle: only scikit-learn, NumPy, SciPy, XGBoost and LightGBM types) or
-.joblib/.pkl (unpickling runs the file's code: only with --trust-pickle), and .onnx alone (no
+.joblib/.pkl (unpickling runs the file's code: only with --trust-pickle), PyTorch as a
+torch.export program .pt2 (its tensors are unpickled: --trust-pickle too), and .onnx alone (no
 native model, so no parity: optimized and timed, never registered).
 
 Exit codes: 0 registered (an .onnx file: timed); 1 refused (export failed or a gate failed: the
@@ -41,9 +42,12 @@ FAMILY_OF_SUFFIX = {
     ".joblib": "scikit-learn",
     ".pkl": "scikit-learn",
     ".pickle": "scikit-learn",
+    ".pt2": "torch_export",
     ".onnx": "onnx",
 }
-PICKLES = (".joblib", ".pkl", ".pickle")
+# loading runs code the file holds: joblib/pickle, and a torch.export program's tensors
+# (torch.export.load reads them with weights_only=False)
+PICKLES = (".joblib", ".pkl", ".pickle", ".pt2")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 STAGES = ("prepare", "train", "export", "optimize", "validate", "benchmark", "package")
 
@@ -58,7 +62,8 @@ def parser(prog: str = "onnxship ship") -> argparse.ArgumentParser:
         description="Take one model file through export, optimize, validate, benchmark and package.",
         epilog="exit codes: 0 registered, 1 refused (the reason is printed), 2 bad input",
     )
-    p.add_argument("model", type=Path, help="the model file (.json .ubj .txt .cbm .skops .joblib .pkl .onnx)")
+    kinds = " ".join(FAMILY_OF_SUFFIX)
+    p.add_argument("model", type=Path, help=f"the model file ({kinds})")
     p.add_argument("--data", type=Path, required=True, help="the table to judge it on (.csv or .parquet)")
     p.add_argument("--target", required=True, help="the column the model predicts")
     p.add_argument("--task", choices=["regression", "classification"], help="default: from the target column")
@@ -102,8 +107,8 @@ def ship(args: argparse.Namespace) -> int:
         raise ShipError(f"unknown model file type '{suffix}' (known: {', '.join(FAMILY_OF_SUFFIX)})")
     if suffix in PICKLES and not args.trust_pickle:
         raise ShipError(
-            f"{args.model.name} is a pickle: loading it runs whatever code it holds. Save the model "
-            "with skops (skops.io.dump) or pass --trust-pickle if you trust the file"
+            f"{args.model.name} is unpickled to load: that runs whatever code it holds. Save a "
+            "scikit-learn model with skops (skops.io.dump), or pass --trust-pickle if you trust the file"
         )
     name = args.name or re.sub(r"[^A-Za-z0-9_\-]", "_", model.stem)
     if not NAME.match(name):

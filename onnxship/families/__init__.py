@@ -38,6 +38,9 @@ class Family:
     # why its converter cannot export a model of categories, in the converter's words, when it
     # cannot (such a model is reported with that reason and never registered)
     columns_export_gap: ClassVar[str | None] = None
+    # whether the same training saves the same bytes (DVC compares outputs by content; a family
+    # whose native format cannot is for brought files, never trained in the zoo)
+    reproducible_bytes: ClassVar[bool] = True
     # a zoo entry (without `family`) that trains in well under a second: the completeness test
     # (tests/test_families.py) runs every registered family through every step with it
     tiny_spec: ClassVar[dict[str, Any]] = {}
@@ -122,7 +125,9 @@ class Family:
         if task == "regression":
             return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))
         proba = np.asarray(est.predict_proba(X), dtype=np.float64)
-        return Prediction(np.asarray(est.predict(X)).reshape(-1).astype(np.int64), proba)
+        # the label as the class's index (what predict() answers, whatever the classes are: a
+        # brought model may have string classes)
+        return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         """The ONNX graph of a fitted estimator, for the I/O contract `io` (names may still be the
@@ -168,7 +173,8 @@ def float_input(n_features: int, library: str = "skl2onnx") -> list:
 
 
 def column_input(io: ModelIO, library: str = "skl2onnx") -> list:
-    """initial_types for a converter of typed columns (ModelIO.of_columns): each [batch, 1], float or string."""
+    """initial_types for a converter of typed columns (ModelIO.of_columns): each [batch, 1],
+    float or string."""
     if library == "onnxmltools":
         from onnxmltools.convert.common.data_types import FloatTensorType, StringTensorType
     else:
