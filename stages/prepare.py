@@ -12,7 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship.data.tables import SCHEMA_FILE, prepare
+from onnxship.data.datasets import prepare
+from onnxship.data.tables import SCHEMA_FILE
 from onnxship.io import atomic_dir, write_json
 from onnxship.pipeline.config import as_plain
 from onnxship.pipeline.runner import Outcome, main, stage

@@ -22,14 +22,13 @@ CATEGORIES = ["cut", "colour"]
 
 
 def onnxship(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The `onnxship` command as installed (pyproject's entry point), from `cwd`."""
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from onnxship.cli.main import main; sys.exit(main())",
-        *args,
-    ]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    """The `onnxship` command as installed (pyproject's entry point), from `cwd`, in a user's
+    environment (no MLflow store named by the test run's own variables)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    command = [str(Path(sys.executable).parent / "onnxship"), *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def churn_like(folder: Path) -> tuple[Path, pd.DataFrame]:
@@ -143,8 +142,9 @@ def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason
         ("corrupt", ["model.txt"], "lightgbm: cannot load"),
         ("lightgbm", ["absent.txt"], "model file not found"),
         ("lightgbm", ["model.txt", "--name", "9 bad"], "--name: letters, digits"),
+        ("lightgbm", ["model.txt", "--data", "absent.csv"], "--data: no such file"),
     ],
-    ids=["suffix", "pickle", "target", "columns", "corrupt", "absent", "name"],
+    ids=["suffix", "pickle", "target", "columns", "corrupt", "absent", "name", "table"],
 )
 def test_bad_input_is_exit_2_naming_it_with_nothing_written(tmp_path, setup, args, message):
     import lightgbm
@@ -163,7 +163,8 @@ def test_bad_input_is_exit_2_naming_it_with_nothing_written(tmp_path, setup, arg
         frame.drop(columns=args[at + 1]).to_csv(csv, index=False)
         args = args[:at] + args[at + 2 :]
     target = [] if "--target" in args else ["--target", "value"]
-    done = onnxship("ship", *args, "--data", csv.name, *target, "--out", "out", cwd=tmp_path)
+    data = [] if "--data" in args else ["--data", csv.name]
+    done = onnxship("ship", *args, *data, *target, "--out", "out", cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr

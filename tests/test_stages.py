@@ -39,6 +39,9 @@ def test_every_model_exports_with_a_dynamic_batch(tiny_pipeline):
             rows = "rows" if meta["forecast"]["graph"]["layout"] == "chronos2" else "batch"
             assert rep["inputs"][0]["shape"] == [rows, "context_length"]
             assert rep["outputs"][0]["shape"][1:] == list(io.outputs[0].shape[1:])
+        elif meta.get("layout") == "columns":  # one input per column, of its own type
+            typed = [{"name": c["name"], "dtype": c["type"], "shape": ["batch", 1]} for c in meta["columns"]]
+            assert rep["inputs"] == typed
         else:
             shape = ["batch", *meta["input_shape"]]
             assert rep["inputs"][0] == {"name": INPUT, "dtype": "float32", "shape": shape}
@@ -55,8 +58,13 @@ def test_validate_reports_parity_on_test_and_hostile_sets(tiny_pipeline):
         assert rep["passed"], rep
         if rep["task"] == "forecast":
             continue  # test_forecasters_are_judged_on_windows_and_their_variants
-        _, y_test, _ = load_split(prepared_dir(cfg, name), "test")
         base = rep["variants"]["base"]
+        if native_meta(cfg, name).get("layout") == "columns":  # tests/test_columns.py: every set
+            categories = {"unseen_categories", "missing_categories", "unicode", "long_strings"}
+            assert set(base["sets"]) >= {"test", "extreme", "batch_consistency", *categories}
+            assert base["sets"]["test"]["within_tolerance"] >= cfg.validate.min_within_test
+            continue
+        _, y_test, _ = load_split(prepared_dir(cfg, name), "test")
         assert set(base["sets"]) >= {"test", "extreme", "float64", "batch_consistency"}
         # missing values where the model takes them; split thresholds where it has trees
         assert ("nan" in base["sets"]) == families.load_native(Path(cfg.paths.native) / name)[0].accepts_nan
@@ -181,8 +189,12 @@ def test_registry_holds_every_zoo_model_as_a_candidate_with_lineage(tiny_pipelin
         if schema["task"] == "forecast":  # what serving reads to build a forecaster's inputs
             assert meta["forecast"] == schema["forecast"]
             continue
-        assert meta["inputs"][0]["name"] == INPUT
-        assert meta["inputs"][0]["shape"] == ["batch", *schema["input_shape"]]
+        if schema.get("layout") == "columns":  # what serving reads to check a row's columns
+            assert meta["columns"] == schema["columns"]
+            assert [i["name"] for i in meta["inputs"]] == schema["features"]
+        else:
+            assert meta["inputs"][0]["name"] == INPUT
+            assert meta["inputs"][0]["shape"] == ["batch", *schema["input_shape"]]
         # served with the session settings that made this variant fastest at the target batch size
         bench = read_json(Path(cfg.paths.reports) / "benchmark" / f"{name}.json")
         batch = str(cfg.package.select_batch_size)

@@ -126,18 +126,14 @@ def encode_target(y: pd.Series, task: str) -> tuple[pd.Series, list | None]:
 
 def prepare(data: DictConfig) -> tuple[dict[str, pd.DataFrame], dict]:
     """One dataset's tables and its schema: the splits (features + target columns), or for a
-    series dataset (`kind: series`, forecasters) the whole series with its split bounds; a
-    `layout: columns` dataset keeps its categories as strings."""
+    series dataset (`kind: series`, forecasters) the whole series with its split bounds. (A
+    dataset of typed columns: onnxship.data.datasets.)"""
     raw, origin = load_raw(data)
     if data.get("kind") == "series":
         from onnxship.data.series import SERIES_FILE, prepare_series
 
         table, schema = prepare_series(raw, data, origin)
         return {SERIES_FILE.removesuffix(".parquet"): table}, schema
-    if data.get("layout") == "columns":  # typed columns: numbers and categories (onnxship.data.columns)
-        from onnxship.data.columns import prepare_columns
-
-        return prepare_columns(raw, data, origin)
     table = build_table(raw, data)
     features = feature_columns(table, data)
     X = check_features(table, features, data.feature_dtype)

@@ -1,4 +1,4 @@
-"""onnxship ship: one model you bring, from its file to a registered version, in one command.
+"""`onnxship ship`: one model you bring, from its file to a registered version, in one command.
 
     onnxship ship model.txt --data table.csv --target churn
     onnxship ship pipeline.skops --data table.parquet --target price --name diamonds
@@ -25,6 +25,7 @@ to the registry.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -127,8 +128,12 @@ def read_table(path: Path, target: str) -> Any:
     from omegaconf import OmegaConf
 
     from onnxship.data.tables import load_raw
+    from onnxship.errors import DataError
 
-    frame, _ = load_raw(OmegaConf.create({"source": "file", "path": str(path)}))
+    try:
+        frame, _ = load_raw(OmegaConf.create({"source": "file", "path": str(path)}))
+    except DataError as err:  # said as the option the user typed
+        raise ShipError(f"--data: {str(err).removeprefix('data.path: ')}") from None
     if target not in frame.columns:
         raise ShipError(f"--target: the table has no column '{target}' (it has {len(frame.columns)} columns)")
     return frame
@@ -188,7 +193,11 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     cfg.model = name
     for key in ("prepared", "native", "onnx", "optimized", "reports", "checkpoints"):
         cfg.paths[key] = str(out / cfg.paths[key])
-    cfg.tracking.uri = args.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
+    # --tracking-uri, else the user's MLFLOW_TRACKING_URI (MLflow's own convention), else a store
+    # in --out; the stages read the variable first, so it is set to the choice
+    store = f"sqlite:///{out / 'mlflow.db'}"
+    cfg.tracking.uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store
+    os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
     cfg.tracking.artifact_root = str(out / "mlartifacts")
     return cfg
 

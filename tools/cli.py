@@ -1,4 +1,6 @@
 """`onnxship`: one entry point, one subcommand per job; `onnxship <command> --help` for each.
+(Here, not in the library: `ship` runs the stages and `serve`/`promote` are serving's, and the
+library imports neither - tests/test_layout.py.)
 
     onnxship ship MODEL_FILE --data TABLE --target COL   one model you bring, to a registered version
     onnxship bench MODEL.onnx [--native FILE ...]          validate and time one ONNX file
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 
 def _ship(argv: list[str]) -> int:
-    from onnxship.cli.ship import main
+    from tools.ship import main
 
     return main(argv)
 
