@@ -27,6 +27,11 @@ NULL_REFUSED = (
 )
 
 
+def takes_null_categories(metadata: Mapping[str, Any]) -> bool:
+    """Whether validate found the graph answers a missing category as native answers None."""
+    return bool(metadata.get("accepts_missing_categories", False))
+
+
 def category_value(value: object, field: str, null_ok: bool = True) -> str:
     """One category: a string, or null (missing) where the model answers it like native."""
     if value is None:
@@ -44,8 +49,7 @@ def category_value(value: object, field: str, null_ok: bool = True) -> str:
 
 def column_feed(metadata: Mapping[str, Any], allow_nan: bool, rows: Sequence[Mapping[str, object]]) -> dict:
     """The graph's inputs for rows already checked to hold exactly the model's features."""
-    null = null_policy(allow_nan)
-    null_ok = bool(metadata.get("accepts_missing_categories", False))
+    null, null_ok = null_policy(allow_nan), takes_null_categories(metadata)
     feed: dict[str, np.ndarray] = {}
     many = len(rows) > 1
     for col in metadata["columns"]:
@@ -84,7 +88,7 @@ def column_tensors(
         )
     rows = None
     feed: dict[str, np.ndarray] = {}
-    null = null_policy(allow_nan)
+    null, null_ok = null_policy(allow_nan), takes_null_categories(metadata)
     for i, tensor in enumerate(tensors):
         col = columns[tensor.name]
         shape = list(tensor.shape)
@@ -98,7 +102,6 @@ def column_tensors(
         if col["type"] == "string":
             if tensor.datatype != "BYTES":
                 raise InvalidInput(f"inputs[{i}].datatype: a category column takes BYTES")
-            null_ok = bool(metadata.get("accepts_missing_categories", False))
             feed[tensor.name] = np.asarray(
                 [category_value(v, f"inputs[{i}].data", null_ok) for v in values], dtype=object
             ).reshape(-1, 1)
