@@ -28,6 +28,16 @@ def eventually(check, seconds: float = 30, every: float = 0.2):
         time.sleep(every)
 
 
+def wait_for(url: str, predicate, seconds: float = 30) -> httpx.Response:
+    """GET `url` until `predicate(response)` holds or time runs out; the last response."""
+
+    def fetch() -> httpx.Response | None:
+        r = httpx.get(url)
+        return r if predicate(r) else None
+
+    return eventually(fetch, seconds) or httpx.get(url)
+
+
 def postgres_bin() -> Path | None:
     """Debian keeps the server binaries out of PATH, under /usr/lib/postgresql/<major>/bin."""
     found = shutil.which("initdb")

@@ -35,7 +35,7 @@ from tests.served import (
     start_server,
     tiny_chronos2,
 )
-from tests.services import eventually, stop
+from tests.services import eventually, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -574,16 +574,6 @@ def test_forecaster_refuses_predict_and_answers_kserve_v2(server):
     inputs[2]["shape"] = [1, 7, 2]
     r = httpx.post(f"{url}/v2/models/toy_forecaster/infer", json={"inputs": inputs})
     assert r.status_code == 422 and "inputs[2].shape" in r.json()["error"]
-
-
-def wait_for(url: str, predicate, seconds: float = 30) -> httpx.Response:
-    """GET `url` until `predicate(response)` holds or time runs out; the last response."""
-
-    def fetch() -> httpx.Response | None:
-        r = httpx.get(url)
-        return r if predicate(r) else None
-
-    return eventually(fetch, seconds) or httpx.get(url)
 
 
 def test_start_without_a_registry_can_serve_the_verified_local_copy(

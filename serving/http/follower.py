@@ -233,10 +233,12 @@ class RegistryFollower:
             reason = redact(str(event.get("public") or event["reason"]))
             self.last_registry_error = reason
             retry = f" (retry in {event['retry_in']} s)" if "retry_in" in event else ""
+            configuration = event.get("kind") == "configuration"
+            what = "registry misconfigured" if configuration else "registry unreachable"
             for n in [name] if name in self.store.names else self.store.names:
                 loaded = self.store.get(n)
                 if loaded is None:
-                    self.store.note(n, f"registry unreachable: {reason}{retry}")
+                    self.store.note(n, f"{what}: {reason}{retry}")
                 elif event.get("version") and str(event["version"]) != loaded.version:
                     self.store.pending(n, f"version {event['version']} not served yet: {reason}{retry}")
             log.error(

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow.artifacts  # noqa: F401  (the download forkserver preloads it too)
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from onnxship.version.verify import RejectedModel, verify, vouched
 from serving.redact import without_credentials
 from serving.registry.cache import FetchLimits, fetch_verified, prune, version_dir
+from serving.registry.diagnose import Misconfigured, Missing, Unreachable, diagnose
 from serving.registry.events import emit
 from serving.registry.fetch import (
     ProbeBudget,
@@ -40,10 +40,18 @@ def reason_of(err: BaseException) -> str:
     return without_credentials(f"{type(err).__name__}: {err}")[:300]
 
 
+class RegistryProblem(RuntimeError):
+    """A registry call failed for a reason diagnose() put in words (serving/registry/diagnose.py)."""
+
+    def __init__(self, found: Misconfigured | Unreachable) -> None:
+        super().__init__(found.reason)
+        self.found = found
+
+
 def public_reason(err: BaseException) -> str:
-    """For clients: our own stall messages as they are (they name no host); anything else by its
-    type only: library messages name hosts, ports and paths in more shapes than a pattern knows."""
-    if isinstance(err, Stalled):
+    """For clients: our own messages as they are (they name no host); anything else by its type
+    only: library messages name hosts, ports and paths in more shapes than a pattern knows."""
+    if isinstance(err, (Stalled, RegistryProblem)):
         return str(err)
     return f"{type(err).__name__} (details in the server log)"
 
@@ -128,9 +136,11 @@ class Watcher:
         except Stalled as err:
             state.stalled = reason_of(err)
             self.retry_later(name, state, state.stalled, public_reason(err))
-        except Exception as err:  # registry down, store unreachable, database locked
+        except Exception as err:  # registry down, store unreachable, database locked, misconfigured
             state.stalled = None  # a stall is over once a try ends otherwise (an outage is no stall)
-            self.retry_later(name, state, reason_of(err), public_reason(err))
+            cause = err.__cause__ if isinstance(err, RegistryProblem) and err.__cause__ else err
+            misconfigured = isinstance(err, RegistryProblem) and isinstance(err.found, Misconfigured)
+            self.retry_later(name, state, reason_of(cause), public_reason(err), misconfigured)
         else:
             state.failures, state.stalled = 0, None
             state.due = time.monotonic() + self.args.interval
@@ -147,14 +157,19 @@ class Watcher:
         if last:
             end_startup()  # outside any lock: stopping the forkserver may wait for it
 
-    def retry_later(self, name: str, state: ModelState, reason: str, public: str | None = None) -> None:
-        """Poll `name` again after a backoff; `reason` goes to the log, `public` to clients."""
+    def retry_later(
+        self, name: str, state: ModelState, reason: str, public: str | None = None, misconfigured=False
+    ) -> None:
+        """Poll `name` again after a backoff; `reason` goes to the log, `public` to clients;
+        `misconfigured`: this configuration cannot work (retried all the same: it may be fixed)."""
         state.failures += 1
         delay = min(
             self.args.interval * 2 ** (state.failures - 1), max(self.args.max_backoff, self.args.interval)
         )
         state.due = time.monotonic() + delay
         extra = {"version": state.target} if state.target and state.target != state.served else {}
+        if misconfigured:
+            extra["kind"] = "configuration"
         emit(
             "registry_error",
             model=name,
@@ -169,10 +184,13 @@ class Watcher:
             mv = self.first_calls_one_at_a_time(
                 lambda: self.client().get_model_version_by_alias(name, self.args.alias)
             )
-        except MlflowException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                emit("missing", model=name, reason=f"no version of '{name}' has alias '{self.args.alias}'")
+        except Exception as err:
+            found = diagnose(err, name, self.args.alias, self.args.tracking_uri)
+            if isinstance(found, Missing):
+                emit("missing", model=name, reason=found.reason)
                 return
+            if found is not None:
+                raise RegistryProblem(found) from err
             raise
         version = str(mv.version)
         state.target = version
