@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     cache_dir: Path
     state_dir: Path | None
     warmup_calls: int = Field(ge=0)
+    shadow_models: list[str]
+    shadow_share: float = Field(gt=0, le=1)
+    shadow_queue: int = Field(ge=1)
+    shadow_report_s: float = Field(gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -141,6 +145,15 @@ class Settings(BaseSettings):
         return path if path is None or path.is_absolute() else PROJECT_ROOT / path
 
     @model_validator(mode="after")
+    def _shadowed_are_served(self) -> Settings:
+        unserved = [m for m in self.shadow_models if m not in self.models]
+        if unserved:
+            raise ValueError(
+                f"shadow_models: {len(unserved)} model(s) not in models (only served models are shadowed)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _state_outside_cache(self) -> Settings:
         cache, state = self.cache_dir.resolve(), self.trusted_state_dir.resolve()
         if state == cache or cache in state.parents:
@@ -150,6 +163,12 @@ class Settings(BaseSettings):
     @property
     def trusted_state_dir(self) -> Path:
         return self.state_dir or self.cache_dir.with_name(self.cache_dir.name + ".state")
+
+    @property
+    def candidate_dirs(self) -> tuple[Path, Path]:
+        """The candidates' cache and trusted state (shadow mode): their own folders, so that neither
+        watcher prunes the other's versions ('.' cannot start a model name: no clash)."""
+        return self.cache_dir / ".candidates", self.trusted_state_dir / ".candidates"
 
     def registry_env(self) -> dict[str, str]:
         """The watcher's extra environment: the registry URI (off its command line) and the

@@ -4,7 +4,7 @@ library imports neither - tests/test_layout.py.)
 
     onnxship ship MODEL_FILE --data TABLE --target COL   one model you bring, to a registered version
     onnxship bench MODEL.onnx [--native FILE ...]          validate and time one ONNX file
-    onnxship promote NAME [--version N]                    move the serving alias to a proven version
+    onnxship promote NAME [--version N] [--require-shadow N]  move the serving alias to a proven version
     onnxship serve [--host H --port P]                     serve the aliased versions over HTTP
 
 Exit codes: 0 done; 1 refused (ship: a gate failed; promote: the version is not proven); 2 bad

@@ -17,11 +17,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.http.follower import Follower, FollowerFactory, RegistryFollower
+from serving.http.forecasting import forecast_answer
 from serving.http.limits import RequestGuard
 from serving.http.metrics import ObserveMiddleware, RouteLabels, ServerMetrics
 from serving.http.routes import forecast, health, models, predict, v2
+from serving.http.routes.predict import rows_answer
 from serving.http.routes.v2 import InferRequest, InferTensor
 from serving.http.schemas import BatchRequest, ForecastRequest, PredictRequest
+from serving.http.shadow import Shadow
 from serving.http.store import ModelStore
 from serving.settings import Settings
 
@@ -72,6 +75,31 @@ async def supervise(following: Follower, every_s: float = 1.0) -> None:
             log.exception("follower check failed")
 
 
+async def report_shadow(shadow: Shadow, candidates: Follower, every_s: float) -> None:
+    """The comparisons so far, to the candidates' watcher, which logs them to each candidate
+    version in MLflow (this process never imports MLflow)."""
+    while True:
+        await asyncio.sleep(every_s)
+        for record in shadow.reports():
+            candidates.tell({"shadow": record})
+
+
+def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFactory):
+    """Shadow mode's parts when some model is shadowed: the candidates' store, their follower
+    (`candidate_alias`, own watcher), and the comparer; (None, None) otherwise."""
+    if not settings.shadow_models:
+        return None, None
+    candidates = ModelStore(settings.shadow_models)
+    replays = {
+        "rows": rows_answer,
+        "forecast": lambda loaded, body: forecast_answer(loaded, body, settings),
+    }
+    shadow = Shadow(
+        settings.shadow_models, settings.shadow_share, settings.shadow_queue, candidates, metrics, replays
+    )
+    return shadow, follower(settings, candidates, metrics, candidates=True)
+
+
 def create_app(settings: Settings | None = None, follower: FollowerFactory = RegistryFollower) -> FastAPI:
     """The app; `follower` builds what fills the model store (the registry follower in production,
     a fixed set of models in the fast route tests)."""
@@ -79,6 +107,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     store = ModelStore(settings.models)
     metrics = ServerMetrics()
     following = follower(settings, store, metrics)
+    shadow, candidate_following = shadowing(settings, metrics, follower)
     rows_by_route = {"/predict": 1, "/predict/batch": settings.max_batch_rows}  # feature-row routes
 
     @asynccontextmanager
@@ -89,10 +118,21 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
         # loop that answers health and the fast /predict path; the rest wait their turn
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.inference_concurrency
         following.start()
-        supervisor = asyncio.create_task(supervise(following))
+        tasks = [asyncio.create_task(supervise(following))]
+        if shadow is not None:
+            shadow.start()
+            candidate_following.start()
+            tasks.append(asyncio.create_task(supervise(candidate_following)))
+            tasks.append(
+                asyncio.create_task(report_shadow(shadow, candidate_following, settings.shadow_report_s))
+            )
         yield
-        supervisor.cancel()
+        for task in tasks:
+            task.cancel()
         following.stop()
+        if shadow is not None:
+            candidate_following.stop()
+            shadow.stop()
 
     app = FastAPI(
         title="onnxship serving",
@@ -106,6 +146,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
         metrics,
         following,
     )
+    app.state.shadow = shadow
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -44,6 +44,8 @@ class Follower(Protocol):
 
     last_registry_error: str | None
 
+    def tell(self, command: dict) -> None: ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -54,12 +56,25 @@ class Follower(Protocol):
     def stopped_reason(self) -> str | None: ...
 
 
-FollowerFactory = Callable[[Settings, ModelStore, ServerMetrics], Follower]
+FollowerFactory = Callable[..., Follower]  # (settings, store, metrics[, candidates=True])
 
 
 class RegistryFollower:
-    def __init__(self, settings: Settings, store: ModelStore, metrics: ServerMetrics) -> None:
-        self.settings, self.store, self.metrics = settings, store, metrics
+    """Follows `settings.alias` for `settings.models` into `store` (the served models); with
+    candidates=True, `candidate_alias` for `shadow_models` into a store of candidates (shadow
+    mode: own cache, own metrics, one ORT thread each, readiness untouched)."""
+
+    def __init__(
+        self, settings: Settings, store: ModelStore, metrics: ServerMetrics, candidates: bool = False
+    ) -> None:
+        self.settings, self.store = settings, store
+        self.metrics = metrics.candidates if candidates else metrics.served
+        self.candidates = candidates
+        self.alias = settings.candidate_alias if candidates else settings.alias
+        self.models = settings.shadow_models if candidates else settings.models
+        self.cache_dir, self.state_dir = (
+            settings.candidate_dirs if candidates else (settings.cache_dir, settings.trusted_state_dir)
+        )
         self.last_registry_error: str | None = None
         self.last_heard = time.monotonic()
         self._proc: subprocess.Popen | None = None
@@ -117,13 +132,13 @@ class RegistryFollower:
             "-m",
             "serving.registry.watcher",
             "--alias",
-            s.alias,
+            self.alias,
             "--models",
-            ",".join(s.models),
+            ",".join(self.models),
             "--cache-dir",
-            str(Path(s.cache_dir).resolve()),
+            str(Path(self.cache_dir).resolve()),
             "--state-dir",
-            str(s.trusted_state_dir.resolve()),
+            str(self.state_dir.resolve()),
             "--lock-timeout",
             str(s.lock_timeout_s),
             "--download-deadline",
@@ -293,10 +308,14 @@ class RegistryFollower:
                 self.store.note(name, "serving")
 
     def _ask_again(self, name: str) -> None:
+        self.tell({"retry": name})
+
+    def tell(self, command: dict) -> None:
+        """One command line to the watcher (a retry; shadow comparisons to log to MLflow)."""
         proc = self._proc
         try:
             with self._stdin_lock:
-                proc.stdin.write(json.dumps({"retry": name}) + "\n")
+                proc.stdin.write(json.dumps(command) + "\n")
                 proc.stdin.flush()
         except (OSError, ValueError, AttributeError):
             pass  # the watcher is gone; its successor fetches everything afresh
@@ -304,7 +323,13 @@ class RegistryFollower:
     def _load(self, name: str, version: str, folder: Path, manifest: dict[str, str]) -> bool:
         try:
             loaded = load_verified(
-                name, version, folder, manifest, self.settings.warmup_calls, self.settings.max_threads
+                name,
+                version,
+                folder,
+                manifest,
+                self.settings.warmup_calls,
+                1 if self.candidates else self.settings.max_threads,  # a shadow never crowds the champion
+                quiet=self.candidates,
             )
         except Exception as err:
             self.metrics.model_loads.labels(name, "failed").inc()

@@ -24,7 +24,9 @@ from onnxship.contract import CHRONOS2, CONTEXT, FUTURE, PAST, SERIES, ForecastS
 from onnxship.forecasting.categorical import UnseenCategory
 from onnxship.forecasting.rollout import CALL_ROWS, Run, TooManyJointRows, forecast, series_forecast
 from onnxship.forecasting.tasks import SeriesTask
+from serving.http.store import LoadedModel
 from serving.http.values import InvalidInput, float32_value
+from serving.settings import Settings
 
 MAX_LEVELS = 99
 MAX_VARIATES = 64  # target variates per series
@@ -301,3 +303,11 @@ def answer(spec: ForecastSpec, ask: Ask, outputs: list[np.ndarray]) -> dict[str,
     if ask.batch:
         return head | {"cross_learning": ask.cross_learning, "forecasts": bodies}
     return head | bodies[0]
+
+
+def forecast_answer(loaded: LoadedModel, body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A /forecast body (as parsed JSON) answered by a forecaster: InvalidInput names what is wrong."""
+    spec = loaded.forecast
+    ask = parse(spec, body, settings.max_batch_rows, settings.max_answer_values)
+    call = lambda feed: loaded.model.run_feed(feed)[0]  # noqa: E731
+    return answer(spec, ask, run(spec, call, ask, settings.max_call_rows))

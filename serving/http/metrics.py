@@ -50,6 +50,45 @@ class RouteLabels:
         return UNMATCHED
 
 
+class FollowingMetrics:
+    """What a registry follower counts; the candidates' follower (shadow mode) has its own set, so
+    its loads and outages never show as the served models' (nor flip `onnxship_following`)."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, what: str) -> None:
+        self.model_loads = Counter(
+            f"{prefix}model_loads_total",
+            f"{what.capitalize()}model loads by result (loaded, rejected, failed, withdrawn)",
+            ["model", "result"],
+            registry=registry,
+        )
+        self.registry_errors = Counter(
+            f"{prefix}registry_poll_errors_total", f"Failed {what}registry polls", registry=registry
+        )
+        self.served_version = Gauge(
+            f"{prefix}served_version",
+            f"Registry version of the {what}model loaded",
+            ["model"],
+            registry=registry,
+        )
+        self.following = Gauge(
+            f"{prefix}following",
+            f"1 while the {what}registry watcher runs and reports, 0 when following has stopped",
+            registry=registry,
+        )
+        self.follower_restarts = Counter(
+            f"{prefix}follower_restarts_total",
+            f"Restarts of the {what}registry follower, by cause "
+            "(watcher_exit, watcher_silent, thread, error)",
+            ["cause"],
+            registry=registry,
+        )
+        self.watcher_bad_lines = Counter(
+            f"{prefix}watcher_unreadable_lines_total",
+            f"Lines from the {what}registry watcher that were not a known event (skipped)",
+            registry=registry,
+        )
+
+
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -69,32 +108,32 @@ class ServerMetrics:
         self.in_flight = Gauge(
             "onnxship_requests_in_flight", "Requests being handled", registry=self.registry
         )
-        self.model_loads = Counter(
-            "onnxship_model_loads_total",
-            "Model loads by result (loaded, rejected, failed)",
-            ["model", "result"],
+        self.served = FollowingMetrics(self.registry, "onnxship_", "")
+        self.candidates = FollowingMetrics(self.registry, "onnxship_candidate_", "candidate ")
+        self.shadow_comparisons = Counter(
+            "onnxship_shadow_comparisons_total",
+            "Live requests answered by the candidate too, by result (within: every row within the "
+            "candidate's tolerances; outside; refused: the candidate refused the input)",
+            ["model", "champion", "candidate", "result"],
             registry=self.registry,
         )
-        self.registry_errors = Counter(
-            "onnxship_registry_poll_errors_total", "Failed registry polls", registry=self.registry
-        )
-        self.served_version = Gauge(
-            "onnxship_served_version", "Registry version being served", ["model"], registry=self.registry
-        )
-        self.following = Gauge(
-            "onnxship_following",
-            "1 while the registry watcher runs and reports, 0 when following has stopped",
+        self.shadow_max_abs_diff = Gauge(
+            "onnxship_shadow_max_abs_diff",
+            "Largest |candidate - champion| seen on live requests",
+            ["model", "champion", "candidate"],
             registry=self.registry,
         )
-        self.follower_restarts = Counter(
-            "onnxship_follower_restarts_total",
-            "Restarts of the registry follower, by cause (watcher_exit, watcher_silent, thread, error)",
-            ["cause"],
+        self.shadow_dropped = Counter(
+            "onnxship_shadow_dropped_total",
+            "Sampled requests not compared because the shadow queue was full",
+            ["model"],
             registry=self.registry,
         )
-        self.watcher_bad_lines = Counter(
-            "onnxship_watcher_unreadable_lines_total",
-            "Lines from the registry watcher that were not a known event (skipped)",
+        self.shadow_call_seconds = Histogram(
+            "onnxship_shadow_call_seconds",
+            "Inference time of one shadowed request, by role (champion, candidate) and version",
+            ["model", "role", "version"],
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
         self.rejected_requests = Counter(

@@ -58,18 +58,26 @@ class LoadedModel:
         object.__setattr__(self, "forecast", spec)
 
 
-def session_settings(metadata: dict[str, Any], max_threads: int) -> InferenceSettings:
-    """The version's tuned settings, with thread counts clamped to what this worker may use."""
+def session_settings(metadata: dict[str, Any], max_threads: int, quiet: bool = False) -> InferenceSettings:
+    """The version's tuned settings, with thread counts clamped to what this worker may use;
+    `quiet` (a shadow candidate): its threads never spin, so idle it takes no CPU from the champion."""
     settings = InferenceSettings.from_mapping(metadata["inference_settings"])
     return replace(
         settings,
         intra_op_threads=min(settings.intra_op_threads, max_threads),
         inter_op_threads=min(settings.inter_op_threads, max_threads),
+        allow_spinning=settings.allow_spinning and not quiet,
     )
 
 
 def load_verified(
-    name: str, version: str, folder: Path, manifest: dict[str, str], warmup_calls: int, max_threads: int
+    name: str,
+    version: str,
+    folder: Path,
+    manifest: dict[str, str],
+    warmup_calls: int,
+    max_threads: int,
+    quiet: bool = False,
 ) -> LoadedModel:
     """Build the session from the bytes of a folder the watcher verified, hashed again here against
     the manifest it announced (the metadata is checked against the schema again too), and warm
@@ -77,7 +85,7 @@ def load_verified(
     files = read_vouched(folder, manifest)
     metadata = parse_metadata(files[METADATA_FILE])
     benchmark = json.loads(files[BENCHMARK_FILE]) if BENCHMARK_FILE in files else None
-    settings = session_settings(metadata, max_threads)
+    settings = session_settings(metadata, max_threads, quiet)
     metadata["inference_settings"] = settings.as_dict()  # what /models shows is what runs
     model = OnnxModel(files[MODEL_FILE], settings, allow_nan=bool(metadata.get("accepts_nan", False)))
     if loaded_forecast := metadata["task"] == Task.FORECAST:

@@ -30,6 +30,7 @@ from serving.registry.fetch import (
     packaging_run_alive,
     probe,
 )
+from serving.registry.shadow_evidence import BadReport, log_report
 from serving.registry.state import TrustedState, fingerprint
 
 MAX_LOAD_FAILURES = 3  # a version the server fails to load this often is rejected
@@ -278,6 +279,15 @@ class Watcher:
             retry_in=self.args.interval * 2**failures,
         )
         state.wake.set()
+
+    def report_shadow(self, record: dict) -> None:
+        """Log a replica's shadow comparisons to the candidate version (shadow_evidence)."""
+        try:
+            if record.get("model") not in self.states:
+                raise BadReport("model: not followed by this watcher")
+            self.first_calls_one_at_a_time(lambda: log_report(self.client(), record))
+        except Exception as err:  # the next report carries the whole tally again
+            print(f"shadow report not logged ({reason_of(err)})", file=sys.stderr)
 
     def stalled(self) -> dict[str, str]:
         now, out = time.monotonic(), {}

@@ -16,7 +16,8 @@ budgets), then tells the server on stdout, one JSON event per line:
   {"event": "heartbeat", "at", "stalled": {model: reason}}  every interval, from its own thread;
         a model past one of its deadlines (cache lock, download) or busy far longer than they allow
 The server may write {"retry": model} lines to stdin (its load of the announced version failed:
-fetch it again, with backoff); it closes stdin to stop the watcher.
+fetch it again, with backoff), and, to the candidates' watcher in shadow mode, {"shadow": record}
+lines (serving/registry/shadow_evidence.py); it closes stdin to stop the watcher.
 
 One model's failure never delays another's. The registry URI comes from MLFLOW_TRACKING_URI (the
 server passes it in this process's environment: a command line is readable by every user of the
@@ -77,12 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def read_commands(watcher) -> None:
-    """Lines from the server until it closes stdin."""
+    """Lines from the server until it closes stdin: {"retry": model}, or {"shadow": record} (shadow
+    comparisons to log to the candidate version: on a thread, the registry may be slow)."""
     for line in sys.stdin:
         try:
             command = json.loads(line)
-            watcher.retry(str(command["retry"]))
-        except (ValueError, KeyError, TypeError):
+            if "shadow" in command:
+                threading.Thread(target=watcher.report_shadow, args=(command["shadow"],), daemon=True).start()
+            else:
+                watcher.retry(str(command["retry"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
             print("unreadable command from the server skipped", file=sys.stderr)
 
 

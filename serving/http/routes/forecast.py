@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+import time
+
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from serving.http.deps import SettingsDep, StoreDep, resolve_model
-from serving.http.forecasting import answer, parse, run
+from serving.http.forecasting import forecast_answer
 from serving.http.routes.predict import json_response
 from serving.http.schemas import ERRORS, Forecast, ForecastRequest
 from serving.http.values import InvalidInput
@@ -14,7 +16,7 @@ router = APIRouter(tags=["forecast"])
 
 
 @router.post("/forecast", response_model=Forecast, responses=ERRORS)
-def forecast(body: ForecastRequest, store: StoreDep, settings: SettingsDep) -> Response:
+def forecast(body: ForecastRequest, request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     """Quantile forecast by a forecaster, as its library's `predict` answers (see
     serving/http/forecasting.py for the contract).
 
@@ -24,10 +26,13 @@ def forecast(body: ForecastRequest, store: StoreDep, settings: SettingsDep) -> R
     spec = loaded.forecast
     if spec is None:
         raise HTTPException(422, f"model: '{loaded.name}' is a {loaded.task} model; use POST /predict")
+    asked = body.model_dump()
+    started = time.perf_counter()
     try:
-        ask = parse(spec, body.model_dump(), settings.max_batch_rows, settings.max_answer_values)
-        call = lambda feed: loaded.model.run_feed(feed)[0]  # noqa: E731
-        out = answer(spec, ask, run(spec, call, ask, settings.max_call_rows))
+        out = forecast_answer(loaded, asked, settings)
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
+    shadow = request.app.state.shadow
+    if shadow is not None:
+        shadow.offer(loaded, "forecast", asked, out, time.perf_counter() - started)
     return json_response(loaded, {"model": loaded.name, "version": loaded.version, **out})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from serving.http.deps import SettingsDep, StoreDep, require_configured, resolve_model
 from serving.http.figures import served_figures
@@ -29,7 +29,7 @@ PUBLIC_METADATA = (
 )
 
 
-def describe(store, settings, name: str) -> dict:
+def describe(store, settings, name: str, shadow=None) -> dict:
     loaded = store.get(name)
     entry = {"name": name, "alias": settings.alias, "status": store.status(name)}
     waiting = store.waiting(name)
@@ -42,18 +42,25 @@ def describe(store, settings, name: str) -> dict:
             **{k: loaded.metadata.get(k) for k in PUBLIC_METADATA},
             "sha256": loaded.sha256,  # of the bytes this server loaded, hashed as it read them
         }
+    compared = shadow.summary(name) if shadow is not None else None
+    if compared is not None:  # shadow mode: how its candidate answered the same live requests
+        entry["shadow"] = compared
     return entry
 
 
 @router.get("/models")
-async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
-    return {"default": settings.default, "models": [describe(store, settings, n) for n in store.names]}
+async def list_models(request: Request, store: StoreDep, settings: SettingsDep) -> dict:
+    shadow = request.app.state.shadow
+    return {
+        "default": settings.default,
+        "models": [describe(store, settings, n, shadow) for n in store.names],
+    }
 
 
 @router.get("/models/{name}", responses=ERRORS)
-async def get_model(name: str, store: StoreDep, settings: SettingsDep) -> dict:
+async def get_model(name: str, request: Request, store: StoreDep, settings: SettingsDep) -> dict:
     require_configured(store, name)
-    return describe(store, settings, name)
+    return describe(store, settings, name, request.app.state.shadow)
 
 
 @router.get("/benchmark", responses=ERRORS)

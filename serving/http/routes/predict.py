@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -18,18 +20,22 @@ PREDICT_BODY = {
 }
 
 
-def _answer(loaded: LoadedModel, rows: list) -> dict:
-    """Run rows through the model; any input problem becomes a 422 naming the field."""
+def rows_answer(loaded: LoadedModel, rows: list) -> dict:
+    """Rows run through a model of feature rows: InvalidInput names what is wrong."""
     if loaded.forecast is not None:
-        raise HTTPException(422, f"model: '{loaded.name}' is a forecaster; use POST /forecast")
+        raise InvalidInput(f"model: '{loaded.name}' is a forecaster; use POST /forecast")
     if len(loaded.model.input_shape) != 1:  # tensors (e.g. images), not feature rows
         infer = f"/v2/models/{loaded.name}/infer"
-        raise HTTPException(422, f"model: '{loaded.name}' takes tensors, not feature rows; use POST {infer}")
+        raise InvalidInput(f"model: '{loaded.name}' takes tensors, not feature rows; use POST {infer}")
+    return answers(loaded, to_feed(loaded, rows))
+
+
+def _answer(loaded: LoadedModel, rows: list) -> dict:
+    """Run rows through the model; any input problem becomes a 422 naming the field."""
     try:
-        out = answers(loaded, to_feed(loaded, rows))
+        return rows_answer(loaded, rows)
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
-    return out
 
 
 def json_response(loaded: LoadedModel, payload: dict) -> Response:
@@ -61,7 +67,10 @@ async def predict(request: Request) -> Response:
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
     loaded = resolve_model(state.store, state.settings, model)
+    started = time.perf_counter()
     out = await run_in_threadpool(_answer, loaded, [features]) if loaded.slow else _answer(loaded, [features])
+    if state.shadow is not None:
+        state.shadow.offer(loaded, "rows", [features], out, time.perf_counter() - started)
     head = {"model": loaded.name, "version": loaded.version}
     if "predictions" in out:
         return json_response(loaded, {**head, "prediction": out["predictions"][0]})
@@ -73,12 +82,16 @@ async def predict(request: Request) -> Response:
 @router.post(
     "/predict/batch", response_model=BatchPrediction, response_model_exclude_none=True, responses=ERRORS
 )
-def predict_batch(body: BatchRequest, store: StoreDep, settings: SettingsDep) -> Response:
+def predict_batch(body: BatchRequest, request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     """Up to `max_batch_rows` rows in one call (runs in the thread pool: big batches take milliseconds)."""
     if len(body.rows) > settings.max_batch_rows:
         raise HTTPException(
             422, f"rows: {len(body.rows)} rows, at most {settings.max_batch_rows} per request"
         )
     loaded = resolve_model(store, settings, body.model)
+    started = time.perf_counter()
     out = _answer(loaded, body.rows)
+    shadow = request.app.state.shadow
+    if shadow is not None:
+        shadow.offer(loaded, "rows", body.rows, out, time.perf_counter() - started)
     return json_response(loaded, {"model": loaded.name, "version": loaded.version, **out})
