@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
 
-.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving bench-workload peer-olive docs lint format clean
+.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving bench-workload peer-olive image docs lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-workload: install ## the registered forecasters on M3 and Tourism monthly,
 peer-olive: install ## Olive's automatic routes vs our registered variant on the same graph -> reports/peers/olive.json (MODEL=chronos2_release_speed)
 	tools/peer_olive.sh models/onnx/$(or $(MODEL),chronos2_release_speed)/model.onnx .peer-olive/$(or $(MODEL),chronos2_release_speed)
 	python -m tools.peer_compare $(or $(MODEL),chronos2_release_speed) .peer-olive/$(or $(MODEL),chronos2_release_speed)
+
+image: install system-packages ## build the serving image (podman or docker; pinned by constraints.txt) -> reports/image.json
+	python -m tools.image
 
 bench-serving: install system-packages ## our server vs `mlflow models serve` under wrk load -> reports/serving.json
 	python -m tools.bench_serving

@@ -11,6 +11,7 @@
              promote (CLI).
   settings   read by both: conf/serving/default.yaml and ONNXSHIP_SERVING_* overrides.
   redact     what may reach a client (no secret, address or path) and a log line (no secret).
+  health_check  the container probe (standard library only).
 
 The ONNX Runtime session code both use is onnxship.runtime (also what validate and benchmark time).
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.bench_serving import free_port
+from tools.wrk_load import free_port
 
 
 def eventually(check, seconds: float = 30, every: float = 0.2):

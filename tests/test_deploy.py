@@ -51,7 +51,13 @@ def test_the_manifests_run_the_serving_entry_point_with_probes():
         assert containers, name
         for c in containers:
             assert c["args"][:3] == ["python", "-m", "serving.http.serve"], name
-            assert c["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+            probe = c["readinessProbe"]
+            assert probe.get("httpGet", {}).get("path") == "/health/ready" or probe["exec"]["command"][
+                -2:
+            ] == [
+                "serving.health_check",
+                "ready",
+            ], name
     assert re.search(r'CMD \["python", "-m", "serving.http.serve"', (DEPLOY / "Dockerfile").read_text())
 
 
