@@ -2,7 +2,8 @@
 
 One registered model per zoo model, one version per pipeline run (onnxship.packaging.build
 says what a version holds). A variant that failed validation is never registered; alias
-`candidate` moves to the new version only when every gate passed.
+`candidate` moves to the new version only when every gate passed. With package.native_fallback,
+a model no variant can carry is registered natively instead (onnxship/packaging/native.py).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import onnx
 from omegaconf import DictConfig
 
 from onnxship.contract import BENCHMARK_FILE, CANDIDATES_FILE, EXPORT_REPORT, NATIVE_META, VALIDATION_FILE
+from onnxship.families import load_native
 from onnxship.io import read_json, sha256_file
 from onnxship.packaging.build import (
     gates_for,
     log_version,
+    package_message,
     register,
     version_metadata,
     version_tags,
 )
 from onnxship.packaging.choice import candidate_table, choose_variant, tuned_settings
+from onnxship.packaging.native import register_native
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
 from onnxship.pipeline.tracking import configure
@@ -40,23 +44,15 @@ def run(cfg: DictConfig, active) -> Outcome:
     batch = int(cfg.package.select_batch_size)
     variant, reasons = choose_variant(validation, bench, batch, float(cfg.package.min_gain_over_base))
     candidates = candidate_table(validation, bench)
-    result: dict = {
-        "model": name,
-        "registered_model": registered_name,
-        "registered": False,
-        "variant": variant,
-        "target_batch_size": batch,
-        "candidates": candidates,
-    }
+    result: dict = {"model": name, "registered_model": registered_name, "registered": False,
+                    "variant": variant, "target_batch_size": batch, "candidates": candidates}  # fmt: skip
     if variant is not None:
         onnx_path = Path(cfg.paths.optimized) / name / f"{variant}.onnx"
         gates = gates_for(variant, export, validation, bench, sha256_file(onnx_path))
         if not gates["parity"]:
             reasons = [f"{variant}: validated file and file to register differ (sha256)"]
     if variant is not None and gates["parity"]:
-        feeds = workload(cfg).signature_feeds(
-            model_spec(cfg), native_meta, 5
-        )  # real inputs for the signature
+        feeds = workload(cfg).signature_feeds(model_spec(cfg), native_meta, 5)  # the signature's rows
         graph = onnx.load(str(onnx_path))  # loaded once: metadata and the MLflow folder share it
         # the session settings that made this variant fastest at the target batch size
         settings = InferenceSettings.from_mapping(
@@ -80,13 +76,15 @@ def run(cfg: DictConfig, active) -> Outcome:
             result["alias"] = cfg.package.alias
         else:
             reasons = [f"gate failed: {g}" for g, ok in gates.items() if not ok]
+    if not result["registered"] and cfg.package.native_fallback:  # said plainly: runtime=native
+        native = load_native(Path(cfg.paths.native) / name)
+        client = configure(cfg)
+        result |= register_native(
+            client, active, registered_name, native, workload(cfg), export, reasons, cfg.package.alias
+        )
     if reasons:
         result["reasons"] = reasons
-    if result["registered"]:
-        alias = f"alias '{result['alias']}'" if "alias" in result else "no alias: " + "; ".join(reasons)
-        message = f"{registered_name} v{result['version']} ({variant}), {alias}"
-    else:
-        message = f"NOT registered ({'; '.join(reasons)})"
+    message = package_message(result, registered_name, variant, reasons)
     return Outcome(
         result,
         message,

@@ -85,6 +85,8 @@ def test_the_server_process_imports_no_heavy_or_unsafe_module():
     # forecasting as the library's predict does it, in NumPy (no torch, no chronos)
     allowed |= {f"onnxship.forecasting.{m}" for m in ("categorical", "quantiles", "rollout", "tasks")}
     allowed |= {"onnxship.forecasting"}
+    # shadow mode judges a candidate as validate judges a variant (NumPy comparisons)
+    allowed |= {"onnxship.parity", "onnxship.parity.rows", "onnxship.parity.forecasts", "onnxship.scoring"}
     assert core <= allowed, core
     assert not [n for n in ast.parse((ROOT / "onnxship" / "__init__.py").read_text()).body[1:]]
 

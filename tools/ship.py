@@ -16,6 +16,9 @@ Model files, by suffix: XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, scikit
 torch.export program .pt2 (its tensors are unpickled: --trust-pickle too), and .onnx alone (no
 native model, so no parity: optimized and timed, never registered).
 
+With --native-fallback, a model no ONNX variant can carry is registered natively instead (MLflow's
+own model of its family, tagged runtime: native with the reason; exit 0).
+
 Exit codes: 0 registered (an .onnx file: timed); 1 refused (export failed or a gate failed: the
 reason is printed, nothing registered); 2 bad input (an unknown file type, a missing target
 column, a table whose columns do not fit the model, a file that does not load), nothing written
@@ -87,6 +90,12 @@ def parser(prog: str = "onnxship ship") -> argparse.ArgumentParser:
         help="the project folder for its data, models and reports (default: ./ship/<name>)",
     )
     p.add_argument("--tracking-uri", help="the MLflow store to register in (default: sqlite in --out)")
+    p.add_argument(
+        "--native-fallback",
+        action="store_true",
+        help="if no ONNX variant can be proven, register the native model (runtime: native, with the "
+        "reason); serving runs it in MLflow's scoring server",
+    )
     return p
 
 
@@ -196,6 +205,7 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     # --tracking-uri, else the user's MLFLOW_TRACKING_URI (MLflow's own convention), else a store
     # in --out; the stages read the variable first, so it is set to the choice
     store = f"sqlite:///{out / 'mlflow.db'}"
+    cfg.package.native_fallback = bool(getattr(args, "native_fallback", False))
     cfg.tracking.uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
     cfg.tracking.artifact_root = str(out / "mlartifacts")
@@ -295,7 +305,10 @@ def print_row(cfg: Any, name: str, package: dict) -> None:
 
     row = display_row(model_row(cfg, name))
     print("\n".join(table([h for h in SUMMARY_HEAD if h in row], [row])))
-    if package.get("registered"):
+    if package.get("runtime") == "native":
+        version, alias, why = package["version"], package["alias"], package["native_reason"]
+        print(f"registered NATIVE: {package['registered_model']} version {version}, alias '{alias}' ({why})")
+    elif package.get("registered"):
         version, alias = package["version"], package["alias"]
         print(f"registered: {package['registered_model']} version {version}, alias '{alias}'")
     else:

@@ -196,3 +196,16 @@ def register(client: Any, name: str, description: str, source: str, run_id: str,
     except MlflowException:
         client.create_registered_model(name, description=description)
     return int(client.create_model_version(name, source=source, run_id=run_id, tags=tags).version)
+
+
+def package_message(result: dict, registered_name: str, variant: str | None, reasons: list[str]) -> str:
+    """The package stage's one line: what was registered (an ONNX variant, or natively) or why not."""
+    if result.get("runtime") == "native":
+        native = f"NATIVE ({result['native_reason']})"
+        return f"{registered_name} v{result['version']} {native}, alias '{result['alias']}'"
+    if result.get("native_refused"):
+        return f"NOT registered ({'; '.join(reasons)}); no native fallback: {result['native_refused']}"
+    if result["registered"]:
+        alias = f"alias '{result['alias']}'" if "alias" in result else "no alias: " + "; ".join(reasons)
+        return f"{registered_name} v{result['version']} ({variant}), {alias}"
+    return f"NOT registered ({'; '.join(reasons)})"

@@ -47,6 +47,9 @@ def status_of(r: dict[str, dict]) -> tuple[str, str]:
     """✅ exported and proven (registered, every gate passed), ❎ exported but a gate failed,
     ❌ not exported; with the reason."""
     export, package = r["export"], r["package"]
+    if package.get("runtime") == "native":  # registered natively (package.native_fallback)
+        symbol = NOT_EXPORTED if export.get("status") != "ok" else FAILED_GATE
+        return symbol, f"native ({package.get('native_reason', '')})"[:200]
     if export.get("status") != "ok":
         return NOT_EXPORTED, export.get("reason") or "no export report"
     if package.get("registered") and package.get("alias"):

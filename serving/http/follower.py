@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Protocol
 
 from serving.http.metrics import ServerMetrics
-from serving.http.store import ModelStore, load_verified
+from serving.http.native import NativeSidecar
+from serving.http.store import LoadedModel, ModelStore, load_verified
 from serving.redact import redact, without_credentials
 from serving.settings import Settings
 
@@ -97,6 +98,10 @@ class RegistryFollower:
         self._end_watcher()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for name in self.store.names:  # the native models' scoring servers end with us
+            loaded = self.store.get(name)
+            if loaded is not None and loaded.native is not None:
+                loaded.native.stop()
 
     @property
     def stopped_reason(self) -> str | None:
@@ -123,6 +128,7 @@ class RegistryFollower:
             self.metrics.follower_restarts.labels("watcher_silent").inc()
             self.last_heard = time.monotonic()  # one restart per stall period
             self._end_watcher()  # the thread sees the pipe close and starts a new watcher
+        self.restart_dead_natives()
         self.metrics.following.set(0 if self.stopped_reason else 1)
 
     def _command(self) -> list[str]:
@@ -231,6 +237,11 @@ class RegistryFollower:
                 raise ValueError("a ready event without its manifest")
             origin = event.get("origin")
             self._queue(name, ("load", str(event["version"]), Path(event["path"]), manifest, origin))
+        elif kind == "native":
+            io = event["io"]
+            if not isinstance(io, dict) or not isinstance(io.get("features"), list):
+                raise ValueError("a native event without its features")
+            self._queue(name, ("native", str(event["version"]), str(event["reason"]), io, str(event["uri"])))
         elif kind == "withdrawn":
             self._queue(name, ("withdraw", str(event["version"]), str(event["reason"])))
         elif kind == "confirmed":
@@ -269,8 +280,8 @@ class RegistryFollower:
         withdrawal is dropped: only the newest announcement is worth loading."""
         with self._loads_lock:
             waiting = self._next_load.setdefault(name, [])
-            if job[0] in ("load", "withdraw"):
-                waiting[:] = [j for j in waiting if j[0] != "load"]
+            if job[0] in ("load", "withdraw", "native"):
+                waiting[:] = [j for j in waiting if j[0] not in ("load", "native")]
             waiting.append(job)
             if name in self._loaders:
                 return
@@ -297,9 +308,13 @@ class RegistryFollower:
             _, _, folder, manifest, origin = job
             if self._load(name, version, folder, manifest) and origin:
                 self.store.note(name, f"serving a {origin}")
+        elif kind == "native":
+            self._load_native(name, version, *job[2:])
         elif kind == "withdraw":
             reason = f"version {version} withdrawn: {job[2]}"
-            self.store.withdraw(name, reason)
+            old = self.store.withdraw(name, reason)
+            if old is not None and old.native is not None:
+                old.native.stop()
             self.metrics.model_loads.labels(name, "withdrawn").inc()
             log.error("model %s %s", name, without_credentials(reason))
         elif kind == "confirm":
@@ -319,6 +334,47 @@ class RegistryFollower:
                 proc.stdin.flush()
         except (OSError, ValueError, AttributeError):
             pass  # the watcher is gone; its successor fetches everything afresh
+
+    def _load_native(self, name: str, version: str, reason: str, io: dict, uri: str) -> bool:
+        """A version served natively: its MLflow scoring server started and ready, then swapped in
+        (the old version serves until then), the old one's server stopped."""
+        sidecar = NativeSidecar(name, version, uri, self.settings.registry_env(), Path(self.cache_dir))
+        try:
+            Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
+            sidecar.start()
+            sidecar.wait_ready()
+        except Exception as err:
+            sidecar.stop()
+            self.metrics.model_loads.labels(name, "failed").inc()
+            why = f"version {version} (native) failed to start: {err}"
+            if self.store.get(name) is None:
+                self.store.note(name, why)
+            else:
+                self.store.pending(name, f"{why} (trying again)")
+            log.error("model %s %s", name, why)
+            self._ask_again(name)
+            return False
+        metadata = {**io, "variant": "native", "runtime": "native", "native_reason": reason, "gates": {}}
+        loaded = LoadedModel(name, version, metadata, None, None, call_s=1.0, native=sidecar)
+        old = self.store.swap(loaded)
+        self.store.note(name, f"native ({reason})")
+        if old is not None and old.native is not None and old.native is not sidecar:
+            old.native.stop()
+        self.metrics.model_loads.labels(name, "loaded").inc()
+        self.metrics.served_version.labels(name).set(float(version) if version.isdigit() else -1)
+        log.info("model %s now served natively, version %s: %s", name, version, reason)
+        return True
+
+    def restart_dead_natives(self) -> None:
+        """A native model whose scoring server exited is started again (its requests get 503 until then)."""
+        for name in self.store.names:
+            loaded = self.store.get(name)
+            if loaded is None or loaded.native is None or loaded.native.alive() or name in self._loaders:
+                continue
+            log.error("the scoring server of %s (native) exited; starting it again", name)
+            self.metrics.follower_restarts.labels("native").inc()
+            reason = loaded.metadata.get("native_reason", "")
+            self._queue(name, ("native", loaded.version, reason, loaded.metadata, loaded.native.uri))
 
     def _load(self, name: str, version: str, folder: Path, manifest: dict[str, str]) -> bool:
         try:

@@ -37,6 +37,7 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     call_s: float = 0.0  # median warm-up call: a slow model's requests leave the event loop
     sha256: str = ""  # of the model.onnx bytes this server loaded (hashed here, not taken from metadata)
+    native: Any = None  # a NativeSidecar (serving/http/native.py) for a version served natively; model None
     forecast: ForecastSpec | None = field(init=False, default=None)
 
     @property

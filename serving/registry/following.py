@@ -9,6 +9,7 @@ half-initialised (ImportError).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import mlflow.artifacts  # noqa: F401  (the download forkserver preloads it too)
 from mlflow.tracking import MlflowClient
 
+from onnxship.packaging.native import IO_TAG, REASON_TAG, RUNTIME_TAG
 from onnxship.version.verify import RejectedModel, verify, vouched
 from serving.redact import without_credentials
 from serving.registry.cache import FetchLimits, fetch_verified, prune, version_dir
@@ -197,6 +199,9 @@ class Watcher:
         state.target = version
         if version in state.rejected:
             return
+        if (mv.tags or {}).get(RUNTIME_TAG) == "native":
+            self.announce_native(name, state, mv)
+            return
         try:
             trusted = vouched(mv)
             if state.served_print == fingerprint(trusted):  # the same version, the same bytes
@@ -239,6 +244,26 @@ class Watcher:
             print(f"cannot record the local copy of {name}: {err}", file=sys.stderr)
         self.announce(name, trusted, folder, variant=metadata.get("variant"))
         self.prune(name, state)
+
+    def announce_native(self, name: str, state: ModelState, mv) -> None:
+        """A version registered natively (onnxship/packaging/native.py): nothing to download or
+        probe here; the server runs it in MLflow's scoring server, a process of its own."""
+        version = str(mv.version)
+        if state.served == version and state.served_print == f"native:{version}":
+            return
+        try:
+            io = json.loads(mv.tags.get(IO_TAG) or "{}")
+            if not isinstance(io, dict) or not isinstance(io.get("features"), list):
+                raise ValueError("its native_io tag names no features")
+        except ValueError as err:
+            state.rejected.add(version)
+            emit("rejected", model=name, version=version, reason=f"native version: {err}")
+            return
+        self.first_round_done(name)
+        state.previous, state.served, state.served_print = state.served, version, f"native:{version}"
+        state.target = None
+        reason = str(mv.tags.get(REASON_TAG) or "no reason recorded")[:500]
+        emit("native", model=name, version=version, reason=reason, io=io, uri=f"models:/{name}/{version}")
 
     def announce(self, name: str, trusted, folder: Path, **extra) -> None:
         emit(

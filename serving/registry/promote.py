@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from onnxship.packaging.native import RUNTIME_TAG
 from serving.registry.shadow_evidence import evidence
 from serving.settings import Settings
 
@@ -85,7 +86,10 @@ def promote(
     from serving.registry.fetch import ProbeBudget
 
     budget = ProbeBudget(settings.max_call_s, settings.max_call_bytes)
-    check_version(mv, tracking_uri, settings.max_model_bytes, budget)
+    if (mv.tags or {}).get(RUNTIME_TAG) != "native":
+        check_version(mv, tracking_uri, settings.max_model_bytes, budget)
+    # a native version (onnxship/packaging/native.py) has no ONNX file to check: MLflow's scoring
+    # server loads it; registered only with package.native_fallback on, and said in its tags
     try:
         previous = client.get_model_version_by_alias(name, alias).version
     except MlflowException:

@@ -26,6 +26,8 @@ PUBLIC_METADATA = (
     "parity",
     "latency_ms",
     "sha256",
+    "runtime",  # "native": served by MLflow's scoring server (no ONNX variant could be proven)
+    "native_reason",
 )
 
 

@@ -9,11 +9,13 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from serving.http.deps import SettingsDep, StoreDep, resolve_model
-from serving.http.inference import InvalidInput, answers, parse_predict, to_feed
+from serving.http.inference import InvalidInput, answers, check_names, parse_predict, to_feed
+from serving.http.native import NativeUnavailable, native_answers, native_frame
 from serving.http.schemas import ERRORS, BatchPrediction, BatchRequest, Prediction, PredictRequest
 from serving.http.store import LoadedModel
 
 router = APIRouter(tags=["predict"])
+NATIVE_CALL_S = 30.0  # a natively served model's call, through its scoring server
 PREDICT_BODY = {
     "required": True,
     "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
@@ -22,6 +24,10 @@ PREDICT_BODY = {
 
 def rows_answer(loaded: LoadedModel, rows: list) -> dict:
     """Rows run through a model of feature rows: InvalidInput names what is wrong."""
+    if loaded.native is not None:  # MLflow's scoring server, in its own process
+        check_names(loaded, rows)
+        predictions = loaded.native.invoke(native_frame(loaded.metadata, rows), NATIVE_CALL_S)
+        return native_answers(loaded.metadata, predictions)
     if loaded.forecast is not None:
         raise InvalidInput(f"model: '{loaded.name}' is a forecaster; use POST /forecast")
     if len(loaded.model.input_shape) != 1:  # tensors (e.g. images), not feature rows
@@ -36,6 +42,10 @@ def _answer(loaded: LoadedModel, rows: list) -> dict:
         return rows_answer(loaded, rows)
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
+    except NativeUnavailable as err:
+        raise HTTPException(
+            503, f"model '{loaded.name}' (native): {err}", headers={"Retry-After": "5"}
+        ) from None
 
 
 def json_response(loaded: LoadedModel, payload: dict) -> Response:
@@ -74,9 +84,10 @@ async def predict(request: Request) -> Response:
     head = {"model": loaded.name, "version": loaded.version}
     if "predictions" in out:
         return json_response(loaded, {**head, "prediction": out["predictions"][0]})
-    return json_response(
-        loaded, {**head, "label": out["labels"][0], "probabilities": out["probabilities"][0]}
-    )
+    probabilities = (
+        {"probabilities": out["probabilities"][0]} if "probabilities" in out else {}
+    )  # native: none
+    return json_response(loaded, {**head, "label": out["labels"][0], **probabilities})
 
 
 @router.post(

@@ -212,9 +212,18 @@ async def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
+def onnx_model(loaded: LoadedModel) -> LoadedModel:
+    """V2 speaks tensors of an ONNX graph; a version served natively takes feature rows."""
+    if loaded.native is not None:
+        raise HTTPException(
+            422, f"model: '{loaded.name}' is served natively (no ONNX graph); use POST /predict"
+        )
+    return loaded
+
+
 @router.get("/models/{name}", responses=ERRORS)
 async def model_metadata(name: str, store: StoreDep, settings: SettingsDep) -> dict:
-    loaded = resolve_model(store, settings, name)
+    loaded = onnx_model(resolve_model(store, settings, name))
     return {
         "name": loaded.name,
         "versions": [loaded.version],
@@ -324,7 +333,7 @@ def run_infer(loaded: LoadedModel, request: InferRequest, max_rows: int) -> tupl
 @router.post("/models/{name}/infer", responses=ERRORS, openapi_extra={"requestBody": INFER_BODY})
 async def infer(name: str, request: Request) -> Response:
     state = request.app.state
-    loaded = resolve_model(state.store, state.settings, name)
+    loaded = onnx_model(resolve_model(state.store, state.settings, name))
     parsed = parse_infer(await request.body(), request.headers.get(v2_binary.HEADER_LENGTH))
     # a forecaster's tensors are one graph call: at most max_call_rows rows (group attention)
     rows = state.settings.max_call_rows if loaded.forecast is not None else state.settings.max_batch_rows
