@@ -263,7 +263,8 @@ def main() -> None:
             args.duration,
         )
     # shadow mode on vs off, interleaved (same version as the champion, a twin as the candidate)
-    report["shadow"] = shadow_on_vs_off(args, str(version.version), env, load["body"], work)
+    default_share = Settings().shadow_share
+    report["shadow"] = shadow_on_vs_off(args, str(version.version), env, load["body"], work, default_share)
     ours = report["onnxship_workers_1"]
     report["http_single_row_p50_ms"] = ours["c1"].get("p50_ms")
     report["http_overhead_p50_ms"] = ours["c1"].get("p50_ms", float("nan")) - report["raw_session_run_p50_ms"]

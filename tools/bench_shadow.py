@@ -1,7 +1,8 @@
-"""Does shadow mode cost the champion latency? Two of our servers on the same version, one with
-shadow mode on (every request also replayed on a candidate: share 1.0, the worst case), one
-with it off, loaded in turn by wrk: off, on, off, on … at each concurrency, so drift on the
-machine shows in both. Part of `make bench-serving` (tools/bench_serving.py).
+"""Does shadow mode cost the champion latency? Three of our servers on the same version: shadow
+mode off, on at the configured share (conf/serving shadow_share), and on for every request
+(share 1.0, the worst case), loaded in turn by wrk: off, default, every, off, … at each
+concurrency, so drift on the machine shows in all three. Part of `make bench-serving`
+(tools/bench_serving.py).
 
 The candidate is the benchmarked version registered once more (same artifacts, a new version
 number) in a private copy of the SQLite registry: the user's registry is never changed, and the
@@ -59,56 +60,64 @@ def candidate_loaded(url: str, model: str, seconds: float = 120) -> None:
     raise TimeoutError(f"the shadow candidate of {model} was not loaded in {seconds:.0f} s")
 
 
-def shadow_on_vs_off(args, version: str, env: dict, load_body: str, work: Path) -> dict:
-    """p50/p99 of the champion's answers with shadow mode on vs off (ratios of medians over
-    ROUNDS interleaved wrk runs of args.duration seconds each)."""
+def start(mode: str, share: float | None, common: dict, model: str, work: Path) -> tuple:
+    """One server: shadow off (share None) or on at `share`."""
+    port = free_port()
+    extra = {}
+    if share is not None:
+        extra = {
+            "ONNXSHIP_SERVING_SHADOW_MODELS": json.dumps([model]),
+            "ONNXSHIP_SERVING_CANDIDATE_ALIAS": SHADOW_ALIAS,
+            "ONNXSHIP_SERVING_SHADOW_SHARE": str(share),
+        }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.http.serve", "--port", str(port), "--workers", "1"],
+        env={**common, **extra, "ONNXSHIP_SERVING_CACHE_DIR": str(work / f"cache-{mode}")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/health/ready", proc)
+    if share is not None:
+        candidate_loaded(url, model)
+    return proc, url
+
+
+def shadow_on_vs_off(args, version: str, env: dict, load_body: str, work: Path, default_share: float) -> dict:
+    """p50/p99 of the champion's answers with shadow mode off, on at the default share, and on at
+    share 1.0 (every request replayed): medians over ROUNDS interleaved wrk runs of
+    args.duration seconds each, and their ratios to off."""
     uri = private_registry(args.tracking_uri, args.model, version, work)
     common = {**env, "ONNXSHIP_SERVING_TRACKING_URI": uri}
+    modes = {"off": None, "default_share": default_share, "every_request": 1.0}
     servers = {}
     try:
-        for mode in ("off", "on"):
-            port = free_port()
-            extra = (
-                {
-                    "ONNXSHIP_SERVING_SHADOW_MODELS": json.dumps([args.model]),
-                    "ONNXSHIP_SERVING_CANDIDATE_ALIAS": SHADOW_ALIAS,
-                    "ONNXSHIP_SERVING_SHADOW_SHARE": "1.0",
-                }
-                if mode == "on"
-                else {}
-            )
-            cache = {"ONNXSHIP_SERVING_CACHE_DIR": str(work / f"cache-{mode}")}
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "serving.http.serve", "--port", str(port), "--workers", "1"],
-                env={**common, **extra, **cache},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            url = f"http://127.0.0.1:{port}"
-            servers[mode] = (proc, url)
-            wait_ready(f"{url}/health/ready", proc)
-        on_url = servers["on"][1]
-        candidate_loaded(on_url, args.model)
-        for mode in ("off", "on"):  # warm both routes
-            wrk(f"{servers[mode][1]}/predict", load_body, 1, 1.0)
-        result: dict = {"rounds": ROUNDS, "shadow_share": 1.0, "wrk_seconds_per_run": args.duration}
+        for mode, share in modes.items():
+            servers[mode] = start(mode, share, common, args.model, work)
+        for _, url in servers.values():  # warm every route
+            wrk(f"{url}/predict", load_body, 1, 1.0)
+        result: dict = {"rounds": ROUNDS, "shares": modes, "wrk_seconds_per_run": args.duration}
         for c in CONCURRENCY:
-            runs = {"off": [], "on": []}
+            runs = {mode: [] for mode in modes}
             for _ in range(ROUNDS):
-                for mode in ("off", "on"):
+                for mode in modes:  # interleaved: drift on the machine shows in every mode
                     runs[mode].append(wrk(f"{servers[mode][1]}/predict", load_body, c, args.duration))
-            entry = {mode: runs[mode] for mode in runs}
+            entry: dict = {"runs": runs}
             for q in ("p50_ms", "p99_ms"):
                 off = statistics.median(r[q] for r in runs["off"])
-                on = statistics.median(r[q] for r in runs["on"])
-                entry[f"{q}_off"], entry[f"{q}_on"], entry[f"{q}_ratio_on_over_off"] = off, on, on / off
+                entry[f"{q}_off"] = off
+                for mode in ("default_share", "every_request"):
+                    on = statistics.median(r[q] for r in runs[mode])
+                    entry[f"{q}_{mode}"], entry[f"{q}_ratio_{mode}_over_off"] = on, on / off
+                entry[f"{q}_off_spread"] = max(r[q] for r in runs["off"]) / min(r[q] for r in runs["off"])
             result[f"c{c}"] = entry
-            print(
-                f"shadow c{c}: p50 {entry['p50_ms_off']:.3f} -> {entry['p50_ms_on']:.3f} ms, "
-                f"p99 {entry['p99_ms_off']:.3f} -> {entry['p99_ms_on']:.3f} ms (off -> on)"
-            )
-        result["candidate_compared"] = compared(on_url, args.model)
+            p50 = [entry[f"p50_ms_{m}"] for m in ("off", "default_share", "every_request")]
+            p99 = [entry[f"p99_ms_{m}"] for m in ("off", "default_share", "every_request")]
+            print(f"shadow c{c} (off / {default_share} / 1.0): p50 {p50} ms, p99 {p99} ms")
+        result["candidate_compared"] = {
+            mode: compared(servers[mode][1], args.model) for mode in modes if modes[mode]
+        }
         return result
     finally:
         for proc, _ in servers.values():

@@ -1,5 +1,6 @@
 """`make image`: build the serving image (serving/deploy/Dockerfile) with podman (or docker), pinned
-by constraints.txt, and write its size and build time to reports/image.json.
+by constraints.txt, and write its size, build time and start time (run to /health/live) to
+reports/image.json (the README's "How long it takes" renders it).
 
     python -m tools.image [--base IMAGE] [--tag onnxship-serving:latest] [--report reports/image.json]
 
@@ -111,6 +112,36 @@ def build(tag: str = TAG, base: str | None = None) -> dict:
     return {"tag": tag, "base": chosen, "size_mb": round(size / 2**20, 1), "build_s": round(seconds, 1)}
 
 
+def time_to_live(tag: str, timeout: float = 60) -> float:
+    """Seconds from `run -d` to /health/live answering 200 (no registry needed for liveness), on
+    a read-only root as the manifests run it."""
+    import socket
+    import urllib.request
+
+    env = engine_env()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"onnxship-image-start-{port}"
+    started = time.perf_counter()
+    run("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+        "-v", "/var/cache/onnxship", "-v", "/var/lib/onnxship",
+        "-e", "ONNXSHIP_SERVING_TRACKING_URI=http://127.0.0.1:9", tag,
+        "python", "-m", "serving.http.serve", "--host", "127.0.0.1", "--port", str(port),
+        env=env)  # fmt: skip
+    try:
+        while time.perf_counter() - started < timeout:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1) as answer:
+                    if answer.status == 200:
+                        return round(time.perf_counter() - started, 2)
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{tag} was not live in {timeout:.0f} s")
+    finally:
+        run("rm", "-f", name, env=env, check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help=f"base image (default: {OFFICIAL_BASE}, or one made here)")
@@ -122,8 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     except NoEngine as err:
         print(f"make image: {err}")
         return 2
+    built["live_s"] = time_to_live(args.tag)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    built |= {"commit": commit.stdout.strip(), "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     Path(args.report).write_text(json.dumps(built, indent=2) + "\n")
-    print(f"built {built['tag']} from {built['base']}: {built['size_mb']} MB in {built['build_s']} s")
+    print(
+        f"built {built['tag']} from {built['base']}: {built['size_mb']} MB in {built['build_s']} s; "
+        f"/health/live {built['live_s']} s after run"
+    )
     return 0
 
 

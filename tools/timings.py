@@ -74,6 +74,14 @@ def render(report: dict) -> str:
                 f"- `make {command}`: **{r['wall_s'] / 60:.1f} min** wall, install included "
                 f"({r['cpus']} cores, commit `{r['commit']}`, {r['date']})"
             )
+    image_report = ROOT / "reports" / "image.json"  # written by `make image` (tools/image.py)
+    if image_report.exists():
+        image = json.loads(image_report.read_text())
+        lines.append(
+            f"- `make image`: **{image['size_mb']:.0f} MB**, built in {image['build_s']:.0f} s (base apart), "
+            f"`/health/live` {image['live_s']:.1f} s after `run` ({image['cpus']} cores, commit "
+            f"`{image['commit']}`, {image['date']}, base `{image['base']}`)"
+        )
     stages = report.get("run", {}).get("stages")
     if stages:
         inside = sum(s["seconds"] for s in stages.values())

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.http.follower import Follower, FollowerFactory, RegistryFollower
 from serving.http.forecasting import forecast_answer
-from serving.http.limits import RequestGuard
+from serving.http.limits import InFlight, RequestGuard
 from serving.http.metrics import ObserveMiddleware, RouteLabels, ServerMetrics
 from serving.http.routes import forecast, health, models, predict, v2
 from serving.http.routes.predict import rows_answer
@@ -84,7 +84,7 @@ async def report_shadow(shadow: Shadow, candidates: Follower, every_s: float) ->
             candidates.tell({"shadow": record})
 
 
-def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFactory):
+def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFactory, in_flight: InFlight):
     """Shadow mode's parts when some model is shadowed: the candidates' store, their follower
     (`candidate_alias`, own watcher), and the comparer; (None, None) otherwise."""
     if not settings.shadow_models:
@@ -95,7 +95,13 @@ def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFact
         "forecast": lambda loaded, body: forecast_answer(loaded, body, settings),
     }
     shadow = Shadow(
-        settings.shadow_models, settings.shadow_share, settings.shadow_queue, candidates, metrics, replays
+        settings.shadow_models,
+        settings.shadow_share,
+        settings.shadow_queue,
+        candidates,
+        metrics,
+        replays,
+        idle=in_flight.idle,
     )
     return shadow, follower(settings, candidates, metrics, candidates=True)
 
@@ -107,7 +113,8 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     store = ModelStore(settings.models)
     metrics = ServerMetrics()
     following = follower(settings, store, metrics)
-    shadow, candidate_following = shadowing(settings, metrics, follower)
+    in_flight = InFlight()
+    shadow, candidate_following = shadowing(settings, metrics, follower, in_flight)
     rows_by_route = {"/predict": 1, "/predict/batch": settings.max_batch_rows}  # feature-row routes
 
     @asynccontextmanager
@@ -168,6 +175,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
         max_values=lambda path: value_limit(settings, store, rows_by_route.get(path)),
         max_in_flight=settings.max_in_flight,
         metrics=metrics,
+        counter=in_flight,
     )
     route_labels = RouteLabels(app)
     app.add_middleware(ObserveMiddleware, metrics=metrics, labels=route_labels)

@@ -37,6 +37,23 @@ async def send_error(send: Send, status: int, message: str, headers: dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
+class InFlight:
+    """Requests being handled now (health and metrics aside), counted by RequestGuard on the event
+    loop and read by other threads (shadow mode replays only while it is 0)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+
+    def idle(self) -> bool:
+        return self.count == 0
+
+
 class RequestGuard:
     def __init__(
         self,
@@ -45,11 +62,16 @@ class RequestGuard:
         max_values: Callable[[str], int],
         max_in_flight: int,
         metrics: ServerMetrics,
+        counter: InFlight | None = None,
     ) -> None:
         """`max_values(path)`: the most numbers a body to that route can need."""
         self.app, self.max_bytes, self.max_values = app, max_bytes, max_values
         self.max_in_flight, self.metrics = max_in_flight, metrics
-        self.in_flight = 0
+        self.counter = counter or InFlight()
+
+    @property
+    def in_flight(self) -> int:
+        return self.counter.count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
@@ -59,14 +81,14 @@ class RequestGuard:
             self.metrics.rejected_requests.labels("in_flight").inc()
             await send_error(send, 503, "server busy; retry later", {"retry-after": "1"})
             return
-        self.in_flight += 1
+        self.counter.enter()
         try:
             if scope["method"] in ("GET", "HEAD", "OPTIONS"):
                 await self.app(scope, receive, send)
             else:
                 await self._with_body(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.counter.leave()
 
     async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")

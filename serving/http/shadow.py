@@ -33,6 +33,8 @@ from serving.http.store import LoadedModel, ModelStore
 from serving.http.values import InvalidInput
 
 log = logging.getLogger("onnxship.shadow")
+IDLE_POLL_S = 0.002  # a waiting replay looks for an idle moment this often
+MAX_WAIT_S = 2.0  # a replay that found no idle moment this long is dropped
 LATENCIES_KEPT = 2048  # per role and pair: the p50/p99 in /models are over the latest this many
 # who is reporting: comparisons from each replica (and each restart) are kept apart in MLflow
 REPLICA = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
@@ -125,12 +127,14 @@ class Shadow:
         metrics: ServerMetrics,
         replays: dict[str, Replay],
         seed: int | None = None,
+        idle: Callable[[], bool] = lambda: True,
     ) -> None:
         self.models = frozenset(models)
         self.share = share
         self.candidates = candidates
         self.metrics = metrics
         self.replays = replays
+        self.idle = idle  # no live request in flight: the only time a replay runs
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self.pairs: dict[str, PairStats] = {}  # by model: the pair compared now
         self.finished: list[tuple[str, PairStats]] = []  # pairs replaced since the last report
@@ -178,10 +182,35 @@ class Shadow:
             job = self.queue.get()
             if job is None:
                 return
+            if not self.wait_for_idle(job):
+                continue
             try:
                 self.compare(job)
             except Exception:  # a bug of ours must not end shadowing
                 log.exception("shadow comparison of %s failed", job.champion.name)
+
+    def wait_for_idle(self, job: Job) -> bool:
+        """Live requests go first: a replay starts only while none is in flight (one process,
+        one interpreter lock: a replay beside a request slows it). It looks every IDLE_POLL_S,
+        asleep in between (measured: waiting on an Event the event loop sets costs the loop more,
+        each wake-up asks it for the interpreter lock). A job that found no idle moment in
+        MAX_WAIT_S is dropped and counted (the server is saturated)."""
+        waited = 0.0
+        while not self.idle():
+            if waited >= MAX_WAIT_S:
+                self.metrics.shadow_dropped.labels(job.champion.name).inc()
+                self._pair(job.champion, job.candidate).dropped += 1
+                return False
+            time.sleep(IDLE_POLL_S)
+            waited += IDLE_POLL_S
+        return True
+
+    def _step(self) -> None:
+        """Between a replay's steps: wait while a live request is in flight."""
+        waited = 0.0
+        while not self.idle() and waited < MAX_WAIT_S:
+            time.sleep(IDLE_POLL_S)
+            waited += IDLE_POLL_S
 
     def compare(self, job: Job) -> Agreement:
         """Replay one request on the candidate and record how its answer compares."""
@@ -192,11 +221,12 @@ class Shadow:
         try:
             answer = self.replays[job.kind](candidate, job.payload)
         except InvalidInput as err:  # the champion took this input, the candidate does not
-            found = disagreement(rows, f"the candidate refused the input ({err})")
-        else:
+            answer, found = None, disagreement(rows, f"the candidate refused the input ({err})")
+        seconds = time.perf_counter() - started  # the candidate's answer, as a route times it
+        self._step()
+        if answer is not None:
             judge = forecast_agreement if job.kind == "forecast" else rows_agreement
             found = judge(job.answer, answer, atol, rtol)
-        seconds = time.perf_counter() - started
         pair = self._pair(champion, candidate)
         pair.add(found, job.seconds, seconds)
         result = "refused" if found.why else ("within" if found.within else "outside")
