@@ -14,7 +14,7 @@ import pytest
 
 from serving.registry.promote import promote
 from tests.services import eventually, start_server, stop
-from tests.test_ship import CATEGORIES, churn_like, onnxship
+from tests.test_ship import catboost_with_categories, onnxship
 
 pytestmark = pytest.mark.e2e
 REASON = (
@@ -24,17 +24,8 @@ REASON = (
 
 @pytest.fixture(scope="module")
 def shipped_natively(tmp_path_factory):
-    import catboost
-
     user = tmp_path_factory.mktemp("native-user")
-    csv, frame = churn_like(user)
-    X = frame.drop(columns="value")
-    X[CATEGORIES] = X[CATEGORIES].fillna("")  # CatBoost takes no missing category
-    model = catboost.CatBoostClassifier(
-        iterations=20, verbose=0, cat_features=CATEGORIES, allow_writing_files=False
-    )
-    model.fit(X, frame["value"])
-    model.save_model(str(user / "cb.cbm"))
+    csv, model, X = catboost_with_categories(user)
     done = onnxship(
         "ship",
         "cb.cbm",

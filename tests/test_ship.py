@@ -109,17 +109,24 @@ def test_the_shipped_version_serves_unseen_categories_like_the_users_model(
         stop(server)
 
 
-def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason(tmp_path):
+def catboost_with_categories(folder: Path):
+    """(the table's CSV, the model, its features) of a CatBoost classifier with categorical
+    features, saved as folder/cb.cbm: a model CatBoost's ONNX exporter refuses."""
     import catboost
 
-    csv, frame = churn_like(tmp_path)
+    csv, frame = churn_like(folder)
     X = frame.drop(columns="value")
     X[CATEGORIES] = X[CATEGORIES].fillna("")  # CatBoost takes no missing category
     model = catboost.CatBoostClassifier(
         iterations=20, verbose=0, cat_features=CATEGORIES, allow_writing_files=False
     )
     model.fit(X, frame["value"])
-    model.save_model(str(tmp_path / "cb.cbm"))
+    model.save_model(str(folder / "cb.cbm"))
+    return csv, model, X
+
+
+def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason(tmp_path):
+    csv, _, _ = catboost_with_categories(tmp_path)
     done = onnxship("ship", "cb.cbm", "--data", csv.name, "--target", "value", "--out", "out", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert (

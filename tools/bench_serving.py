@@ -27,6 +27,7 @@ from onnxship.contract import METADATA_FILE, MODEL_FILE
 from onnxship.io import write_json
 from onnxship.runtime import InferenceSettings, OnnxModel
 from onnxship.version.verify import verify, vouched
+from serving.http.native import serve_command
 from serving.registry.fetch import download
 from serving.settings import Settings
 from tools.bench_shadow import shadow_on_vs_off
@@ -232,25 +233,7 @@ def main() -> None:
             finally:
                 stop(again)
         port = free_port()
-        mlflow_cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{args.model}/{version.version}",
-        ]
-        mlflow_cmd += [
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "--env-manager",
-            "local",
-            "--workers",
-            str(workers),
-        ]
+        mlflow_cmd = serve_command(f"models:/{args.model}/{version.version}", port, workers)
         report[f"mlflow_models_serve_workers_{workers}"] = run_server(
             f"mlflow models serve --workers {workers}",
             mlflow_cmd,

@@ -345,15 +345,7 @@ class RegistryFollower:
             sidecar.wait_ready()
         except Exception as err:
             sidecar.stop()
-            self.metrics.model_loads.labels(name, "failed").inc()
-            why = f"version {version} (native) failed to start: {err}"
-            if self.store.get(name) is None:
-                self.store.note(name, why)
-            else:
-                self.store.pending(name, f"{why} (trying again)")
-            log.error("model %s %s", name, why)
-            self._ask_again(name)
-            return False
+            return self._failed(name, f"version {version} (native) failed to start: {err}")
         metadata = {**io, "variant": "native", "runtime": "native", "native_reason": reason, "gates": {}}
         loaded = LoadedModel(name, version, metadata, None, None, call_s=1.0, native=sidecar)
         old = self.store.swap(loaded)
@@ -364,6 +356,18 @@ class RegistryFollower:
         self.metrics.served_version.labels(name).set(float(version) if version.isdigit() else -1)
         log.info("model %s now served natively, version %s: %s", name, version, reason)
         return True
+
+    def _failed(self, name: str, reason: str) -> bool:
+        """A version that did not load: counted, shown (beside the one still serving, if any),
+        logged, and asked of the watcher again (with backoff). False, for the caller to return."""
+        self.metrics.model_loads.labels(name, "failed").inc()
+        if self.store.get(name) is None:
+            self.store.note(name, reason)
+        else:
+            self.store.pending(name, f"{reason} (fetching it again)")
+        log.error("model %s: %s; keeping the one serving, if any", name, reason)
+        self._ask_again(name)
+        return False
 
     def restart_dead_natives(self) -> None:
         """A native model whose scoring server exited is started again (its requests get 503 until then)."""
@@ -388,15 +392,7 @@ class RegistryFollower:
                 quiet=self.candidates,
             )
         except Exception as err:
-            self.metrics.model_loads.labels(name, "failed").inc()
-            reason = f"version {version} failed to load: {type(err).__name__}: {err}"
-            if self.store.get(name) is None:
-                self.store.note(name, reason)
-            else:
-                self.store.pending(name, f"{reason} (fetching it again)")
-            log.error("model %s version %s failed to load, keeping the old one: %s", name, version, err)
-            self._ask_again(name)
-            return False
+            return self._failed(name, f"version {version} failed to load: {type(err).__name__}: {err}")
         old = self.store.swap(loaded)
         self.metrics.model_loads.labels(name, "loaded").inc()
         self.metrics.served_version.labels(name).set(float(version) if version.isdigit() else -1)

@@ -41,6 +41,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_command(uri: str, port: int, workers: int = 1) -> list[str]:
+    """MLflow's scoring server for a model URI, in this environment, on a loopback port."""
+    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+            "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)]  # fmt: skip
+
+
 class NativeSidecar:
     """`mlflow models serve -m models:/<name>/<version>` on a loopback port, started and watched."""
 
@@ -57,22 +63,11 @@ class NativeSidecar:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            self.uri,
-            "--env-manager",
-            "local",
-        ]
-        command += ["-h", "127.0.0.1", "-p", str(self.port), "--workers", "1"]
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                serve_command(self.uri, self.port), env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
