@@ -14,7 +14,7 @@ import pytest
 
 from serving.registry.promote import promote
 from tests.services import eventually, start_server, stop
-from tests.test_ship import catboost_with_categories, onnxship
+from tests.shipping import catboost_with_categories, onnxship
 
 pytestmark = pytest.mark.e2e
 REASON = (

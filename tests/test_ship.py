@@ -5,38 +5,15 @@ registered; and each bad input an exit code 2 naming what is wrong, before anyth
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.builders import table
+from tests.shipping import CATEGORIES, catboost_with_categories, churn_like, onnxship
 
 pytestmark = pytest.mark.e2e
-
-CATEGORIES = ["cut", "colour"]
-
-
-def onnxship(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The `onnxship` command as installed (pyproject's entry point), from `cwd`, in a user's
-    environment (no MLflow store named by the test run's own variables)."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    command = [str(Path(sys.executable).parent / "onnxship"), *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def churn_like(folder: Path) -> tuple[Path, pd.DataFrame]:
-    """A user's table: numbers with gaps, categories with gaps, a string target (CSV)."""
-    raw = table("classification", n=800, seed=3)
-    path = folder / "customers.csv"
-    raw.to_csv(path, index=False)
-    return path, pd.read_csv(path)
 
 
 def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,22 +84,6 @@ def test_the_shipped_version_serves_unseen_categories_like_the_users_model(
         assert np.abs(served - native).max() <= 1e-4 + 1e-5
     finally:
         stop(server)
-
-
-def catboost_with_categories(folder: Path):
-    """(the table's CSV, the model, its features) of a CatBoost classifier with categorical
-    features, saved as folder/cb.cbm: a model CatBoost's ONNX exporter refuses."""
-    import catboost
-
-    csv, frame = churn_like(folder)
-    X = frame.drop(columns="value")
-    X[CATEGORIES] = X[CATEGORIES].fillna("")  # CatBoost takes no missing category
-    model = catboost.CatBoostClassifier(
-        iterations=20, verbose=0, cat_features=CATEGORIES, allow_writing_files=False
-    )
-    model.fit(X, frame["value"])
-    model.save_model(str(folder / "cb.cbm"))
-    return csv, model, X
 
 
 def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason(tmp_path):
