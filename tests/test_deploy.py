@@ -1,6 +1,6 @@
 """The deployment files stay in step with the code: the image copies every project module the two
-serving processes import, and the manifests parse and start the real entry point. (No image is
-built here: the development machine has no Docker daemon.)"""
+serving processes import, and the manifests parse and start the real entry point (the image is
+built and run by tests/test_image.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The serving image, built and run (issue 22, item 3): `make image`'s build (tools/image.py),
-run as a non-root user on a read-only root filesystem against an MLflow tracking server on the
-host with tiny registered models; the Deployment under `podman kube play` with its probes; the
-manifests against the Kubernetes API schema.
+"""The serving image, built and run (issue 22, item 3): `make image`'s build (tools/image.py), run
+by the Deployment under `podman kube play` (non-root, read-only root) against an MLflow tracking
+server on the host with tiny registered models, its probes passing; the manifests against the
+Kubernetes API schema.
 
 Needs podman (tests/system_packages.sh installs it); skipped, with the reason, where it cannot run.
 """
@@ -82,57 +82,6 @@ def ready(url: str) -> bool:
         return False
 
 
-def test_the_image_serves_as_non_root_on_a_read_only_root_with_telemetry_off(built, registry, engine_env):
-    port = free_port()
-    name = f"onnxship-image-test-{port}"
-    started = time.perf_counter()
-    podman(
-        "run", "-d", "--name", name, "--network", "host",
-        "--read-only", "--tmpfs", "/tmp", "-v", "/var/cache/onnxship", "-v", "/var/lib/onnxship",
-        "--user", "10001", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "-e", f"ONNXSHIP_SERVING_TRACKING_URI={registry.url}",
-        "-e", f"ONNXSHIP_SERVING_MODELS={json.dumps(MODELS)}",
-        built["tag"], "python", "-m", "serving.http.serve", "--host", "127.0.0.1", "--port", str(port),
-        env=engine_env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert eventually(lambda: ready(url), 120), podman("logs", name, env=engine_env).stderr[-3000:]
-        seconds = time.perf_counter() - started
-        print(f"image {built['tag']}: {built['size_mb']} MB, ready {seconds:.1f} s after run")
-        answer = httpx.post(
-            f"{url}/predict", json={"model": "tiny_reg", "features": {"a": 1, "b": 2, "c": 3}}
-        )
-        assert answer.status_code == 200 and answer.json()["prediction"] == pytest.approx(14.0)
-        body = {
-            "model": "toy_forecaster",
-            "context": [float(i % 5) for i in range(12)],
-            "horizon": 3,
-            "quantile_levels": [0.5],
-            "past_covariates": {"temperature": [20.0] * 12},
-            "future_covariates": {"temperature": [21.0, 22.0, 23.0]},
-        }
-        forecast = httpx.post(f"{url}/forecast", json=body)
-        assert forecast.status_code == 200, forecast.text
-        assert len(forecast.json()["quantiles"]["0.5"]) == 3
-
-        # every process of the server runs as 10001 with both telemetry switches set
-        def run_in(*command: str) -> str:
-            return podman("exec", name, *command, env=engine_env, check=False).stdout
-
-        for pid in run_in("sh", "-c", "ls /proc | grep -E '^[0-9]+$'").split():
-            if "serving" in run_in("cat", f"/proc/{pid}/cmdline"):
-                environ = run_in("cat", f"/proc/{pid}/environ")
-                assert "ORT_DISABLE_TELEMETRY=1" in environ and "MLFLOW_DISABLE_TELEMETRY=true" in environ
-        users = podman("top", name, "user", env=engine_env).stdout.split()[1:]
-        assert users and set(users) == {"onnxship"}, users  # the image's user, uid 10001 (not root)
-        assert run_in("id", "-u").strip() == "10001"
-        write = podman("exec", name, "touch", "/app/written", env=engine_env, check=False)
-        assert write.returncode != 0 and "Read-only file system" in write.stderr
-    finally:
-        podman("rm", "-f", name, env=engine_env, check=False)
-
-
 def play_copy(tmp_path, registry_url: str, port: int) -> str:
     """The Deployment as shipped, with only what this host needs changed: one replica on the host
     network (no CNI here) on a free port, the tracking server on the host, the tiny models."""
@@ -146,7 +95,7 @@ def play_copy(tmp_path, registry_url: str, port: int) -> str:
     container["args"][container["args"].index("--port") + 1] = str(port)
     values = {
         "ONNXSHIP_SERVING_TRACKING_URI": registry_url,
-        "ONNXSHIP_SERVING_MODELS": json.dumps(["tiny_reg"]),
+        "ONNXSHIP_SERVING_MODELS": json.dumps(MODELS),
         "MLFLOW_S3_ENDPOINT_URL": "",
     }
     container["env"] = [{**e, "value": values.get(e["name"], e["value"])} for e in container["env"]]
@@ -156,9 +105,12 @@ def play_copy(tmp_path, registry_url: str, port: int) -> str:
     return str(path)
 
 
-def test_the_deployment_runs_under_podman_kube_play_with_working_probes(
+def test_the_deployment_serves_under_podman_kube_play_non_root_read_only_with_its_probes(
     built, registry, engine_env, tmp_path
 ):
+    """The image as the Deployment runs it (uid 10001, read-only root, every capability
+    dropped): ready, a prediction, a forecast, telemetry off in every server process, the
+    probes passing, the registry secret mounted."""
     port = free_port()
     secret = tmp_path / "secret.yaml"
     secret.write_text(
@@ -167,38 +119,68 @@ def test_the_deployment_runs_under_podman_kube_play_with_working_probes(
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": "onnxship-registry"},
-                "stringData": {"registry.env": CREDENTIALS},
+                "data": {"registry.env": base64.b64encode(CREDENTIALS.encode()).decode()},
             }
         )
     )
-    podman("secret", "rm", "onnxship-registry", env=engine_env, check=False)
+    for leftover in (("secret", "rm"), ("volume", "rm", "-f")):  # kube play keeps the secret's volume
+        podman(*leftover, "onnxship-registry", env=engine_env, check=False)
     podman("secret", "create", "onnxship-registry", str(secret), env=engine_env)
     manifest = play_copy(tmp_path, registry.url, port)
+    started = time.perf_counter()
     try:
         podman("kube", "play", manifest, env=engine_env)
         containers = podman("ps", "--format", "{{.Names}}", env=engine_env).stdout.split()
         server = next(c for c in containers if c.startswith("onnxship-serving") and c.endswith("-server"))
         url = f"http://127.0.0.1:{port}"
         assert eventually(lambda: ready(url), 120), podman("logs", server, env=engine_env).stderr[-3000:]
+        seconds = time.perf_counter() - started
+        print(f"image {built['tag']}: {built['size_mb']} MB, ready {seconds:.1f} s after kube play")
+
+        def run_in(*command: str) -> subprocess.CompletedProcess:
+            return podman("exec", server, *command, env=engine_env, check=False)
+
+        answer = httpx.post(
+            f"{url}/predict", json={"model": "tiny_reg", "features": {"a": 1, "b": 2, "c": 3}}
+        )
+        assert answer.status_code == 200 and answer.json()["prediction"] == pytest.approx(14.0)
+        body = {
+            "model": "toy_forecaster",
+            "context": [float(i % 5) for i in range(12)],
+            "horizon": 3,
+            "quantile_levels": [0.5],
+            "past_covariates": {"temperature": [20.0] * 12},
+            "future_covariates": {"temperature": [21.0, 22.0, 23.0]},
+        }
+        forecast = httpx.post(f"{url}/forecast", json=body)
+        assert forecast.status_code == 200 and len(forecast.json()["quantiles"]["0.5"]) == 3, forecast.text
+        # every server process (the HTTP server, its watcher) with both telemetry switches set
+        serving = [
+            pid
+            for pid in run_in("sh", "-c", "ls /proc | grep -E '^[0-9]+$'").stdout.split()
+            if "serving" in run_in("cat", f"/proc/{pid}/cmdline").stdout
+        ]
+        assert len(serving) >= 2
+        for pid in serving:
+            environ = run_in("cat", f"/proc/{pid}/environ").stdout
+            assert "ORT_DISABLE_TELEMETRY=1" in environ and "MLFLOW_DISABLE_TELEMETRY=true" in environ
+        users = podman("top", server, "user", env=engine_env).stdout.split()[1:]
+        assert users and set(users) == {"onnxship"}, users  # the image's user, uid 10001
+        assert run_in("id", "-u").stdout.strip() == "10001"
+        write = run_in("touch", "/app/written")
+        assert write.returncode != 0 and "Read-only file system" in write.stderr
         # the liveness probe as podman made it from the manifest, and the readiness probe's command
         assert podman("healthcheck", "run", server, env=engine_env, check=False).returncode == 0
-        probe = podman(
-            "exec", server, "python", "-S", "-m", "serving.health_check", "ready", env=engine_env, check=False
-        )
+        probe = run_in("python", "-S", "-m", "serving.health_check", "ready")
         assert probe.returncode == 0, probe.stderr
-        assert (
-            httpx.post(
-                f"{url}/predict", json={"model": "tiny_reg", "features": {"a": 1, "b": 0, "c": 0}}
-            ).json()["prediction"]
-            == 1.0
-        )
-        # the registry credentials reach the container as the manifest's secret file, readable by
-        # its user (podman 4.3 writes a Secret's value still base64-encoded, where Kubernetes decodes it)
-        env_file = podman("exec", server, "cat", "/etc/onnxship/registry.env", env=engine_env).stdout
+        # the registry credentials reach the container as the manifest's secret file (podman 4.3
+        # writes a Secret's value still base64-encoded, where Kubernetes decodes it)
+        env_file = run_in("cat", "/etc/onnxship/registry.env").stdout
         assert CREDENTIALS in (env_file, base64.b64decode(env_file).decode())
     finally:
         podman("kube", "down", manifest, env=engine_env, check=False)
         podman("secret", "rm", "onnxship-registry", env=engine_env, check=False)
+        podman("volume", "rm", "-f", "onnxship-registry", env=engine_env, check=False)
 
 
 def test_the_manifests_validate_against_the_kubernetes_api_schema():

@@ -74,8 +74,22 @@ def test_the_native_version_is_served_through_its_supervised_sidecar(shipped_nat
         assert batch.status_code == 200 and batch.json()["labels"] == expected, batch.text
         bad = httpx.post(f"{url}/predict", json={"model": "cb", "features": {"nope": 1}})
         assert bad.status_code == 422 and "missing" in bad.json()["error"]
-        v2 = httpx.post(f"{url}/v2/models/cb/infer", json={"inputs": []})
-        assert v2.status_code == 422 and "served natively" in v2.json()["error"]
+        # KServe V2: one tensor per column (BYTES categories, FP32 numbers), labels as BYTES
+        v2_inputs = [
+            {
+                "name": name,
+                "datatype": "BYTES" if name in ("cut", "colour") else "FP32",
+                "shape": [len(rows), 1],
+                "data": [row[name] for row in rows],
+            }
+            for name in X.columns
+        ]
+        v2 = httpx.post(f"{url}/v2/models/cb/infer", json={"inputs": v2_inputs})
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["outputs"] == [
+            {"name": "label", "shape": [len(rows)], "datatype": "BYTES", "data": expected}
+        ]
+        assert httpx.get(f"{url}/v2/models/cb").json()["platform"] == "mlflow_pyfunc"
         # the scoring server is a child process; the ONNX server itself never loaded CatBoost
         server = psutil.Process(started["proc"].pid)
         sidecars = [p for p in server.children(recursive=True) if "models serve" in " ".join(p.cmdline())]

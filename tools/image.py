@@ -139,7 +139,7 @@ def time_to_live(tag: str, timeout: float = 60) -> float:
                 time.sleep(0.05)
         raise TimeoutError(f"{tag} was not live in {timeout:.0f} s")
     finally:
-        run("rm", "-f", name, env=env, check=False)
+        run("rm", "-f", "-v", name, env=env, check=False)  # -v: its anonymous volumes too
 
 
 def main(argv: list[str] | None = None) -> int:

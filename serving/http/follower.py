@@ -346,7 +346,10 @@ class RegistryFollower:
         except Exception as err:
             sidecar.stop()
             return self._failed(name, f"version {version} (native) failed to start: {err}")
-        metadata = {**io, "variant": "native", "runtime": "native", "native_reason": reason, "gates": {}}
+        metadata = {**io, "model": name, "variant": "native", "runtime": "native", "native_reason": reason}
+        metadata |= {"gates": {}, "accepts_missing_categories": True}  # None -> "", as CatBoost takes it
+        if io.get("columns"):  # a table of typed columns: V2 takes one tensor per column
+            metadata["layout"] = "columns"
         loaded = LoadedModel(name, version, metadata, None, None, call_s=1.0, native=sidecar)
         old = self.store.swap(loaded)
         self.store.note(name, f"native ({reason})")

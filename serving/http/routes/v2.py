@@ -25,6 +25,9 @@ from serving.http import v2_binary
 from serving.http.columns import column_tensors, is_columns
 from serving.http.deps import FollowerDep, SettingsDep, StoreDep, resolve_model
 from serving.http.inference import run_finite
+from serving.http.native import NativeUnavailable
+from serving.http.native_v2 import native_outputs, native_rows, native_tensor_specs
+from serving.http.routes.predict import rows_answer
 from serving.http.schemas import ERRORS
 from serving.http.store import LoadedModel
 from serving.http.values import InvalidInput, float32_value, null_policy
@@ -212,24 +215,22 @@ async def ready(store: StoreDep, follower: FollowerDep) -> JSONResponse:
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
-def onnx_model(loaded: LoadedModel) -> LoadedModel:
-    """V2 speaks tensors of an ONNX graph; a version served natively takes feature rows."""
-    if loaded.native is not None:
-        raise HTTPException(
-            422, f"model: '{loaded.name}' is served natively (no ONNX graph); use POST /predict"
-        )
-    return loaded
-
-
 @router.get("/models/{name}", responses=ERRORS)
 async def model_metadata(name: str, store: StoreDep, settings: SettingsDep) -> dict:
-    loaded = onnx_model(resolve_model(store, settings, name))
+    loaded = resolve_model(store, settings, name)
+    if loaded.native is not None:  # MLflow's scoring server: the tensors it takes, by convention
+        inputs, outputs = native_tensor_specs(loaded.metadata)
+        platform = "mlflow_pyfunc"
+    else:
+        inputs = tensor_specs(loaded.model.session.get_inputs())
+        outputs = tensor_specs(loaded.model.session.get_outputs())
+        platform = "onnxruntime_onnx"
     return {
         "name": loaded.name,
         "versions": [loaded.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": tensor_specs(loaded.model.session.get_inputs()),
-        "outputs": tensor_specs(loaded.model.session.get_outputs()),
+        "platform": platform,
+        "inputs": inputs,
+        "outputs": outputs,
         "parameters": {"features": loaded.features},
     }
 
@@ -280,9 +281,11 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     return request
 
 
-def answer_of(loaded: LoadedModel, request: InferRequest, outputs: list[np.ndarray]) -> tuple[bytes, dict]:
-    """The V2 answer: the outputs asked for (all by default), each as JSON data or raw bytes."""
-    produced = dict(zip(loaded.model.output_names, outputs, strict=True))
+def answer_of(
+    loaded: LoadedModel, request: InferRequest, produced: dict[str, np.ndarray]
+) -> tuple[bytes, dict]:
+    """The V2 answer: the outputs asked for (all by default), each as JSON data or raw bytes
+    (BYTES outputs, a native classifier's labels, always as JSON data)."""
     names = [o.name for o in request.outputs] if request.outputs else list(produced)
     unknown = [n for n in names if n not in produced]
     if unknown:
@@ -295,9 +298,12 @@ def answer_of(loaded: LoadedModel, request: InferRequest, outputs: list[np.ndarr
         entry = {
             "name": name,
             "shape": list(value.shape),
-            "datatype": NUMPY_TO_V2.get(value.dtype.name, value.dtype.name),
+            "datatype": "BYTES"
+            if value.dtype.kind == "O"
+            else NUMPY_TO_V2.get(value.dtype.name, value.dtype.name),
         }
-        if v2_binary.wants_binary(request.parameters, request.outputs, name):
+        binary = value.dtype.kind != "O" and v2_binary.wants_binary(request.parameters, request.outputs, name)
+        if binary:
             raw = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             raws.append(raw)
@@ -314,6 +320,14 @@ def answer_of(loaded: LoadedModel, request: InferRequest, outputs: list[np.ndarr
 
 
 def run_infer(loaded: LoadedModel, request: InferRequest, max_rows: int) -> tuple[bytes, dict]:
+    if loaded.native is not None:  # rows to MLflow's scoring server, its answers as tensors
+        try:
+            rows = native_rows(loaded.metadata, request.inputs, max_rows, lambda t, i: _values(t, i))
+            return answer_of(loaded, request, native_outputs(loaded.metadata, rows_answer(loaded, rows)))
+        except InvalidInput as err:
+            raise HTTPException(422, str(err)) from None
+        except NativeUnavailable as err:
+            raise HTTPException(503, f"model '{loaded.name}' (native): {err}", {"Retry-After": "5"}) from None
     if loaded.forecast is not None:
         feed = forecast_feed(loaded.forecast, request.inputs, max_rows)
     elif is_columns(loaded.metadata):  # one tensor per column: BYTES categories, numbers
@@ -327,13 +341,13 @@ def run_infer(loaded: LoadedModel, request: InferRequest, max_rows: int) -> tupl
         outputs = run_finite(loaded, feed, "inputs")
     except InvalidInput as err:
         raise HTTPException(422, str(err)) from None
-    return answer_of(loaded, request, outputs)
+    return answer_of(loaded, request, dict(zip(loaded.model.output_names, outputs, strict=True)))
 
 
 @router.post("/models/{name}/infer", responses=ERRORS, openapi_extra={"requestBody": INFER_BODY})
 async def infer(name: str, request: Request) -> Response:
     state = request.app.state
-    loaded = onnx_model(resolve_model(state.store, state.settings, name))
+    loaded = resolve_model(state.store, state.settings, name)
     parsed = parse_infer(await request.body(), request.headers.get(v2_binary.HEADER_LENGTH))
     # a forecaster's tensors are one graph call: at most max_call_rows rows (group attention)
     rows = state.settings.max_call_rows if loaded.forecast is not None else state.settings.max_batch_rows
