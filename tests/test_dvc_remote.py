@@ -14,7 +14,9 @@ import pytest
 
 from tests.services import S3Server
 
-pytestmark = pytest.mark.e2e
+# slow: it extends the shared smoke run's worker, the longest of `make test` (15-minute budget);
+# `make test-all` runs it
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BUCKET = "onnxship-dvc"
 
 
