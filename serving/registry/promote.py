@@ -85,21 +85,21 @@ def promote(
         raise PromotionRefused(f"no {which} of registered model '{name}': {err.message}") from None
     from serving.registry.fetch import ProbeBudget
 
-    budget = ProbeBudget(settings.max_call_s, settings.max_call_bytes)
-    if (mv.tags or {}).get(RUNTIME_TAG) != "native":
-        check_version(mv, tracking_uri, settings.max_model_bytes, budget)
-    # a native version (onnxship/packaging/native.py) has no ONNX file to check: MLflow's scoring
-    # server loads it; registered only with package.native_fallback on, and said in its tags
     try:
         previous = client.get_model_version_by_alias(name, alias).version
     except MlflowException:
         previous = None
-    if require_shadow > 0:
+    if require_shadow > 0:  # a registry read: before the download and probe below
         if previous is None:
             raise PromotionRefused(f"no version has alias '{alias}' yet: there was nothing to shadow")
         found = evidence(dict(mv.tags or {}), previous).verdict(require_shadow, min_within)
         if found is not None:
             raise PromotionRefused(f"version {mv.version} against version {previous}: {found}")
+    budget = ProbeBudget(settings.max_call_s, settings.max_call_bytes)
+    if (mv.tags or {}).get(RUNTIME_TAG) != "native":
+        check_version(mv, tracking_uri, settings.max_model_bytes, budget)
+    # a native version (onnxship/packaging/native.py) has no ONNX file to check: MLflow's scoring
+    # server loads it; registered only with package.native_fallback on, and said in its tags
     client.set_registered_model_alias(name, alias, mv.version)
     return f"{name}: alias '{alias}' -> version {mv.version} (was {previous or 'unset'})"
 
