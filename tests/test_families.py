@@ -124,8 +124,8 @@ def test_same_training_saves_the_same_bytes(tmp_path: Path, family_name: str):
     assert saved[0] == saved[1]
 
 
-@pytest.mark.slow  # make test-all; the default suite's forced rebuild (test_e2e_dvc) re-exports
-# every family of the smoke zoo under another hash seed and compares the bytes with dvc.lock
+@pytest.mark.slow  # make test-all; the default suite's smoke run exports every family of the smoke
+# zoo under another hash seed and test_e2e_dvc compares the bytes with tests/smoke_hashes.json
 def test_export_bytes_do_not_depend_on_the_process(tmp_path: Path):
     """The export stage's graph for a saved model is the same bytes in every process: converters
     use random uuids (graph names) and Python's per-process string hashing (set order of

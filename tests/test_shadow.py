@@ -8,21 +8,30 @@ subset of inputs that validate's test split need not contain, caught here on liv
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import time
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from mlflow.tracking import MlflowClient
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxship.version.manifest import file_manifest
+from serving.http.activity import Activity
 from serving.http.agreement import forecast_agreement, rows_agreement
 from serving.http.metrics import ServerMetrics
 from serving.http.routes.predict import rows_answer
 from serving.http.shadow import Shadow
-from serving.http.store import ModelStore, load_verified
+from serving.http.shadow_replayer import LIMIT_KEYS, QUIET_S, Candidates, message_size, replay
+from serving.http.store import LoadedModel, ModelStore, describe_verified, load_verified
 from serving.registry.promote import PromotionRefused, promote
 from serving.registry.shadow_evidence import TAG_PREFIX
+from serving.settings import Settings
 from tests import tiny_versions
 from tests.registry_helpers import champion_registry, register_folder
 from tests.services import eventually, start_server, stop
@@ -80,23 +89,71 @@ def test_forecast_agreement_is_judged_against_each_series_scale():
     assert forecast_agreement(champion, fewer_levels, 1e-4, 1e-5).why is not None
 
 
-def test_a_full_queue_drops_and_counts_never_waits(tmp_path):
+def shadow_of_tiny(tmp_path, queue_size: int) -> tuple[Shadow, LoadedModel, ServerMetrics]:
+    """A Shadow of tiny_reg whose candidate (version 2) is the champion's bytes; not started."""
     folder = tiny_versions.write_version(
         tmp_path / "tiny_reg" / "v1", tiny_versions.regressor(), "regression"
     )
     manifest = file_manifest(folder)
     champion = load_verified("tiny_reg", "1", folder, manifest, 0, 1)
-    candidate = load_verified("tiny_reg", "2", folder, manifest, 0, 1, quiet=True)
     candidates, metrics = ModelStore(["tiny_reg"]), ServerMetrics()
-    candidates.swap(candidate)
-    shadow = Shadow(["tiny_reg"], 1.0, 2, candidates, metrics, {"rows": rows_answer})  # worker not started
+    candidates.swap(describe_verified("tiny_reg", "2", folder, manifest))
+    limits = {key: getattr(Settings(), key) for key in LIMIT_KEYS}
+    return Shadow(["tiny_reg"], 1.0, queue_size, candidates, metrics, limits), champion, metrics
+
+
+def test_a_full_queue_drops_and_counts_never_waits(tmp_path):
+    shadow, champion, metrics = shadow_of_tiny(tmp_path, queue_size=2)
+    ours, replayer_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    shadow._socket = ours  # a replayer that takes no job yet
     rows = [{"a": 1, "b": 2, "c": 3}]
     for _ in range(5):
         shadow.offer(champion, "rows", rows, rows_answer(champion, rows), 0.001)
-    assert shadow.queue.qsize() == 2 and shadow.pairs["tiny_reg"].dropped == 3
+    assert shadow.waiting == 2 and shadow.pairs["tiny_reg"].dropped == 3
     assert metrics.shadow_dropped.labels("tiny_reg")._value.get() == 3
-    found = shadow.compare(shadow.queue.get_nowait())  # what the worker does with one
-    assert found.within and shadow.summary("tiny_reg")["comparisons"] == 1
+    job = orjson.loads(replayer_end.recv(message_size(replayer_end)))  # what the replayer does with one
+    shadow.record(replay(job, Candidates(0), SimpleNamespace(**shadow.limits)))
+    assert shadow.waiting == 1 and shadow.summary("tiny_reg")["comparisons"] == 1
+    assert shadow.summary("tiny_reg")["within_tolerance"] == 1
+    ours.close(), replayer_end.close()
+
+
+def test_the_server_publishes_its_requests_in_flight_to_another_process():
+    server = Activity()
+    replayer = Activity(os.dup(server.fd))  # what the replayer maps, by file descriptor
+    server.enter()
+    time.sleep(QUIET_S * 2)
+    assert replayer.quiet_for() == 0.0
+    server.leave()
+    assert replayer.quiet_for() < QUIET_S
+    time.sleep(QUIET_S * 2)
+    assert replayer.quiet_for() >= QUIET_S
+
+
+def test_the_replayer_is_a_child_on_idle_cpu_and_is_restarted(tmp_path):
+    """Replays run in their own process scheduled SCHED_IDLE (never on the server's interpreter
+    lock, never on CPU the champion wants), only once no live request is in flight; one that dies
+    is started again."""
+    shadow, champion, _ = shadow_of_tiny(tmp_path, queue_size=8)
+    rows = [{"a": 1, "b": 2, "c": 3}]
+    shadow.start()
+    try:
+        assert eventually(lambda: shadow._socket is not None, 30)
+        first = shadow._replayer.pid
+        assert os.sched_getscheduler(first) == os.SCHED_IDLE
+        shadow.activity.enter()  # a live request in flight: the replay waits for it
+        shadow.offer(champion, "rows", rows, rows_answer(champion, rows), 0.001)
+        time.sleep(1.0)
+        assert shadow.summary("tiny_reg")["status"] == "no request compared yet"
+        shadow.activity.leave()
+        assert eventually(lambda: (shadow.summary("tiny_reg") or {}).get("comparisons") == 1, 30)
+        os.kill(first, signal.SIGKILL)
+        assert eventually(lambda: shadow._replayer.pid != first and shadow._socket is not None, 30)
+        shadow.offer(champion, "rows", rows, rows_answer(champion, rows), 0.001)
+        assert eventually(lambda: shadow.summary("tiny_reg")["comparisons"] == 2, 30)
+    finally:
+        shadow.stop()
+    assert shadow._replayer.poll() is not None  # stopped with the server
 
 
 # ---- live traffic through a real server, evidence in a real registry ------------------------------

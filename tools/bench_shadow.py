@@ -87,7 +87,8 @@ def start(mode: str, share: float | None, common: dict, model: str, work: Path) 
 def shadow_on_vs_off(args, version: str, env: dict, load_body: str, work: Path, default_share: float) -> dict:
     """p50/p99 of the champion's answers with shadow mode off, on at the default share, and on at
     share 1.0 (every request replayed): medians over ROUNDS interleaved wrk runs of
-    args.duration seconds each, and their ratios to off."""
+    args.duration seconds each, their ratios to off, and whether each is within the noise (no
+    worse than the worst of the runs with shadow off)."""
     uri = private_registry(args.tracking_uri, args.model, version, work)
     common = {**env, "ONNXSHIP_SERVING_TRACKING_URI": uri}
     modes = {"off": None, "default_share": default_share, "every_request": 1.0}
@@ -110,6 +111,8 @@ def shadow_on_vs_off(args, version: str, env: dict, load_body: str, work: Path, 
                 for mode in ("default_share", "every_request"):
                     on = statistics.median(r[q] for r in runs[mode])
                     entry[f"{q}_{mode}"], entry[f"{q}_ratio_{mode}_over_off"] = on, on / off
+                    # within noise: the median with shadow on is no worse than the worst run with it off
+                    entry[f"{q}_{mode}_within_noise"] = on <= max(r[q] for r in runs["off"])
                 entry[f"{q}_off_spread"] = max(r[q] for r in runs["off"]) / min(r[q] for r in runs["off"])
             result[f"c{c}"] = entry
             p50 = [entry[f"p50_ms_{m}"] for m in ("off", "default_share", "every_request")]

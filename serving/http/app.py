@@ -17,14 +17,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.http.follower import Follower, FollowerFactory, RegistryFollower
-from serving.http.forecasting import forecast_answer
-from serving.http.limits import InFlight, RequestGuard
+from serving.http.limits import RequestGuard
 from serving.http.metrics import ObserveMiddleware, RouteLabels, ServerMetrics
 from serving.http.routes import forecast, health, models, predict, v2
-from serving.http.routes.predict import rows_answer
 from serving.http.routes.v2 import InferRequest, InferTensor
 from serving.http.schemas import BatchRequest, ForecastRequest, PredictRequest
 from serving.http.shadow import Shadow
+from serving.http.shadow_replayer import LIMIT_KEYS
 from serving.http.store import ModelStore
 from serving.settings import Settings
 
@@ -84,24 +83,15 @@ async def report_shadow(shadow: Shadow, candidates: Follower, every_s: float) ->
             candidates.tell({"shadow": record})
 
 
-def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFactory, in_flight: InFlight):
+def shadowing(settings: Settings, metrics: ServerMetrics, follower: FollowerFactory):
     """Shadow mode's parts when some model is shadowed: the candidates' store, their follower
     (`candidate_alias`, own watcher), and the comparer; (None, None) otherwise."""
     if not settings.shadow_models:
         return None, None
     candidates = ModelStore(settings.shadow_models)
-    replays = {
-        "rows": rows_answer,
-        "forecast": lambda loaded, body: forecast_answer(loaded, body, settings),
-    }
+    limits = {key: getattr(settings, key) for key in LIMIT_KEYS}
     shadow = Shadow(
-        settings.shadow_models,
-        settings.shadow_share,
-        settings.shadow_queue,
-        candidates,
-        metrics,
-        replays,
-        idle=in_flight.idle,
+        settings.shadow_models, settings.shadow_share, settings.shadow_queue, candidates, metrics, limits
     )
     return shadow, follower(settings, candidates, metrics, candidates=True)
 
@@ -113,8 +103,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
     store = ModelStore(settings.models)
     metrics = ServerMetrics()
     following = follower(settings, store, metrics)
-    in_flight = InFlight()
-    shadow, candidate_following = shadowing(settings, metrics, follower, in_flight)
+    shadow, candidate_following = shadowing(settings, metrics, follower)
     rows_by_route = {"/predict": 1, "/predict/batch": settings.max_batch_rows}  # feature-row routes
 
     @asynccontextmanager
@@ -175,7 +164,7 @@ def create_app(settings: Settings | None = None, follower: FollowerFactory = Reg
         max_values=lambda path: value_limit(settings, store, rows_by_route.get(path)),
         max_in_flight=settings.max_in_flight,
         metrics=metrics,
-        counter=in_flight,
+        activity=shadow.activity if shadow is not None else None,
     )
     route_labels = RouteLabels(app)
     app.add_middleware(ObserveMiddleware, metrics=metrics, labels=route_labels)

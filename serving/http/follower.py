@@ -31,7 +31,7 @@ from typing import Protocol
 
 from serving.http.metrics import ServerMetrics
 from serving.http.native import NativeSidecar
-from serving.http.store import LoadedModel, ModelStore, load_verified
+from serving.http.store import LoadedModel, ModelStore, describe_verified, load_verified
 from serving.redact import redact, without_credentials
 from serving.settings import Settings
 
@@ -350,7 +350,8 @@ class RegistryFollower:
         metadata |= {"gates": {}, "accepts_missing_categories": True}  # None -> "", as CatBoost takes it
         if io.get("columns"):  # a table of typed columns: V2 takes one tensor per column
             metadata["layout"] = "columns"
-        loaded = LoadedModel(name, version, metadata, None, None, call_s=1.0, native=sidecar)
+        source = {"native": sidecar.url, "metadata": metadata}  # a shadow replayer calls it there
+        loaded = LoadedModel(name, version, metadata, None, None, call_s=1.0, native=sidecar, source=source)
         old = self.store.swap(loaded)
         self.store.note(name, f"native ({reason})")
         if old is not None and old.native is not None and old.native is not sidecar:
@@ -385,15 +386,12 @@ class RegistryFollower:
 
     def _load(self, name: str, version: str, folder: Path, manifest: dict[str, str]) -> bool:
         try:
-            loaded = load_verified(
-                name,
-                version,
-                folder,
-                manifest,
-                self.settings.warmup_calls,
-                1 if self.candidates else self.settings.max_threads,  # a shadow never crowds the champion
-                quiet=self.candidates,
-            )
+            if self.candidates:  # the shadow replayer runs it; this process keeps what it vouches for
+                loaded = describe_verified(name, version, folder, manifest)
+            else:
+                loaded = load_verified(
+                    name, version, folder, manifest, self.settings.warmup_calls, self.settings.max_threads
+                )
         except Exception as err:
             return self._failed(name, f"version {version} failed to load: {type(err).__name__}: {err}")
         old = self.store.swap(loaded)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.http.activity import Activity
 from serving.http.metrics import ServerMetrics
 
 EXEMPT_PREFIXES = ("/health/", "/metrics")
@@ -37,23 +38,6 @@ async def send_error(send: Send, status: int, message: str, headers: dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
-class InFlight:
-    """Requests being handled now (health and metrics aside), counted by RequestGuard on the event
-    loop and read by other threads (shadow mode replays only while it is 0)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def enter(self) -> None:
-        self.count += 1
-
-    def leave(self) -> None:
-        self.count -= 1
-
-    def idle(self) -> bool:
-        return self.count == 0
-
-
 class RequestGuard:
     def __init__(
         self,
@@ -62,16 +46,13 @@ class RequestGuard:
         max_values: Callable[[str], int],
         max_in_flight: int,
         metrics: ServerMetrics,
-        counter: InFlight | None = None,
+        activity: Activity | None = None,
     ) -> None:
-        """`max_values(path)`: the most numbers a body to that route can need."""
+        """`max_values(path)`: the most numbers a body to that route can need; `activity` (shadow
+        mode): where requests in flight are published for the shadow replayer."""
         self.app, self.max_bytes, self.max_values = app, max_bytes, max_values
-        self.max_in_flight, self.metrics = max_in_flight, metrics
-        self.counter = counter or InFlight()
-
-    @property
-    def in_flight(self) -> int:
-        return self.counter.count
+        self.max_in_flight, self.metrics, self.activity = max_in_flight, metrics, activity
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
@@ -81,14 +62,18 @@ class RequestGuard:
             self.metrics.rejected_requests.labels("in_flight").inc()
             await send_error(send, 503, "server busy; retry later", {"retry-after": "1"})
             return
-        self.counter.enter()
+        self.in_flight += 1
+        if self.activity is not None:
+            self.activity.enter()
         try:
             if scope["method"] in ("GET", "HEAD", "OPTIONS"):
                 await self.app(scope, receive, send)
             else:
                 await self._with_body(scope, receive, send)
         finally:
-            self.counter.leave()
+            self.in_flight -= 1
+            if self.activity is not None:
+                self.activity.leave()
 
     async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")

@@ -47,6 +47,36 @@ def serve_command(uri: str, port: int, workers: int = 1) -> list[str]:
             "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)]  # fmt: skip
 
 
+class ScoringServer:
+    """A running MLflow scoring server, by URL (the shadow replayer calls a native candidate's)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def invoke(self, frame: dict, timeout: float) -> list:
+        """MLflow's /invocations with a dataframe_split body; its `predictions` list."""
+        body = json.dumps({"dataframe_split": frame}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                predictions = json.loads(answer.read()).get("predictions")
+        except urllib.error.HTTPError as err:
+            if 400 <= err.code < 500:  # its message may repeat the input: never passed on
+                raise InvalidInput(
+                    f"features: refused by the native model (its scoring server said {err.code})"
+                ) from None
+            raise NativeUnavailable(f"the native model's scoring server answered {err.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise NativeUnavailable(
+                f"the native model's scoring server did not answer ({type(err).__name__})"
+            ) from None
+        if not isinstance(predictions, list):
+            raise NativeUnavailable("the native model's scoring server answered without predictions")
+        return predictions
+
+
 class NativeSidecar:
     """`mlflow models serve -m models:/<name>/<version>` on a loopback port, started and watched."""
 
@@ -100,27 +130,7 @@ class NativeSidecar:
             pass
 
     def invoke(self, frame: dict, timeout: float) -> list:
-        """MLflow's /invocations with a dataframe_split body; its `predictions` list."""
-        body = json.dumps({"dataframe_split": frame}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/invocations", data=body, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:
-                predictions = json.loads(answer.read()).get("predictions")
-        except urllib.error.HTTPError as err:
-            if 400 <= err.code < 500:  # its message may repeat the input: never passed on
-                raise InvalidInput(
-                    f"features: refused by the native model (its scoring server said {err.code})"
-                ) from None
-            raise NativeUnavailable(f"the native model's scoring server answered {err.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise NativeUnavailable(
-                f"the native model's scoring server did not answer ({type(err).__name__})"
-            ) from None
-        if not isinstance(predictions, list):
-            raise NativeUnavailable("the native model's scoring server answered without predictions")
-        return predictions
+        return ScoringServer(self.url).invoke(frame, timeout)
 
 
 def _cell(value: object, is_category: bool) -> object:

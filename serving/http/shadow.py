@@ -1,14 +1,16 @@
 """Shadow mode: the candidate version also answers a sampled share of live requests, off the
 request path, and its answers are compared with the champion's (serving/http/agreement.py).
 
-A route that answered a shadowed model's request offers it here (`offer`: a coin toss and a
-non-blocking put, microseconds); one worker thread replays it on the candidate exactly as the
-route would have (the same parsing, the same graph calls) and compares what a client would have
-got. The queue is bounded: when the candidate cannot keep up, requests are dropped and counted,
-never waited for, so the champion's answer gets no latency from its shadow. Results per
-(champion, candidate) pair go to Prometheus, to GET /models/{name} (`summary`), and at intervals to
-the candidate version in MLflow through the candidates' watcher (`report`), where `promote
---require-shadow N` reads them.
+A route that answered a shadowed model's request offers it here (`offer`: a coin toss and, for the
+sampled share, one non-blocking send of the job to the shadow replayer: microseconds). The
+replayer is a child process on idle CPU only (serving/http/shadow_replayer.py): it answers the
+request with the candidate exactly as the route would have (the same parsing, the same graph
+calls), compares what a client would have got and sends the result back, which a reader thread
+here tallies. At most `shadow_queue` jobs wait for it: beyond that, or when a job does not fit
+the socket's buffer, the request is dropped and counted, never waited for, so the champion's
+answer gets no latency from its shadow. Results per (champion, candidate) pair go to Prometheus,
+to GET /models/{name} (`summary`), and at intervals to the candidate version in MLflow through the
+candidates' watcher (`report`), where `promote --require-shadow N` reads them.
 """
 
 from __future__ import annotations
@@ -16,41 +18,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
-from serving.http.agreement import Agreement, disagreement, forecast_agreement, rows_agreement, tolerance_of
+from serving.http.activity import Activity
+from serving.http.agreement import Agreement, tolerance_of
 from serving.http.metrics import ServerMetrics
+from serving.http.shadow_replayer import LIMIT_KEYS, message_size, run_idle
 from serving.http.store import LoadedModel, ModelStore
-from serving.http.values import InvalidInput
 
 log = logging.getLogger("onnxship.shadow")
-IDLE_POLL_S = 0.001  # a waiting replay looks for an idle moment after this, then ever later
-IDLE_POLL_MAX_S = 0.05
-MAX_WAIT_S = 2.0  # a replay that found no idle moment this long is dropped
 LATENCIES_KEPT = 2048  # per role and pair: the p50/p99 in /models are over the latest this many
+SOCKET_BUFFER = 8 << 20  # jobs in flight to the replayer, bytes (the kernel caps it: net.core.wmem_max)
+RESTART_PAUSE_S = 1.0  # before a replayer that exited is started again
 # who is reporting: comparisons from each replica (and each restart) are kept apart in MLflow
 REPLICA = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
-
-Replay = Callable[[LoadedModel, object], dict]  # the route's own answer for a request's payload
-
-
-@dataclass
-class Job:
-    champion: LoadedModel
-    candidate: LoadedModel
-    kind: str  # "rows" or "forecast"
-    payload: object  # what the route parsed: the feature rows, or the forecast body
-    answer: dict  # the champion's answer
-    seconds: float  # the champion's inference time
 
 
 @dataclass
@@ -126,30 +117,33 @@ class Shadow:
         queue_size: int,
         candidates: ModelStore,
         metrics: ServerMetrics,
-        replays: dict[str, Replay],
+        limits: dict,
         seed: int | None = None,
-        idle: Callable[[], bool] = lambda: True,
     ) -> None:
         self.models = frozenset(models)
         self.share = share
+        self.queue_size = queue_size
         self.candidates = candidates
         self.metrics = metrics
-        self.replays = replays
-        self.idle = idle  # no live request in flight: the only time a replay runs
-        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self.limits = {k: limits[k] for k in LIMIT_KEYS}  # what the replayer's routes need
+        self.waiting = 0  # jobs sent to the replayer and not answered yet
+        self.activity = Activity()  # requests in flight, published by RequestGuard for the replayer
         self.pairs: dict[str, PairStats] = {}  # by model: the pair compared now
         self.finished: list[tuple[str, PairStats]] = []  # pairs replaced since the last report
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._socket: socket.socket | None = None  # our end of the pair; None while no replayer runs
+        self._replayer: subprocess.Popen | None = None
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
+        self._thread = threading.Thread(target=self._follow_replayer, name="shadow", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        with contextlib.suppress(queue.Full):  # full: a daemon thread, it ends with the process
-            self.queue.put_nowait(None)
+        self._stopping.set()
+        self._end_replayer()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -162,85 +156,112 @@ class Shadow:
             return  # nothing to compare with (or the candidate is the champion already)
         if self._random.random() >= self.share:
             return
-        try:
-            self.queue.put_nowait(Job(champion, candidate, kind, payload, answer, seconds))
-        except queue.Full:
-            self.metrics.shadow_dropped.labels(champion.name).inc()
-            self._pair(champion, candidate).dropped += 1
-
-    def _pair(self, champion: LoadedModel, candidate: LoadedModel) -> PairStats:
         with self._lock:
-            pair = self.pairs.get(champion.name)
-            if pair is None or (pair.champion, pair.candidate) != (champion.version, candidate.version):
+            taken = self._socket is not None and self.waiting < self.queue_size
+            self.waiting += taken
+        if taken and self._send(champion, candidate, kind, payload, answer, seconds):
+            return
+        with self._lock:
+            self.waiting -= taken
+        self._dropped(champion, candidate)
+
+    def _send(
+        self, champion: LoadedModel, candidate: LoadedModel, kind: str, payload, answer, seconds
+    ) -> bool:
+        job = {
+            "model": champion.name,
+            "champion": champion.version,
+            "candidate": candidate.version,
+            "source": candidate.source,
+            "kind": kind,
+            "payload": payload,
+            "answer": answer,
+            "champion_s": seconds,
+        }
+        try:
+            self._socket.send(orjson.dumps(job), socket.MSG_DONTWAIT)  # a full buffer raises, never waits
+            return True
+        except (OSError, AttributeError, TypeError):  # full, too large, replayer gone
+            return False
+
+    def _dropped(self, champion: LoadedModel, candidate: LoadedModel) -> None:
+        self.metrics.shadow_dropped.labels(champion.name).inc()
+        self._pair(champion.name, champion.version, candidate).dropped += 1
+
+    def _pair(self, name: str, champion: str, candidate: LoadedModel | str) -> PairStats:
+        version = candidate if isinstance(candidate, str) else candidate.version
+        with self._lock:
+            pair = self.pairs.get(name)
+            if pair is None or (pair.champion, pair.candidate) != (champion, version):
                 if pair is not None and pair.comparisons:
-                    self.finished.append((champion.name, pair))  # its final tally is still reported
-                pair = PairStats(champion.version, candidate.version, tolerance_of(candidate.metadata))
-                self.pairs[champion.name] = pair
+                    self.finished.append((name, pair))  # its final tally is still reported
+                held = self.candidates.get(name)
+                metadata = held.metadata if held is not None and held.version == version else {}
+                pair = PairStats(champion, version, tolerance_of(metadata))
+                self.pairs[name] = pair
             return pair
 
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            if job is None:
-                return
-            if not self.wait_for_idle(job):
-                continue
+    def _follow_replayer(self) -> None:
+        """Runs the replayer and tallies its results; starts it again when it exits."""
+        while not self._stopping.is_set():
             try:
-                self.compare(job)
+                self._run_replayer()
             except Exception:  # a bug of ours must not end shadowing
-                log.exception("shadow comparison of %s failed", job.champion.name)
+                if not self._stopping.is_set():  # (stopping closes the socket under the reader)
+                    log.exception("the shadow replayer failed")
+            if not self._stopping.wait(RESTART_PAUSE_S):
+                log.error("the shadow replayer exited; starting it again")
 
-    def wait_for_idle(self, job: Job) -> bool:
-        """Live requests go first: a replay starts only while none is in flight (one process,
-        one interpreter lock: a replay beside a request slows it). While the server is busy it
-        looks again after a pause that doubles up to IDLE_POLL_MAX_S, asleep in between: every
-        look asks the event loop for the interpreter lock (measured: looking every 0.5 ms, or
-        waking on an Event the loop sets, cost a saturated loop 30-80 % of its p50). A job that
-        found no idle moment in MAX_WAIT_S is dropped and counted (the server is saturated)."""
-        if self._until_idle():
-            return True
-        self.metrics.shadow_dropped.labels(job.champion.name).inc()
-        self._pair(job.champion, job.candidate).dropped += 1
-        return False
-
-    def _until_idle(self) -> bool:
-        waited, pause = 0.0, IDLE_POLL_S
-        while not self.idle():
-            if waited >= MAX_WAIT_S:
-                return False
-            time.sleep(pause)
-            waited, pause = waited + pause, min(2 * pause, IDLE_POLL_MAX_S)
-        return True
-
-    def _step(self) -> None:
-        """Between a replay's steps: wait while a live request is in flight."""
-        self._until_idle()
-
-    def compare(self, job: Job) -> Agreement:
-        """Replay one request on the candidate and record how its answer compares."""
-        champion, candidate = job.champion, job.candidate
-        atol, rtol = tolerance_of(candidate.metadata)
-        rows = len(job.payload) if job.kind == "rows" else len(job.answer.get("forecasts", [job.answer]))
-        started = time.perf_counter()
+    def _run_replayer(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        fds = [theirs.fileno(), self.activity.fd]
+        command = [sys.executable, "-m", "serving.http.shadow_replayer", *map(str, fds)]
+        with theirs:
+            self._replayer = subprocess.Popen([*command, orjson.dumps(self.limits).decode()], pass_fds=fds)
+        run_idle(self._replayer.pid)
+        with self._lock:
+            self._socket, self.waiting = ours, 0
         try:
-            answer = self.replays[job.kind](candidate, job.payload)
-        except InvalidInput as err:  # the champion took this input, the candidate does not
-            answer, found = None, disagreement(rows, f"the candidate refused the input ({err})")
-        seconds = time.perf_counter() - started  # the candidate's answer, as a route times it
-        self._step()
-        if answer is not None:
-            judge = forecast_agreement if job.kind == "forecast" else rows_agreement
-            found = judge(job.answer, answer, atol, rtol)
-        pair = self._pair(champion, candidate)
-        pair.add(found, job.seconds, seconds)
-        result = "refused" if found.why else ("within" if found.within else "outside")
-        labels = (champion.name, champion.version, candidate.version)
-        self.metrics.shadow_comparisons.labels(*labels, result).inc()
+            while size := message_size(ours):  # blocking here; the routes send with MSG_DONTWAIT
+                self.record(orjson.loads(ours.recv(size)))
+        finally:
+            self._end_replayer()
+
+    def _end_replayer(self) -> None:
+        with self._lock:
+            sock, self._socket = self._socket, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the replayer reads the end, the reader wakes
+            sock.close()
+        proc = self._replayer
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def record(self, result: dict) -> None:
+        """One answer of the replayer: the comparison tallied (or the job counted as dropped)."""
+        with self._lock:
+            self.waiting = max(self.waiting - 1, 0)
+        name, champion, candidate = result["model"], result["champion"], result["candidate"]
+        pair = self._pair(name, champion, candidate)
+        if "found" not in result:  # the replay itself failed (logged by the replayer)
+            pair.dropped += 1
+            self.metrics.shadow_dropped.labels(name).inc()
+            return
+        found = Agreement(**result["found"])
+        pair.add(found, result["champion_s"], result["candidate_s"])
+        outcome = "refused" if found.why else ("within" if found.within else "outside")
+        labels = (name, champion, candidate)
+        self.metrics.shadow_comparisons.labels(*labels, outcome).inc()
         self.metrics.shadow_max_abs_diff.labels(*labels).set(pair.max_abs_diff)
         calls = self.metrics.shadow_call_seconds
-        calls.labels(champion.name, "champion", champion.version).observe(job.seconds)
-        calls.labels(champion.name, "candidate", candidate.version).observe(seconds)
-        return found
+        calls.labels(name, "champion", champion).observe(result["champion_s"])
+        calls.labels(name, "candidate", candidate).observe(result["candidate_s"])
 
     def summary(self, name: str) -> dict | None:
         """What /models/{name} shows: the current pair's comparisons (None: not shadowed)."""

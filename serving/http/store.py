@@ -38,6 +38,7 @@ class LoadedModel:
     call_s: float = 0.0  # median warm-up call: a slow model's requests leave the event loop
     sha256: str = ""  # of the model.onnx bytes this server loaded (hashed here, not taken from metadata)
     native: Any = None  # a NativeSidecar (serving/http/native.py) for a version served natively; model None
+    source: dict[str, Any] | None = None  # a shadow candidate: where the shadow replayer loads it from
     forecast: ForecastSpec | None = field(init=False, default=None)
 
     @property
@@ -105,6 +106,16 @@ def load_verified(
     return LoadedModel(
         name, str(version), metadata, model, benchmark, call_s=call_s, sha256=manifest[MODEL_FILE]
     )
+
+
+def describe_verified(name: str, version: str, folder: Path, manifest: dict[str, str]) -> LoadedModel:
+    """A shadow candidate as the server holds it: its verified metadata and where its bytes are.
+    Its session is built by the shadow replayer (serving/http/shadow_replayer.py) from the same
+    folder, hashed again there; the server itself never runs a candidate."""
+    files = read_vouched(folder, manifest)
+    metadata = parse_metadata(files[METADATA_FILE])
+    source = {"folder": str(folder), "manifest": manifest}
+    return LoadedModel(name, str(version), metadata, None, None, sha256=manifest[MODEL_FILE], source=source)
 
 
 class ModelStore:
