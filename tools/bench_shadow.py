@@ -23,7 +23,7 @@ import httpx
 
 from tools.wrk_load import free_port, stop, wait_ready, wrk
 
-ROUNDS = 3  # off/on pairs per concurrency
+ROUNDS = 5  # runs of each mode per concurrency (the off runs' spread is the noise)
 CONCURRENCY = (1, 8)
 SHADOW_ALIAS = "shadow-bench"
 

@@ -41,6 +41,7 @@ from serving.http.values import InvalidInput
 log = logging.getLogger("onnxship.shadow")
 LIMIT_KEYS = ("max_batch_rows", "max_answer_values", "max_call_rows", "warmup_calls")
 QUIET_S = 0.002  # the server had no request in flight this long: a replay may start
+LOOK_AGAIN_MAX_S = 0.05
 
 
 def run_idle(pid: int) -> str:
@@ -112,9 +113,13 @@ def replay(job: dict, candidates: Candidates, limits: SimpleNamespace) -> dict:
 
 
 def wait_until_quiet(activity: Activity) -> None:
-    """Live requests go first: back to sleep while the server has been busy in the last QUIET_S."""
+    """Live requests go first: back to sleep while the server has been busy in the last QUIET_S,
+    ever longer (up to LOOK_AGAIN_MAX_S) while it stays busy, so that waiting under sustained
+    load wakes this process a few dozen times a second, not hundreds."""
+    pause = QUIET_S
     while (quiet := activity.quiet_for()) < QUIET_S:
-        time.sleep(QUIET_S - quiet)
+        time.sleep(max(pause, QUIET_S - quiet))
+        pause = min(2 * pause, LOOK_AGAIN_MAX_S)
 
 
 def serve(sock: socket.socket, activity: Activity, limits: SimpleNamespace) -> None:
