@@ -27,7 +27,14 @@ from serving.http.agreement import forecast_agreement, rows_agreement
 from serving.http.metrics import ServerMetrics
 from serving.http.routes.predict import rows_answer
 from serving.http.shadow import Shadow
-from serving.http.shadow_replayer import LIMIT_KEYS, QUIET_S, Candidates, message_size, replay
+from serving.http.shadow_replayer import (
+    LIMIT_KEYS,
+    QUIET_S,
+    Candidates,
+    message_size,
+    replay,
+    wait_until_quiet,
+)
 from serving.http.store import LoadedModel, ModelStore, describe_verified, load_verified
 from serving.registry.promote import PromotionRefused, promote
 from serving.registry.shadow_evidence import TAG_PREFIX
@@ -116,6 +123,30 @@ def test_a_full_queue_drops_and_counts_never_waits(tmp_path):
     assert shadow.waiting == 1 and shadow.summary("tiny_reg")["comparisons"] == 1
     assert shadow.summary("tiny_reg")["within_tolerance"] == 1
     ours.close(), replayer_end.close()
+
+
+def test_a_non_finite_difference_or_a_failed_replay_is_tallied_not_fatal(tmp_path):
+    shadow, _, _ = shadow_of_tiny(tmp_path, queue_size=2)
+    head = {"model": "tiny_reg", "champion": "1", "candidate": "2"}
+    nan_against_number = {"rows": 1, "rows_within": 0, "labels_agree": None, "why": None}
+    nan_against_number |= {"max_abs_diff": None, "max_rel_diff": None}  # inf, as JSON carries it
+    shadow.record({**head, "champion_s": 0.001, "candidate_s": 0.001, "found": nan_against_number})
+    shadow.record({**head, "error": "expired"})
+    seen = shadow.summary("tiny_reg")
+    assert (seen["comparisons"], seen["within_tolerance"], seen["dropped"]) == (1, 0, 1)
+    assert seen["max_abs_diff"] is None  # not finite: null in JSON, never a 500 from /models
+    orjson.dumps(seen)
+
+
+def test_a_job_the_busy_server_never_lets_run_expires():
+    busy = Activity()
+    busy.enter()
+    started = time.monotonic()
+    assert not wait_until_quiet(Activity(os.dup(busy.fd)), started + 0.2, os.getppid())
+    assert time.monotonic() - started < 1.0
+    busy.leave()
+    time.sleep(QUIET_S * 2)
+    assert wait_until_quiet(Activity(os.dup(busy.fd)), time.monotonic() + 0.2, os.getppid())
 
 
 def test_the_server_publishes_its_requests_in_flight_to_another_process():

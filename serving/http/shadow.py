@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import socket
@@ -90,8 +91,9 @@ class PairStats:
             "refused_by_candidate": self.refused,
             "rows": self.rows,
             "rows_within_tolerance": self.rows_within,
-            "max_abs_diff": self.max_abs_diff,
-            "max_rel_diff": self.max_rel_diff,
+            # JSON has no inf: null says a difference was not finite (e.g. a NaN against a number)
+            "max_abs_diff": self.max_abs_diff if math.isfinite(self.max_abs_diff) else None,
+            "max_rel_diff": self.max_rel_diff if math.isfinite(self.max_rel_diff) else None,
             "tolerance": {"atol": atol, "rtol": rtol},
             "dropped": self.dropped,
             "latency_ms": {
@@ -156,18 +158,6 @@ class Shadow:
             return  # nothing to compare with (or the candidate is the champion already)
         if self._random.random() >= self.share:
             return
-        with self._lock:
-            taken = self._socket is not None and self.waiting < self.queue_size
-            self.waiting += taken
-        if taken and self._send(champion, candidate, kind, payload, answer, seconds):
-            return
-        with self._lock:
-            self.waiting -= taken
-        self._dropped(champion, candidate)
-
-    def _send(
-        self, champion: LoadedModel, candidate: LoadedModel, kind: str, payload, answer, seconds
-    ) -> bool:
         job = {
             "model": champion.name,
             "champion": champion.version,
@@ -177,12 +167,22 @@ class Shadow:
             "payload": payload,
             "answer": answer,
             "champion_s": seconds,
+            "sent": time.monotonic(),  # the replayer drops a job that waited too long
         }
         try:
-            self._socket.send(orjson.dumps(job), socket.MSG_DONTWAIT)  # a full buffer raises, never waits
-            return True
-        except (OSError, AttributeError, TypeError):  # full, too large, replayer gone
-            return False
+            message = orjson.dumps(job)
+        except TypeError:  # not JSON (never expected: the route's own parsed input and answer)
+            message = None
+        with self._lock:  # (the socket is closed only under the lock: never a reused descriptor)
+            sent = message is not None and self._socket is not None and self.waiting < self.queue_size
+            if sent:
+                try:
+                    self._socket.send(message, socket.MSG_DONTWAIT)  # a full buffer raises, never waits
+                    self.waiting += 1
+                except OSError:  # full, or larger than the socket's buffer
+                    sent = False
+        if not sent:
+            self._dropped(champion, candidate)
 
     def _dropped(self, champion: LoadedModel, candidate: LoadedModel) -> None:
         self.metrics.shadow_dropped.labels(champion.name).inc()
@@ -214,27 +214,35 @@ class Shadow:
 
     def _run_replayer(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-        fds = [theirs.fileno(), self.activity.fd]
-        command = [sys.executable, "-m", "serving.http.shadow_replayer", *map(str, fds)]
-        with theirs:
-            self._replayer = subprocess.Popen([*command, orjson.dumps(self.limits).decode()], pass_fds=fds)
-        run_idle(self._replayer.pid)
-        with self._lock:
-            self._socket, self.waiting = ours, 0
         try:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            fds = [theirs.fileno(), self.activity.fd]
+            command = [sys.executable, "-m", "serving.http.shadow_replayer", *map(str, fds)]
+            with theirs:
+                self._replayer = subprocess.Popen(
+                    [*command, orjson.dumps(self.limits).decode()], pass_fds=fds
+                )
+            run_idle(self._replayer.pid)
+            with self._lock:
+                if self._stopping.is_set():  # stop() came while this replayer started
+                    return
+                self._socket, self.waiting = ours, 0
             while size := message_size(ours):  # blocking here; the routes send with MSG_DONTWAIT
-                self.record(orjson.loads(ours.recv(size)))
+                try:
+                    self.record(orjson.loads(ours.recv(size)))
+                except Exception:  # one result we cannot read must not end the replayer
+                    log.exception("a shadow result could not be tallied")
         finally:
-            self._end_replayer()
+            self._end_replayer(ours)
 
-    def _end_replayer(self) -> None:
+    def _end_replayer(self, sock: socket.socket | None = None) -> None:
         with self._lock:
-            sock, self._socket = self._socket, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # the replayer reads the end, the reader wakes
-            sock.close()
+            if self._socket is not None:
+                sock, self._socket = self._socket, None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the replayer reads the end, the reader wakes
+                sock.close()
         proc = self._replayer
         if proc is not None:
             try:
@@ -249,11 +257,14 @@ class Shadow:
             self.waiting = max(self.waiting - 1, 0)
         name, champion, candidate = result["model"], result["champion"], result["candidate"]
         pair = self._pair(name, champion, candidate)
-        if "found" not in result:  # the replay itself failed (logged by the replayer)
+        if "found" not in result:  # waited too long, candidate not loaded there, or a bug (logged)
             pair.dropped += 1
             self.metrics.shadow_dropped.labels(name).inc()
             return
-        found = Agreement(**result["found"])
+        compared = result["found"]
+        for key in ("max_abs_diff", "max_rel_diff"):  # JSON has no inf: the replayer sent None
+            compared[key] = math.inf if compared[key] is None else compared[key]
+        found = Agreement(**compared)
         pair.add(found, result["champion_s"], result["candidate_s"])
         outcome = "refused" if found.why else ("within" if found.within else "outside")
         labels = (name, champion, candidate)

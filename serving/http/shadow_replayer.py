@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import sys
@@ -42,6 +43,7 @@ log = logging.getLogger("onnxship.shadow")
 LIMIT_KEYS = ("max_batch_rows", "max_answer_values", "max_call_rows", "warmup_calls")
 QUIET_S = 0.002  # the server had no request in flight this long: a replay may start
 LOOK_AGAIN_MAX_S = 0.05
+MAX_AGE_S = 5.0  # a job the server stayed too busy to replay this long is dropped (counted)
 
 
 def run_idle(pid: int) -> str:
@@ -69,70 +71,87 @@ class Candidates:
         self.loaded: dict[str, LoadedModel] = {}
 
     def get(self, job: dict) -> LoadedModel:
-        name, version = job["model"], job["candidate"]
+        name, version, source = job["model"], job["candidate"], job["source"]
         held = self.loaded.get(name)
-        if held is not None and held.version == version:
-            return held
-        source = job["source"]
+        if held is not None and (held.version, held.source) == (version, source):
+            return held  # (a native candidate's restarted scoring server is a new source)
         if "native" in source:  # a native candidate: its scoring server, started by the follower
-            loaded = LoadedModel(
-                name, version, source["metadata"], None, None, native=ScoringServer(source["native"])
-            )
+            server = ScoringServer(source["native"])
+            loaded = LoadedModel(name, version, source["metadata"], None, None, native=server, source=source)
         else:
-            loaded = load_verified(
-                name, version, Path(source["folder"]), source["manifest"], self.warmup_calls, 1, quiet=True
-            )
+            folder, manifest = Path(source["folder"]), source["manifest"]
+            loaded = load_verified(name, version, folder, manifest, self.warmup_calls, 1, quiet=True)
+            loaded = dataclasses.replace(loaded, source=source)
         self.loaded[name] = loaded  # the previous candidate of this model is freed
         return loaded
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no inf: the server reads None as inf
+
+
 def replay(job: dict, candidates: Candidates, limits: SimpleNamespace) -> dict:
-    """One job: the candidate's answer to the request the champion answered, judged against it."""
+    """One job: the candidate's answer to the request the champion answered, judged against it.
+    A candidate that could not be loaded here is not judged: the job is dropped (`error`)."""
     kind, payload, answer = job["kind"], job["payload"], job["answer"]
     rows = len(payload) if kind == "rows" else len(answer.get("forecasts", [answer]))
+    head = {k: job[k] for k in ("model", "champion", "candidate")}
     try:
         candidate = candidates.get(job)
-    except Exception as err:  # any failure to load is a refusal, named (not its text: no paths)
-        found, seconds = disagreement(rows, f"the candidate did not load ({type(err).__name__})"), 0.0
-    else:
-        atol, rtol = tolerance_of(candidate.metadata)
-        started = time.perf_counter()
-        try:
-            if kind == "rows":
-                theirs = rows_answer(candidate, payload)
-            else:
-                theirs = forecast_answer(candidate, payload, limits)
-        except InvalidInput as err:  # the champion took this input, the candidate does not
-            theirs, found = None, disagreement(rows, f"the candidate refused the input ({err})")
-        seconds = time.perf_counter() - started  # the candidate's answer, as a route times it
-        if theirs is not None:
-            judge = forecast_agreement if kind == "forecast" else rows_agreement
-            found = judge(answer, theirs, atol, rtol)
-    result = {k: job[k] for k in ("model", "champion", "candidate", "champion_s")}
-    return {**result, "candidate_s": seconds, "found": dataclasses.asdict(found)}
+    except Exception as err:  # e.g. its folder pruned meanwhile: named by type (no paths)
+        log.error(
+            "shadow candidate %s %s did not load: %s", job["model"], job["candidate"], type(err).__name__
+        )
+        return {**head, "error": f"candidate did not load ({type(err).__name__})"}
+    atol, rtol = tolerance_of(candidate.metadata)
+    started = time.perf_counter()
+    try:
+        if kind == "rows":
+            theirs = rows_answer(candidate, payload)
+        else:
+            theirs = forecast_answer(candidate, payload, limits)
+    except InvalidInput as err:  # the champion took this input, the candidate does not
+        theirs, found = None, disagreement(rows, f"the candidate refused the input ({err})")
+    seconds = time.perf_counter() - started  # the candidate's answer, as a route times it
+    if theirs is not None:
+        judge = forecast_agreement if kind == "forecast" else rows_agreement
+        found = judge(answer, theirs, atol, rtol)
+    compared = dataclasses.asdict(found)
+    for key in ("max_abs_diff", "max_rel_diff"):
+        compared[key] = _finite_or_none(compared[key])
+    return {**head, "champion_s": job["champion_s"], "candidate_s": seconds, "found": compared}
 
 
-def wait_until_quiet(activity: Activity) -> None:
+def wait_until_quiet(activity: Activity, deadline: float, server: int) -> bool:
     """Live requests go first: back to sleep while the server has been busy in the last QUIET_S,
     ever longer (up to LOOK_AGAIN_MAX_S) while it stays busy, so that waiting under sustained
-    load wakes this process a few dozen times a second, not hundreds."""
+    load wakes this process a few dozen times a second, not hundreds. False: the job waited
+    past `deadline` (time.monotonic()). Exits when the server process is gone (killed mid-request,
+    its published count stays above 0 for ever)."""
     pause = QUIET_S
     while (quiet := activity.quiet_for()) < QUIET_S:
+        if os.getppid() != server:
+            raise SystemExit(0)
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(max(pause, QUIET_S - quiet))
         pause = min(2 * pause, LOOK_AGAIN_MAX_S)
+    return True
 
 
 def serve(sock: socket.socket, activity: Activity, limits: SimpleNamespace) -> None:
-    candidates = Candidates(limits.warmup_calls)
+    candidates, server = Candidates(limits.warmup_calls), os.getppid()
     while size := message_size(sock):
         job = orjson.loads(sock.recv(size))
-        wait_until_quiet(activity)
-        try:
-            result = replay(job, candidates, limits)
-        except Exception as err:  # a bug of ours: this job is answered, the next one gets its try
-            log.exception("shadow replay of %s failed", job.get("model"))
-            result = {k: job.get(k) for k in ("model", "champion", "candidate", "error")}
-            result["error"] = type(err).__name__
+        if not wait_until_quiet(activity, job["sent"] + MAX_AGE_S, server):
+            result = {k: job[k] for k in ("model", "champion", "candidate")} | {"error": "expired"}
+        else:
+            try:
+                result = replay(job, candidates, limits)
+            except Exception as err:  # a bug of ours: this job is answered, the next one gets its try
+                log.exception("shadow replay of %s failed", job.get("model"))
+                result = {k: job.get(k) for k in ("model", "champion", "candidate")}
+                result["error"] = type(err).__name__
         sock.sendall(orjson.dumps(result))
 
 
