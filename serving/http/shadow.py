@@ -158,6 +158,14 @@ class Shadow:
             return  # nothing to compare with (or the candidate is the champion already)
         if self._random.random() >= self.share:
             return
+        with self._lock:  # no room: dropped before any work (under saturation, the common case)
+            room = self._socket is not None and self.waiting < self.queue_size
+        if not (room and self._send(champion, candidate, kind, payload, answer, seconds)):
+            self._dropped(champion, candidate)
+
+    def _send(
+        self, champion: LoadedModel, candidate: LoadedModel, kind: str, payload, answer, seconds
+    ) -> bool:
         job = {
             "model": champion.name,
             "champion": champion.version,
@@ -172,17 +180,16 @@ class Shadow:
         try:
             message = orjson.dumps(job)
         except TypeError:  # not JSON (never expected: the route's own parsed input and answer)
-            message = None
-        with self._lock:  # (the socket is closed only under the lock: never a reused descriptor)
-            sent = message is not None and self._socket is not None and self.waiting < self.queue_size
-            if sent:
-                try:
-                    self._socket.send(message, socket.MSG_DONTWAIT)  # a full buffer raises, never waits
-                    self.waiting += 1
-                except OSError:  # full, or larger than the socket's buffer
-                    sent = False
-        if not sent:
-            self._dropped(champion, candidate)
+            return False
+        with self._lock:  # (the socket is closed only under this lock: never a reused descriptor)
+            if self._socket is None or self.waiting >= self.queue_size:
+                return False
+            try:
+                self._socket.send(message, socket.MSG_DONTWAIT)  # a full buffer raises, never waits
+            except OSError:  # full, or larger than the socket's buffer
+                return False
+            self.waiting += 1
+            return True
 
     def _dropped(self, champion: LoadedModel, candidate: LoadedModel) -> None:
         self.metrics.shadow_dropped.labels(champion.name).inc()
