@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
 
-.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving bench-workload peer-olive image docs lint format clean
+.PHONY: timings help install system-packages run test test-all params constraints ui serve promote bench-serving bench-workload bench-trees peer-olive image docs lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ promote: install ## move `champion` to the version aliased `candidate`: make pro
 
 bench-workload: install ## the registered forecasters on M3 and Tourism monthly, native vs ONNX -> reports/workloads/ (after make run)
 	python -m tools.bench_workload
+
+bench-trees: install ## CatBoost vs its TreeEnsemble graph vs oblivious trees in standard operators -> reports/peers/trees.json (after make run)
+	python -m tools.bench_trees
 
 peer-olive: install ## Olive's automatic routes vs our registered variant on the same graph -> reports/peers/olive.json (MODEL=chronos2_release_speed)
 	tools/peer_olive.sh models/onnx/$(or $(MODEL),chronos2_release_speed)/model.onnx .peer-olive/$(or $(MODEL),chronos2_release_speed)
