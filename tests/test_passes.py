@@ -20,7 +20,8 @@ from tests.builders import Graph, feed, pipeline, rows_graph, saved, spec_of
 
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory) -> dict[str, Graph]:
-    """The kinds of graph passes are made for: trees, a neural network, a transformer."""
+    """The kinds of graph passes are made for: trees, CatBoost's oblivious trees, a neural
+    network, a transformer."""
 
     family, est = pipeline("chronos2")
     spec = spec_of(est, 16)
@@ -29,6 +30,7 @@ def graphs(tmp_path_factory) -> dict[str, Graph]:
     calibrate = spec.graph_feed(feed(spec, 4, 96, seed=1))  # as the graph takes them: rows, groups
     return {
         "trees": rows_graph("xgboost", "regression", tmp_path_factory.mktemp("trees")),
+        "oblivious": rows_graph("catboost", "regression", tmp_path_factory.mktemp("oblivious")),
         "network": rows_graph("torch", "regression", tmp_path_factory.mktemp("torch")),
         "transformer": (
             chronos,
@@ -44,6 +46,7 @@ MADE_FOR = {
     "int8_dynamic": "network",
     "int8_static": "network",
     "transformer_fusion": "transformer",
+    "oblivious_trees": "oblivious",
 }
 
 
