@@ -140,11 +140,11 @@ def test_a_non_finite_difference_or_a_failed_replay_is_tallied_not_fatal(tmp_pat
 
 def test_a_job_the_busy_server_never_lets_run_expires():
     busy = Activity()
-    busy.enter()
+    busy.publish(1)
     started = time.monotonic()
     assert not wait_until_quiet(Activity(os.dup(busy.fd)), started + 0.2, os.getppid())
     assert time.monotonic() - started < 1.0
-    busy.leave()
+    busy.publish(0)
     time.sleep(QUIET_S * 2)
     assert wait_until_quiet(Activity(os.dup(busy.fd)), time.monotonic() + 0.2, os.getppid())
 
@@ -152,10 +152,10 @@ def test_a_job_the_busy_server_never_lets_run_expires():
 def test_the_server_publishes_its_requests_in_flight_to_another_process():
     server = Activity()
     replayer = Activity(os.dup(server.fd))  # what the replayer maps, by file descriptor
-    server.enter()
+    server.publish(1)
     time.sleep(QUIET_S * 2)
     assert replayer.quiet_for() == 0.0
-    server.leave()
+    server.publish(0)
     assert replayer.quiet_for() < QUIET_S
     time.sleep(QUIET_S * 2)
     assert replayer.quiet_for() >= QUIET_S
@@ -172,11 +172,11 @@ def test_the_replayer_is_a_child_on_idle_cpu_and_is_restarted(tmp_path):
         assert eventually(lambda: shadow._socket is not None, 30)
         first = shadow._replayer.pid
         assert os.sched_getscheduler(first) == os.SCHED_IDLE
-        shadow.activity.enter()  # a live request in flight: the replay waits for it
+        shadow.activity.publish(1)  # a live request in flight: the replay waits for it
         shadow.offer(champion, "rows", rows, rows_answer(champion, rows), 0.001)
         time.sleep(1.0)
         assert shadow.summary("tiny_reg")["status"] == "no request compared yet"
-        shadow.activity.leave()
+        shadow.activity.publish(0)
         assert eventually(lambda: (shadow.summary("tiny_reg") or {}).get("comparisons") == 1, 30)
         os.kill(first, signal.SIGKILL)
         assert eventually(lambda: shadow._replayer.pid != first and shadow._socket is not None, 30)

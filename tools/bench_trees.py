@@ -27,14 +27,11 @@ ROUND_BUDGET_S = 6.0  # per batch size, all engines together
 
 
 def session(model) -> Callable:
-    import onnxruntime as ort
+    """ORT on the graph at OnnxModel's defaults: one thread, spinning off."""
+    from onnxship.runtime import OnnxModel
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    graph = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = graph.get_inputs()[0].name
-    return lambda X: graph.run(None, {name: X})[0].reshape(-1)
+    graph = OnnxModel(model.SerializeToString())
+    return lambda X: graph.run_feed({graph.input_name: X})[0].reshape(-1)
 
 
 def agreement(native: np.ndarray, ours: np.ndarray) -> dict:

@@ -27,17 +27,12 @@ class Activity:
             os.ftruncate(fd, LAYOUT.size)
         self.fd = fd
         self._map = mmap.mmap(fd, LAYOUT.size)
-        self.count = 0  # the server's own count (only the server writes)
         if created:
-            LAYOUT.pack_into(self._map, 0, 0, time.monotonic())
+            self.publish(0)
 
-    def enter(self) -> None:
-        self.count += 1
-        LAYOUT.pack_into(self._map, 0, self.count, time.monotonic())
-
-    def leave(self) -> None:
-        self.count -= 1
-        LAYOUT.pack_into(self._map, 0, self.count, time.monotonic())
+    def publish(self, in_flight: int) -> None:
+        """The server's count of requests in flight, just changed (only the server writes)."""
+        LAYOUT.pack_into(self._map, 0, in_flight, time.monotonic())
 
     def quiet_for(self) -> float:
         """Seconds since the server last had a request in flight (0 while it has one)."""

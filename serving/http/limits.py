@@ -64,7 +64,7 @@ class RequestGuard:
             return
         self.in_flight += 1
         if self.activity is not None:
-            self.activity.enter()
+            self.activity.publish(self.in_flight)
         try:
             if scope["method"] in ("GET", "HEAD", "OPTIONS"):
                 await self.app(scope, receive, send)
@@ -73,7 +73,7 @@ class RequestGuard:
         finally:
             self.in_flight -= 1
             if self.activity is not None:
-                self.activity.leave()
+                self.activity.publish(self.in_flight)
 
     async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")

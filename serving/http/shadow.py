@@ -193,10 +193,9 @@ class Shadow:
 
     def _dropped(self, champion: LoadedModel, candidate: LoadedModel) -> None:
         self.metrics.shadow_dropped.labels(champion.name).inc()
-        self._pair(champion.name, champion.version, candidate).dropped += 1
+        self._pair(champion.name, champion.version, candidate.version).dropped += 1
 
-    def _pair(self, name: str, champion: str, candidate: LoadedModel | str) -> PairStats:
-        version = candidate if isinstance(candidate, str) else candidate.version
+    def _pair(self, name: str, champion: str, version: str) -> PairStats:
         with self._lock:
             pair = self.pairs.get(name)
             if pair is None or (pair.champion, pair.candidate) != (champion, version):
