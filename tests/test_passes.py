@@ -47,6 +47,7 @@ MADE_FOR = {
     "int8_static": "network",
     "transformer_fusion": "transformer",
     "oblivious_trees": "oblivious",
+    "chronos2_shortcuts": "transformer",
 }
 
 

@@ -24,6 +24,9 @@ class Int8DynamicOptions(PassOptions):
     per_channel: bool = Field(False, description="one scale per output channel of each weight")
     reduce_range: bool = Field(False, description="7-bit weights (older CPUs without VNNI overflow)")
     weight_type: Literal["qint8", "quint8"] = "qint8"
+    subgraphs: bool = Field(
+        False, description="quantize inside If/Loop branches too (e.g. chronos2_shortcuts' full attention)"
+    )
     op_types: list[str] | None = Field(
         None, description="op types to quantize (default: every op type ORT can, e.g. MatMul, Gemm, Conv)"
     )
@@ -81,7 +84,7 @@ class Int8DynamicPass(Pass):
                 per_channel=options.per_channel,
                 reduce_range=options.reduce_range,
                 weight_type=quant_type(options.weight_type),
-                extra_options=FUSED_OP_TYPES,
+                extra_options=FUSED_OP_TYPES | {"EnableSubgraph": options.subgraphs},
             )
         counts = quantized_nodes(dst)
         if not counts:

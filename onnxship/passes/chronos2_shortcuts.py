@@ -1,0 +1,44 @@
+"""Chronos-2 specialised where its algebra allows (onnxship/chronos/group_shortcut.py and
+forecast_tokens.py say why each holds): the group attention skipped when every row is its own
+group, the last block's group attention and feed-forward run on the forecast's tokens only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from onnxship.passes import Pass, PassContext, PassOptions, load_without_shapes, register
+
+
+class Chronos2ShortcutsOptions(PassOptions):
+    fold: bool = Field(
+        True,
+        description="the shortcut's value and output projections as one MatMul (Wv·Wo): one projection "
+        "fewer per block, not bit-exact (False: bit for bit the exported graph's answers)",
+    )
+    forecast_tokens: bool = Field(
+        True, description="last block past its time attention on future tokens only"
+    )
+
+
+@register
+class Chronos2ShortcutsPass(Pass):
+    name = "chronos2_shortcuts"
+    Options = Chronos2ShortcutsOptions
+
+    def run(
+        self, src: Path, dst: Path, options: Chronos2ShortcutsOptions, context: PassContext
+    ) -> dict[str, Any]:
+        import onnx
+
+        from onnxship.chronos import forecast_tokens, group_shortcut
+
+        model = load_without_shapes(src)
+        did: dict[str, Any] = {}
+        if options.forecast_tokens:  # first: it expects the graph without the shortcut's subgraphs
+            did["forecast_token_layers"] = forecast_tokens.rewrite(model)
+        did["group_attentions_shortcut"] = group_shortcut.rewrite(model, fold=options.fold)
+        onnx.save(model, str(dst))
+        return did

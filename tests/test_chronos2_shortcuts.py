@@ -1,0 +1,125 @@
+"""The chronos2_shortcuts pass (onnxship/chronos/group_shortcut.py, forecast_tokens.py) on a tiny
+Chronos-2 checkpoint: bit for bit the exported graph's answers without folding, on batches with
+NaN holes and NaN-padded short rows, with and without shared groups (covariates); the library's
+answers with folding; padded tokens get other hidden states inside, which never reach a forecast;
+the full attention is still what shared groups get."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxship import passes
+from onnxship.chronos import forecast_tokens, group_shortcut
+from onnxship.contract import CONTEXT, ModelIO
+from onnxship.forecasting.rollout import forecast_windows
+from onnxship.runtime import OnnxModel
+from tests.builders import feed, pipeline, spec_of
+
+pytest.importorskip("chronos")
+
+PATTERNS = {"none": (), "known_future": (("temperature", True), ("load", False))}
+SHAPES = ((1, 17), (4, 70), (3, 300))  # batch, context length (300 > the checkpoint's 256)
+GROUP_OUT = "/model/encoder/block.0/layer.1/Transpose_1_output_0"  # the group attention block's output
+
+
+@pytest.fixture(scope="module")
+def exported():
+    family, est = pipeline("chronos2")
+    out = {}
+    for pattern, covariates in PATTERNS.items():
+        spec = spec_of(est, 24, covariates)
+        out[pattern] = (family, est, spec, family.to_onnx(est, ModelIO.forecast(spec), 17))
+    return out
+
+
+def rewritten(model: onnx.ModelProto, fold: bool, tokens: bool = True) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    if tokens:
+        forecast_tokens.rewrite(copy)
+    group_shortcut.rewrite(copy, fold=fold)
+    onnx.checker.check_model(copy)
+    return copy
+
+
+def served(model: onnx.ModelProto, spec, windows) -> np.ndarray:
+    session = OnnxModel(model.SerializeToString())
+    return forecast_windows(lambda f: session.run_feed(f)[0], spec, windows)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_exact_shortcuts_answer_bit_for_bit(exported, pattern):
+    _, _, spec, model = exported[pattern]
+    fast = rewritten(model, fold=False)
+    for batch, length in SHAPES:
+        windows = feed(spec, batch, length, seed=length)
+        assert np.array_equal(served(fast, spec, windows), served(model, spec, windows)), (batch, length)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_folded_shortcuts_answer_like_the_library(exported, pattern):
+    family, est, spec, model = exported[pattern]
+    fast = rewritten(model, fold=True)
+    for batch, length in SHAPES:
+        windows = feed(spec, batch, length, seed=length)
+        native = family.forecast(est, windows, spec)
+        scale = np.nanstd(windows[CONTEXT])
+        assert np.abs(served(fast, spec, windows) - native).max() <= 1e-4 * scale + 1e-5, (batch, length)
+
+
+def with_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return copy
+
+
+def test_padded_tokens_differ_inside_but_never_reach_the_forecast(exported):
+    """Where a row's patch is all NaN the library averages the batch's values; the shortcut keeps
+    the row's own: different hidden states there (so the check below is not vacuous), none
+    elsewhere, and the same quantiles bit for bit."""
+    _, _, spec, model = exported["none"]
+    windows = feed(spec, 4, 70, seed=3)  # row 1 is NaN-padded on its left half
+    graph_feed = spec.graph_feed(windows)
+    assert len(set(graph_feed["group_ids"].tolist())) == len(graph_feed["group_ids"])
+    before = OnnxModel(with_output(model, GROUP_OUT).SerializeToString()).run_feed(graph_feed)
+    fast = rewritten(model, fold=False, tokens=False)
+    after = OnnxModel(with_output(fast, GROUP_OUT).SerializeToString()).run_feed(graph_feed)
+    assert np.array_equal(before[0], after[0])
+    differs = np.abs(before[1] - after[1]).max(axis=-1) > 0  # [rows, tokens]
+    assert differs.any()
+    assert differs[1].any() and not differs[[0, 2, 3]].any()  # only the padded row, only its padding
+    row = graph_feed[CONTEXT][1]
+    left = np.full(-len(row) % 16, np.nan, np.float32)  # the model left-pads to whole patches
+    padded_patches = np.isnan(np.concatenate([left, row])).reshape(-1, 16).all(axis=1)
+    assert differs[1, : len(padded_patches)][padded_patches].all()
+    assert not differs[1, : len(padded_patches)][~padded_patches].any()
+
+
+def test_shared_groups_still_get_the_full_attention(exported):
+    """Forcing the shortcut on a target with its covariates (one group) changes the forecast:
+    the If's else branch is doing real work, and the bit-for-bit check would catch its loss."""
+    _, _, spec, model = exported["known_future"]
+    fast = rewritten(model, fold=False)
+    forced = onnx.ModelProto()
+    forced.CopyFrom(fast)
+    flag = next(n for n in forced.graph.node if n.output[0] == group_shortcut.FLAG)
+    forced.graph.node.remove(flag)
+    true = helper.make_tensor("t", TensorProto.BOOL, [], [True])
+    forced.graph.node.insert(0, helper.make_node("Constant", [], [group_shortcut.FLAG], value=true))
+    windows = feed(spec, 2, 70)
+    assert not np.array_equal(served(forced, spec, windows), served(model, spec, windows))
+    assert np.array_equal(served(fast, spec, windows), served(model, spec, windows))
+
+
+def test_a_graph_that_is_not_chronos2_is_refused(tmp_path):
+    family, est = pipeline("chronos_bolt")
+    spec = spec_of(est, 16)
+    src = tmp_path / "bolt.onnx"
+    onnx.save(family.to_onnx(est, ModelIO.forecast(spec), 17), src)
+    pass_ = passes.get("chronos2_shortcuts")
+    with pytest.raises(ValueError, match="no group_ids input"):
+        pass_.run(src, tmp_path / "out.onnx", pass_.options({}), passes.PassContext("chronos_bolt"))
