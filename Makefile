@@ -67,7 +67,8 @@ promote: install ## move `champion` to the version aliased `candidate`: make pro
 bench-workload: install ## the registered forecasters on M3 and Tourism monthly, native vs ONNX -> reports/workloads/ (after make run)
 	python -m tools.bench_workload
 
-bench-trees: install ## CatBoost vs its TreeEnsemble graph vs oblivious trees in standard operators -> reports/peers/trees.json (after make run)
+bench-trees: install ## the tree models vs their libraries, ORT graphs and compiled trees (lleaves, TL2cgen) -> reports/peers/trees.json (after make run)
+	python -m tools.install $(BIN)/python -e ".[dev,peers]" -c constraints.txt
 	python -m tools.bench_trees
 
 peer-olive: install ## Olive's automatic routes vs our registered variant on the same graph -> reports/peers/olive.json (MODEL=chronos2_release_speed)

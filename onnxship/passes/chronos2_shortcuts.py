@@ -1,6 +1,7 @@
-"""Chronos-2 specialised where its algebra allows (onnxship/chronos/group_shortcut.py and
-forecast_tokens.py say why each holds): the group attention skipped when every row is its own
-group, the last block's group attention and feed-forward run on the forecast's tokens only."""
+"""Chronos-2 specialised where its algebra allows (onnxship/chronos/group_shortcut.py,
+forecast_tokens.py and time_attention.py say why each holds): the group attention skipped when
+every row is its own group, the last block's group attention and feed-forward run on the
+forecast's tokens only, the time attention as ONNX Runtime's fused MultiHeadAttention."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ class Chronos2ShortcutsOptions(PassOptions):
     forecast_tokens: bool = Field(
         True, description="last block past its time attention on future tokens only"
     )
+    fused_attention: bool = Field(True, description="time attention as com.microsoft.MultiHeadAttention")
 
 
 @register
 class Chronos2ShortcutsPass(Pass):
     name = "chronos2_shortcuts"
+    runtime_ops = True  # com.microsoft.MultiHeadAttention: checked by loading it into ORT
     Options = Chronos2ShortcutsOptions
 
     def run(
@@ -33,10 +36,14 @@ class Chronos2ShortcutsPass(Pass):
     ) -> dict[str, Any]:
         import onnx
 
-        from onnxship.chronos import forecast_tokens, group_shortcut
+        from onnxship.chronos import forecast_tokens, group_shortcut, time_attention
 
         model = load_without_shapes(src)
+        if group_shortcut.GROUP_IDS not in {i.name for i in model.graph.input}:
+            raise ValueError("not a Chronos-2 forecast graph: no group_ids input")
         did: dict[str, Any] = {}
+        if options.fused_attention:
+            did["time_attentions_fused"] = time_attention.rewrite(model)
         if options.forecast_tokens:  # first: it expects the graph without the shortcut's subgraphs
             did["forecast_token_layers"] = forecast_tokens.rewrite(model)
         did["group_attentions_shortcut"] = group_shortcut.rewrite(model, fold=options.fold)
