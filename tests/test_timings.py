@@ -33,7 +33,13 @@ def test_the_readme_section_is_filled_between_its_markers_only(tmp_path: Path, m
             "date": "2026-12-06",
             "stages": timings.stage_seconds([("benchmark", "cnn", 45.5)]),
         },
-        "test": {"wall_s": 840.0, "cpus": 2, "commit": "abc1234", "date": "2026-12-06"},
+        "test": {
+            "wall_s": 840.0,
+            "cpus": 2,
+            "cpu": "AMD EPYC, AVX2",
+            "commit": "abc1234",
+            "date": "2026-12-06",
+        },
     }
     text = timings.render(report)
     timings.fill_readme(text)
@@ -42,6 +48,12 @@ def test_the_readme_section_is_filled_between_its_markers_only(tmp_path: Path, m
     assert "`make run`: **10.0 min**" in out and "`make test`: **14.0 min**" in out
     assert "| benchmark | 1 | 46 | cnn (46 s) |" in out
     assert "commit `abc1234`" in out
+    # the CPU where it was recorded: the same commit takes minutes longer on a slower one
+    assert (
+        "(2 cores AMD EPYC, AVX2, commit" in out
+        and "**10.0 min** wall, install included (2 cores, commit" in out
+    )
+    assert timings.cpu().rsplit(", ", 1)[1] in ("AVX-512 VNNI", "AVX-512", "AVX2", "no AVX2")
 
 
 def test_the_readme_holds_the_markers_make_run_fills():

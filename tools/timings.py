@@ -64,6 +64,32 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def cpu() -> str:
+    """The processor, and the widest vector units the timings lean on (CPUs differ run to run)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []
+    )
+    units = [
+        u
+        for u, flag in (("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+        if flag in flags
+    ]
+    return f"{name or 'unknown CPU'}, {units[0] if units else 'no AVX2'}"
+
+
+def where(r: dict) -> str:
+    """(2 cores, CPU, commit, date): the CPU only where recorded (entries before it was)."""
+    machine = f"{r['cpus']} cores" + (f" {r['cpu']}" if r.get("cpu") else "")
+    return f"({machine}, commit `{r['commit']}`, {r['date']})"
+
+
 def render(report: dict) -> str:
     """The markdown the README's generated section and reports/timings.md hold."""
     lines = []
@@ -71,8 +97,7 @@ def render(report: dict) -> str:
         if command in report:
             r = report[command]
             lines.append(
-                f"- `make {command}`: **{r['wall_s'] / 60:.1f} min** wall, install included "
-                f"({r['cpus']} cores, commit `{r['commit']}`, {r['date']})"
+                f"- `make {command}`: **{r['wall_s'] / 60:.1f} min** wall, install included {where(r)}"
             )
     image_report = ROOT / "reports" / "image.json"  # written by `make image` (tools/image.py)
     if image_report.exists():
@@ -115,6 +140,7 @@ def main(argv: list[str]) -> int:
         entry = {
             "wall_s": round(time.time() - since, 1),
             "cpus": os.cpu_count(),
+            "cpu": cpu(),
             "commit": commit(),
             "date": time.strftime("%Y-%m-%d"),
         }
