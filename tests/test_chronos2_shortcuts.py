@@ -104,6 +104,26 @@ def test_padded_tokens_differ_inside_but_never_reach_the_forecast(exported):
     assert not differs[1, : len(padded_patches)][~padded_patches].any()
 
 
+def test_every_block_is_rewritten_and_the_folded_shortcut_is_taken(exported):
+    """Each rewrite reports one change per encoder block (the tiny checkpoint has one), and the
+    folded shortcut changes the padded tokens' hidden states as the exact one does, so its branch
+    is the one that ran."""
+    _, est, spec, model = exported["none"]
+    blocks = est.model.config.num_layers
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    assert time_attention.rewrite(copy) == blocks
+    assert forecast_tokens.rewrite(copy) == 2
+    assert group_shortcut.rewrite(copy, fold=True) == blocks
+    graph_feed = spec.graph_feed(feed(spec, 4, 70, seed=3))
+    before = OnnxModel(with_output(model, GROUP_OUT).SerializeToString()).run_feed(graph_feed)
+    folded = rewritten(model, fold=True, tokens=False)
+    after = OnnxModel(with_output(folded, GROUP_OUT).SerializeToString()).run_feed(graph_feed)
+    moved = np.abs(before[1] - after[1]).max(axis=-1)  # [rows, tokens]
+    assert moved[1].max() > 1e-3 > moved[[0, 2, 3]].max()  # the padded row's padding, and rounding
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-5, atol=1e-5)
+
+
 def test_shared_groups_still_get_the_full_attention(exported):
     """Forcing the shortcut on a target with its covariates (one group) changes the forecast:
     the If's else branch is doing real work, and the bit-for-bit check would catch its loss."""

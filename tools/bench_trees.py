@@ -9,7 +9,7 @@ For XGBoost, LightGBM and CatBoost (models/native/<model>, trained by make run):
                     (onnxship/trees/oblivious.py, the `oblivious` variant)
   lleaves           (LightGBM) the model compiled by LLVM (lleaves), one thread
   tl2cgen           (XGBoost, LightGBM) the model compiled to C by TL2cgen (treelite) and gcc,
-                    one thread
+                    one thread; its time includes wrapping the rows in its DMatrix, as a call does
 A peer that is not installed or cannot take the model is recorded with the reason, not fatal.
 
 Writes reports/peers/trees.json: per model, agreement with native on the test split (rows equal
@@ -124,6 +124,8 @@ def peer_engines(name: str, est, workdir: Path) -> tuple[dict[str, Callable], di
             engines["lleaves"] = lambda X: compiled.predict(X, n_jobs=1)
         except ImportError as err:
             missing["lleaves"] = f"not installed ({err.name}): make bench-trees installs the peers extra"
+        except Exception as err:  # a compiler that fails is recorded, not fatal
+            missing["lleaves"] = f"{type(err).__name__}: {err}"
     else:
         missing["lleaves"] = "LightGBM only"
     try:
@@ -141,6 +143,8 @@ def peer_engines(name: str, est, workdir: Path) -> tuple[dict[str, Callable], di
         engines["tl2cgen"] = lambda X: predictor.predict(tl2cgen.DMatrix(X)).reshape(-1)
     except ImportError as err:
         missing["tl2cgen"] = f"not installed ({err.name}): make bench-trees installs the peers extra"
+    except Exception as err:  # e.g. no C compiler
+        missing["tl2cgen"] = f"{type(err).__name__}: {err}"
     return engines, missing
 
 

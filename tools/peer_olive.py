@@ -3,7 +3,7 @@
     tools/peer_olive.sh EXPORTED_ONNX OUT_DIR          # the peer's models (separate venv)
     python -m tools.peer_olive --ours int8=OURS.onnx --peer-dir OUT_DIR --feeds FEEDS.npz \
         [--reference REF.npz|none] [--baseline fp32=EXPORTED_ONNX] [--batch-sizes 1 32] \
-        [--rounds 20 5] [--out reports/peer_olive.json]
+        [--rounds 20 12] [--out reports/peer_olive.json]
 
 For every model (ours, every *.onnx under --peer-dir, optional baselines): load it with ONNX
 Runtime on the CPU (intra_op_num_threads, no spinning: "session.intra_op.allow_spinning" = "0", as
@@ -159,6 +159,22 @@ def compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict:
     return result
 
 
+def interval_ms(samples: list[float]) -> list[float]:
+    """The p50's 95 % order-statistic interval (onnxship.measure.intervals)."""
+    from onnxship.measure.intervals import percentile_interval
+
+    found = percentile_interval(np.asarray(samples), 50)
+    return [round(found.low, 2), round(found.high, 2)]
+
+
+def paired_ratio(peer: list[float], ours: list[float]) -> dict:
+    """Median of peer / ours per round with its 95 % interval."""
+    from onnxship.measure.intervals import percentile_interval
+
+    found = percentile_interval(np.asarray(peer) / np.asarray(ours), 50)
+    return {"p50": round(found.estimate, 3), "ci": [round(found.low, 3), round(found.high, 3)], "n": found.n}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ours", action="append", required=True, help="[name=]path, repeatable")
@@ -173,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         nargs="+",
-        default=[20, 5],
+        default=[20, 12],
         help="timed rounds: one value, or one per batch size",
     )
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per model and batch size")
@@ -285,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = {
             name: {
                 "p50_ms": round(float(np.percentile(s, 50)), 2),
+                "p50_ci_ms": interval_ms(s),
                 "p90_ms": round(float(np.percentile(s, 90)), 2),
                 "min_ms": round(min(s), 2),
                 "n": len(s),
@@ -305,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
             "best_peer": best_peer,
             "best_peer_over_best_ours": (
                 round(peers[best_peer] / ours[best_ours], 3) if best_peer and best_ours else None
+            ),
+            # the same ratio round by round (each round times both, back to back): its median and
+            # 95 % interval, so machine noise that hits a whole round cancels
+            "best_peer_over_best_ours_by_round": (
+                paired_ratio(samples[best_peer], samples[best_ours]) if best_peer and best_ours else None
             ),
         }
         print(f"  batch {b}: {rounds[b]} rounds x {len(live)} models timed", flush=True)
@@ -383,7 +405,9 @@ def print_table(report: dict) -> None:
         if t["best_peer"]:
             print(
                 f"batch {b}: best peer {t['best_peer']} / best ours {t['best_ours']} = "
-                f"{t['best_peer_over_best_ours']} (> 1: ours faster)"
+                f"{t['best_peer_over_best_ours']} (> 1: ours faster); round by round "
+                f"{t['best_peer_over_best_ours_by_round']['p50']} "
+                f"[{t['best_peer_over_best_ours_by_round']['ci'][0]}-{t['best_peer_over_best_ours_by_round']['ci'][1]}]"
             )
     print(f"ratios: model p50 / {ref_ours} p50; diffs vs {report['settings']['outputs_compared_against']}")
 

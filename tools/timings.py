@@ -65,23 +65,24 @@ def commit() -> str:
 
 
 def cpu() -> str:
-    """The processor, and the widest vector units the timings lean on (CPUs differ run to run)."""
+    """ "<processor>, <widest vector unit>": the timings lean on the unit (CPUs differ run to run)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return "unknown CPU"
-    name = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
-    )
+        info = ""
+    lines = info.splitlines()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
     flags = next(
-        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []
+        (line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), []
     )
-    units = [
-        u
-        for u, flag in (("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
-        if flag in flags
-    ]
-    return f"{name or 'unknown CPU'}, {units[0] if units else 'no AVX2'}"
+    units = (
+        ("AVX-512 VNNI", "avx512_vnni"),
+        ("AVX-512", "avx512f"),
+        ("AVX-VNNI", "avx_vnni"),
+        ("AVX2", "avx2"),
+    )
+    widest = next((unit for unit, flag in units if flag in flags), "no AVX2")
+    return f"{name or 'unknown CPU'}, {widest}"
 
 
 def where(r: dict) -> str:
