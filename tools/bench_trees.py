@@ -3,7 +3,8 @@
     make bench-trees        (after make run; installs the peers extra: lleaves, treelite, tl2cgen)
 
 For XGBoost, LightGBM and CatBoost (models/native/<model>, trained by make run):
-  native            the library's own predict, one thread
+  native            the library's own predict, one thread (the family's call, as the benchmark
+                    stage times it)
   onnx_registered   ONNX Runtime on the variant the package stage registered
   oblivious_graph   (CatBoost) ORT on the oblivious trees in standard operators
                     (onnxship/trees/oblivious.py, the `oblivious` variant)
@@ -97,16 +98,6 @@ def timed(engines: dict[str, Callable], X: np.ndarray) -> dict:
     return result
 
 
-def native_engine(name: str, est) -> Callable:
-    """The library's own predict on one thread."""
-    if name == "xgboost":
-        est.set_params(n_jobs=1)
-        return est.predict
-    if name == "lightgbm":
-        return lambda X: est.predict(X, num_threads=1)
-    return lambda X: est.predict(X, thread_count=1)
-
-
 def peer_engines(name: str, est, workdir: Path) -> tuple[dict[str, Callable], dict[str, str]]:
     """Compiled-tree peers that take this model: (engines, {peer: why not})."""
     engines: dict[str, Callable] = {}
@@ -155,21 +146,23 @@ def bench_model(name: str, X: np.ndarray, workdir: Path) -> dict:
     from onnxship.io import read_json
     from onnxship.trees.oblivious import rewrite
 
-    _, est, _ = families.load_native(ROOT / "models" / "native" / name)
+    family, est, meta = families.load_native(ROOT / "models" / "native" / name)
+    family.set_threads(1)
+    native = family.native_call(est, meta)  # what the benchmark stage times natively
     variant = read_json(ROOT / "reports" / "package" / f"{name}.json")["variant"]
     graph = onnx.load(str(ROOT / "models" / "optimized" / name / f"{variant}.onnx"))
-    engines = {"native": native_engine(name, est), "onnx_registered": session(graph)}
+    engines = {"native": lambda X: native({"input": X}).values, "onnx_registered": session(graph)}
     if name == "catboost":
         standard = copy.deepcopy(onnx.load(str(ROOT / "models" / "onnx" / name / "model.onnx")))
         if rewrite(standard) == 1:
             engines["oblivious_graph"] = session(standard)
     peers, missing = peer_engines(name, est, workdir)
     engines |= peers
-    native = np.asarray(engines["native"](X), dtype=np.float64).reshape(-1)
+    answers = np.asarray(engines["native"](X), dtype=np.float64).reshape(-1)
     report: dict = {
         "registered_variant": variant,
         "peers_missing": missing,
-        "agreement_on_test_split": {n: agreement(native, engines[n](X)) for n in engines if n != "native"},
+        "agreement_on_test_split": {n: agreement(answers, engines[n](X)) for n in engines if n != "native"},
         "batches": {},
     }
     for batch in BATCH_SIZES:

@@ -403,11 +403,11 @@ def print_table(report: dict) -> None:
     for b in sizes:
         t = timing[b]
         if t["best_peer"]:
+            paired = t["best_peer_over_best_ours_by_round"]
             print(
                 f"batch {b}: best peer {t['best_peer']} / best ours {t['best_ours']} = "
                 f"{t['best_peer_over_best_ours']} (> 1: ours faster); round by round "
-                f"{t['best_peer_over_best_ours_by_round']['p50']} "
-                f"[{t['best_peer_over_best_ours_by_round']['ci'][0]}-{t['best_peer_over_best_ours_by_round']['ci'][1]}]"
+                f"{paired['p50']} [{paired['ci'][0]}-{paired['ci'][1]}]"
             )
     print(f"ratios: model p50 / {ref_ours} p50; diffs vs {report['settings']['outputs_compared_against']}")
 
