@@ -63,6 +63,16 @@ def test_every_family_names_the_summary_group_it_is_ranked_in():
     assert family_group("no_such_family") == "other"
 
 
+def test_the_summary_says_why_native_wins_where_a_family_knows():
+    """Where native beats every proven graph the summary gives the gap (onnxship/report/summary.py)
+    and, for the tree families measured to lose at large batches, the cause."""
+    from onnxship.report.summary import native_faster_why
+
+    assert "oblivious" in native_faster_why("catboost") and native_faster_why("catboost").startswith(" Why: ")
+    assert "blocks of rows" in native_faster_why("xgboost")
+    assert native_faster_why("lightgbm") == "" and native_faster_why("no_such_family") == ""
+
+
 def test_unknown_family_lists_the_registered_ones():
     with pytest.raises(UnknownEntryError, match=r"unknown model family 'nope'.*xgboost"):
         families.get("nope")

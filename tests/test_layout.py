@@ -9,7 +9,8 @@ import ast
 import yaml
 
 from tests.conftest import ROOT, modules_loaded_by
-from tools.stage_deps import CODE_DIR, CODE_STAGE, closure, dep_errors, digest_text, stage_closures
+from tools.stage_deps import CODE_DIR, CODE_STAGE, TOOL_STAGES, closure, dep_errors, digest_text, stage_closures
+from tools.stage_params import PARAMS_DIR, write_params_files
 
 MAX_STAGE_LINES = 100
 
@@ -34,6 +35,33 @@ def test_a_missing_code_file_or_a_stray_code_path_is_named(tmp_path):
     assert "onnxship/runtime.py" in errors[CODE_STAGE]
 
 
+def test_a_missing_params_file_or_a_stray_params_list_is_named(tmp_path):
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    benchmark = dvc_yaml["stages"]["benchmark"]["do"]
+    benchmark["deps"] = [d for d in benchmark["deps"] if not d.startswith(str(PARAMS_DIR))]
+    dvc_yaml["stages"]["train"]["do"]["params"] = ["seed"]
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(yaml.safe_dump(dvc_yaml))
+    errors = dep_errors(broken)
+    assert errors["benchmark"] == "needs reports/params/benchmark/${key}.yaml in its deps"
+    assert errors["train"].startswith("lists params: reports/params/train/${key}.yaml covers them")
+
+
+def test_the_committed_params_files_are_what_stage_params_writes(tmp_path):
+    """dvc.lock records them: a stale one would make DVC decide from old values."""
+    written = write_params_files(tmp_path / "params", ROOT / "params.yaml")
+    committed = sorted((ROOT / PARAMS_DIR).rglob("*.yaml"))
+    assert [p.relative_to(tmp_path / "params") for p in written] == [p.relative_to(ROOT / PARAMS_DIR) for p in committed]
+    for fresh in written:
+        relative = fresh.relative_to(tmp_path / "params")
+        assert (ROOT / PARAMS_DIR / relative).read_text() == fresh.read_text(), (
+            f"{PARAMS_DIR}/{relative} is stale: run `dvc repro params` (or make run)"
+        )
+    # a model's file holds its own zoo entry and no other model's
+    train_xgboost = yaml.safe_load((tmp_path / "params" / "train" / "xgboost.yaml").read_text())
+    assert set(train_xgboost) == {"zoo.models.xgboost", "seed"}
+
+
 def test_the_closure_follows_function_level_imports_and_plugin_packages():
     files = {str(p) for p in closure(ROOT / "stages" / "validate.py")}
     assert "onnxship/parity/rows.py" in files and "onnxship/parity/hostile.py" in files
@@ -42,7 +70,7 @@ def test_the_closure_follows_function_level_imports_and_plugin_packages():
 
 
 def test_stages_holds_only_thin_dvc_stage_scripts():
-    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]) - {CODE_STAGE}
+    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]) - set(TOOL_STAGES)
     scripts = {p.stem for p in (ROOT / "stages").glob("*.py") if p.stem not in ("__init__", "__main__")}
     assert scripts == stages
     for name in scripts:

@@ -23,11 +23,15 @@ from pathlib import Path
 
 import yaml
 
+from tools.stage_params import PARAMS_STAGE, params_file
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("onnxship", "stages", "serving", "tools")
 PLUGIN_PACKAGES = ("onnxship.families", "onnxship.passes")
 CODE_STAGE = "code"  # dvc.yaml's first stage: writes CODE_DIR from the code folders
 CODE_DIR = Path("reports/code")
+# dvc.yaml's stages that run a tool, not a script in stages/ (stage `params`: tools/stage_params.py)
+TOOL_STAGES = (CODE_STAGE, PARAMS_STAGE)
 
 
 def module_file(module: str) -> Path | None:
@@ -81,7 +85,7 @@ def closure(script: Path) -> set[Path]:
 
 def stage_closures(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, set[Path]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    return {name: closure(ROOT / "stages" / f"{name}.py") for name in stages if name != CODE_STAGE}
+    return {name: closure(ROOT / "stages" / f"{name}.py") for name in stages if name not in TOOL_STAGES}
 
 
 def code_file(stage: str) -> Path:
@@ -109,16 +113,23 @@ def write_code_files(folder: Path, dvc_yaml: Path = ROOT / "dvc.yaml") -> list[P
 
 
 def dep_errors(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
-    """stage -> what is wrong with its code deps: each stage names its own code file and no code
-    path of its own (the file covers them); `code` depends on every folder a closure reaches."""
+    """stage -> what is wrong with its code or params deps: each stage names its own code file
+    and params file, and no code path or params key of its own (the files cover them); `code`
+    depends on every folder a closure reaches."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
     for name in stage_closures(dvc_yaml):
-        deps = [Path(d) for d in stages[name].get("do", stages[name]).get("deps", [])]
+        body = stages[name].get("do", stages[name])
+        deps = [Path(d) for d in body.get("deps", [])]
+        own_params = params_file(name, "${key}")
         if code_file(name) not in deps:
             out[name] = f"needs {code_file(name)} in its deps"
+        elif own_params not in deps:
+            out[name] = f"needs {own_params} in its deps"
         elif any(d.parts[0] in PACKAGES for d in deps):
             out[name] = "lists code paths: its code file covers them"
+        elif body.get("params"):
+            out[name] = f"lists params: {own_params} covers them (tools/stage_params.py READS)"
     watched = [Path(d) for d in stages.get(CODE_STAGE, {}).get("deps", [])]
     reached = set().union(*stage_closures(dvc_yaml).values())
     unwatched = sorted(str(f) for f in reached if not any(_covered(f, d) for d in watched))

@@ -27,6 +27,9 @@ class Family:
 
     name: ClassVar[str]
     group: ClassVar[str] = "other"  # the family group the summary ranks it in
+    # why native can beat every ONNX graph of this family at large batches, where it was measured
+    # to (the summary says it beside the batch sizes where it does)
+    native_faster_why: ClassVar[str] = ""
     native_file: ClassVar[str]  # file name inside models/native/<model>/
     converter: ClassVar[str]  # library that writes the ONNX graph
     estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises

@@ -20,6 +20,10 @@ class XGBoostFamily(Family):
     native_file = "model.json"
     converter = "onnxmltools"
     estimator_types = ("XGBRegressor", "XGBClassifier")
+    native_faster_why = (
+        "XGBoost's own predictor walks each tree for blocks of rows at a time; at this size even "
+        "compiled trees (TL2cgen) do not beat it (reports/peers/trees.json)"
+    )
     layouts = ("rows", "columns")
 
     tiny_spec: ClassVar[dict[str, Any]] = {"params": {"n_estimators": 15, "max_depth": 3}}

@@ -29,6 +29,18 @@ def family_group(family: str) -> str:
         return "other"
 
 
+def native_faster_why(family: str) -> str:
+    """' Why: ...' for a family that says why its native runtime can win (Family.native_faster_why)."""
+    from onnxship import families
+    from onnxship.errors import UnknownEntryError
+
+    try:
+        why = families.get(family).native_faster_why
+    except UnknownEntryError:
+        return ""
+    return f" Why: {why}." if why else ""
+
+
 def _read(path: Path) -> dict:
     return read_json(path) if path.exists() else {}
 
@@ -360,5 +372,7 @@ def candidates_markdown(cfg: DictConfig, names: list[str]) -> str:
             f"{b} rows ({r['fastest_proven_speedup']:.2f}×)" for b, r in regimes.items() if r["native_faster"]
         ]
         if slower:
-            lines += ["", "Native is faster than every proven variant at " + ", ".join(slower) + "."]
+            family = _read(reports / "validate" / f"{name}.json").get("family") or ""
+            why = native_faster_why(family)
+            lines += ["", "Native is faster than every proven variant at " + ", ".join(slower) + "." + why]
     return "\n".join(lines) + "\n"

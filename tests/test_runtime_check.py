@@ -1,0 +1,70 @@
+"""The input check in front of every ONNX Runtime call (onnxship/runtime.py OnnxModel.check): its
+one-pass fast path for finite float32 rows, and the detailed path for everything else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from onnxship.runtime import InputError, OnnxModel
+
+FEATURES = 4
+
+
+def doubling_model(allow_nan: bool = True) -> OnnxModel:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", FEATURES])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return OnnxModel(model.SerializeToString(), allow_nan=allow_nan)
+
+
+def test_finite_float32_rows_pass_as_they_are():
+    rows = np.arange(8, dtype=np.float32).reshape(2, FEATURES)
+    checked = doubling_model().check(rows)
+    assert checked.dtype == np.float32 and checked.flags.c_contiguous
+    np.testing.assert_array_equal(checked, rows)
+    np.testing.assert_array_equal(doubling_model().run(rows)["y"], rows * 2)
+
+
+def test_rows_that_are_not_contiguous_are_checked_and_made_contiguous():
+    wide = np.arange(16, dtype=np.float32).reshape(2, 2 * FEATURES)
+    strided = wide[:, ::2]
+    checked = doubling_model().check(strided)
+    assert checked.flags.c_contiguous
+    np.testing.assert_array_equal(checked, strided)
+
+
+def test_large_finite_values_whose_squares_overflow_are_accepted():
+    """The fast path's sum of squares overflows past |x| ~ 1.8e19: such rows take the detailed
+    path, which accepts every finite float32."""
+    rows = np.full((1, FEATURES), 3.0e38, dtype=np.float32)
+    np.testing.assert_array_equal(doubling_model().check(rows), rows)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinity_is_refused(bad):
+    rows = np.zeros((3, FEATURES), dtype=np.float32)
+    rows[2, 1] = bad
+    with pytest.raises(InputError, match=r"input contains \+/-inf"):
+        doubling_model().check(rows)
+
+
+def test_nan_is_refused_only_by_a_model_that_takes_no_missing_values():
+    rows = np.zeros((2, FEATURES), dtype=np.float32)
+    rows[1, 3] = np.nan
+    assert np.isnan(doubling_model(allow_nan=True).check(rows)[1, 3])
+    with pytest.raises(InputError, match="does not accept missing values"):
+        doubling_model(allow_nan=False).check(rows)
+
+
+def test_float64_beyond_the_float32_range_is_refused_without_echoing_it():
+    rows = np.zeros((1, FEATURES))
+    rows[0, 0] = 1.2345e300
+    with pytest.raises(InputError, match="beyond the float32 range") as err:
+        doubling_model().check(rows)
+    assert "1.2345" not in str(err.value)

@@ -1,0 +1,104 @@
+"""What the input check in front of a small ONNX Runtime call costs, measured side by side.
+
+    python -m tools.bench_check [models/optimized/lightgbm/base.onnx] [--rounds 40] [--calls 500]
+
+One process, one session (one intra-op thread, spinning off), one float32 row of the test split:
+in interleaved rounds (order rotated each round) it times `session.run` alone, after each
+finiteness check the runtime has used (a float64 sum; a float32 dot, onnxship/runtime.py), and
+the whole checked call the benchmark and serving make (OnnxModel.run). Per variant: the p50 of
+round medians with its 95 % interval; writes reports/peers/check_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onnxship.io import write_json
+from onnxship.measure.intervals import percentile_interval
+
+REPORT = Path("reports/peers/check_cost.json")
+
+
+def variants(model, row: np.ndarray) -> dict:
+    session, names, feed_name = model.session, model.output_names, model.input_name
+
+    def run_alone() -> None:
+        session.run(names, {feed_name: row})
+
+    def after_sum64() -> None:
+        if np.isfinite(row.sum(dtype=np.float64)):
+            session.run(names, {feed_name: row})
+
+    def after_dot() -> None:
+        flat = row.reshape(-1)
+        if math.isfinite(float(np.dot(flat, flat))):
+            session.run(names, {feed_name: row})
+
+    def checked_call() -> None:
+        model.run(row)
+
+    return {"run_alone": run_alone, "after_sum64": after_sum64, "after_dot": after_dot, "checked_call": checked_call}
+
+
+def main(argv: list[str]) -> int:
+    from onnxship.runtime import InferenceSettings, OnnxModel
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default="models/optimized/lightgbm/base.onnx")
+    parser.add_argument("--data", default="data/prepared/test.parquet")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=500)
+    args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        print(f"{args.model} is missing: run `make run` first", file=sys.stderr)
+        return 2
+    model = OnnxModel(args.model, InferenceSettings(intra_op_threads=1, allow_spinning=False))
+    import pandas as pd
+
+    frame = pd.read_parquet(args.data)
+    row = np.ascontiguousarray(frame.iloc[:1, : model.n_features].to_numpy(np.float32))
+    calls = variants(model, row)
+    for call in calls.values():  # warm each path
+        for _ in range(50):
+            call()
+    medians: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    for r in range(args.rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            samples = []
+            for _ in range(args.calls):
+                start = time.perf_counter_ns()
+                calls[name]()
+                samples.append(time.perf_counter_ns() - start)
+            medians[name].append(float(np.median(samples)) / 1e3)
+    result = {}
+    for name, values in medians.items():
+        p50 = percentile_interval(np.asarray(values), 50)
+        result[name] = {"p50_us": round(p50.estimate, 2), "p50_ci_us": [round(p50.low, 2), round(p50.high, 2)]}
+    base = result["run_alone"]["p50_us"]
+    for entry in result.values():
+        entry["vs_run_alone"] = round(entry["p50_us"] / base, 3)
+    report = {
+        "model": args.model,
+        "rows": 1,
+        "settings": {"intra_op_threads": 1, "allow_spinning": False, "rounds": args.rounds, "calls_per_round": args.calls},
+        "machine": platform.processor() or platform.machine(),
+        "interleaved": True,
+        "us_per_call": result,
+    }
+    write_json(REPORT, report)
+    for name, entry in result.items():
+        print(f"{name:14s} p50 {entry['p50_us']:7.2f} us  95% CI {entry['p50_ci_us']}  x{entry['vs_run_alone']}")
+    print(f"-> {REPORT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
