@@ -9,7 +9,15 @@ import ast
 import yaml
 
 from tests.conftest import ROOT, modules_loaded_by
-from tools.stage_deps import CODE_DIR, CODE_STAGE, TOOL_STAGES, closure, dep_errors, digest_text, stage_closures
+from tools.stage_deps import (
+    CODE_DIR,
+    CODE_STAGE,
+    TOOL_STAGES,
+    closure,
+    dep_errors,
+    digest_text,
+    stage_closures,
+)
 from tools.stage_params import PARAMS_DIR, write_params_files
 
 MAX_STAGE_LINES = 100
@@ -51,7 +59,9 @@ def test_the_committed_params_files_are_what_stage_params_writes(tmp_path):
     """dvc.lock records them: a stale one would make DVC decide from old values."""
     written = write_params_files(tmp_path / "params", ROOT / "params.yaml")
     committed = sorted((ROOT / PARAMS_DIR).rglob("*.yaml"))
-    assert [p.relative_to(tmp_path / "params") for p in written] == [p.relative_to(ROOT / PARAMS_DIR) for p in committed]
+    assert [p.relative_to(tmp_path / "params") for p in written] == [
+        p.relative_to(ROOT / PARAMS_DIR) for p in committed
+    ]
     for fresh in written:
         relative = fresh.relative_to(tmp_path / "params")
         assert (ROOT / PARAMS_DIR / relative).read_text() == fresh.read_text(), (

@@ -44,7 +44,12 @@ def variants(model, row: np.ndarray) -> dict:
     def checked_call() -> None:
         model.run(row)
 
-    return {"run_alone": run_alone, "after_sum64": after_sum64, "after_dot": after_dot, "checked_call": checked_call}
+    return {
+        "run_alone": run_alone,
+        "after_sum64": after_sum64,
+        "after_dot": after_dot,
+        "checked_call": checked_call,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -81,21 +86,31 @@ def main(argv: list[str]) -> int:
     result = {}
     for name, values in medians.items():
         p50 = percentile_interval(np.asarray(values), 50)
-        result[name] = {"p50_us": round(p50.estimate, 2), "p50_ci_us": [round(p50.low, 2), round(p50.high, 2)]}
+        result[name] = {
+            "p50_us": round(p50.estimate, 2),
+            "p50_ci_us": [round(p50.low, 2), round(p50.high, 2)],
+        }
     base = result["run_alone"]["p50_us"]
     for entry in result.values():
         entry["vs_run_alone"] = round(entry["p50_us"] / base, 3)
     report = {
         "model": args.model,
         "rows": 1,
-        "settings": {"intra_op_threads": 1, "allow_spinning": False, "rounds": args.rounds, "calls_per_round": args.calls},
+        "settings": {
+            "intra_op_threads": 1,
+            "allow_spinning": False,
+            "rounds": args.rounds,
+            "calls_per_round": args.calls,
+        },
         "machine": platform.processor() or platform.machine(),
         "interleaved": True,
         "us_per_call": result,
     }
     write_json(REPORT, report)
     for name, entry in result.items():
-        print(f"{name:14s} p50 {entry['p50_us']:7.2f} us  95% CI {entry['p50_ci_us']}  x{entry['vs_run_alone']}")
+        print(
+            f"{name:14s} p50 {entry['p50_us']:7.2f} us  95% CI {entry['p50_ci_us']}  x{entry['vs_run_alone']}"
+        )
     print(f"-> {REPORT}")
     return 0
 

@@ -35,7 +35,9 @@ READS: dict[str, tuple[str, ...]] = {
     "optimize": ("optimize", f"zoo.models.{MODEL}"),
     "validate": ("validate", "runtime", "seed", f"zoo.models.{MODEL}"),
     # package's choice rule too: start-up is measured for the variant it will register
-    "benchmark": ("benchmark", "runtime", f"zoo.models.{MODEL}", "package.select_batch_size", "package.min_gain_over_base"),
+    "benchmark": (
+        "benchmark", "runtime", f"zoo.models.{MODEL}", "package.select_batch_size", "package.min_gain_over_base",
+    ),
     # tracking: pointing the pipeline at another MLflow store registers the models there
     "package": ("package", "runtime", "tracking"),
     "summarize": ("zoo.models",),
@@ -59,7 +61,10 @@ def value_at(params: dict, key: str) -> object:
 
 def stage_values(params: dict, stage: str, model: str | None = None) -> dict:
     """{key: value} for every key the stage reads, the model's name filled in."""
-    return {key.replace(MODEL, model or ""): value_at(params, key.replace(MODEL, model or "")) for key in READS[stage]}
+    return {
+        key.replace(MODEL, model or ""): value_at(params, key.replace(MODEL, model or ""))
+        for key in READS[stage]
+    }
 
 
 def write_params_files(folder: Path, params_yaml: Path = Path("params.yaml")) -> list[Path]:
