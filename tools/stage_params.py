@@ -36,7 +36,8 @@ READS: dict[str, tuple[str, ...]] = {
     "validate": ("validate", "runtime", "seed", f"zoo.models.{MODEL}"),
     # package's choice rule too: start-up is measured for the variant it will register
     "benchmark": (
-        "benchmark", "runtime", f"zoo.models.{MODEL}", "package.select_batch_size", "package.min_gain_over_base",
+        "benchmark", "runtime", f"zoo.models.{MODEL}",
+        "package.select_batch_size", "package.min_gain_over_base",
     ),
     # tracking: pointing the pipeline at another MLflow store registers the models there
     "package": ("package", "runtime", "tracking"),
