@@ -1,7 +1,7 @@
 """Our registered variant vs Microsoft Olive's automatic routes, on the same exported graph.
 
     tools/peer_olive.sh models/onnx/MODEL/model.onnx PEER_DIR    (Olive's routes, its own venv)
-    python -m tools.peer_compare MODEL PEER_DIR                   (or both: make peer-olive)
+    python -m tools.peer_compare MODEL PEER_DIR [--rounds 40 16]  (or both: make peer-olive)
 
 Builds the inputs from the project's own test windows (rows) and the native answers for them,
 finds the variant the package stage registered (reports/package/MODEL.json) and the thread count
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     from onnxship.io import read_json
     from tools.peer_olive import main as compare
 
-    model, peer_dir = argv[0], Path(argv[1])
+    model, peer_dir, passed_on = argv[0], Path(argv[1]), argv[2:]  # e.g. --rounds: tools/peer_olive.py
     package = read_json(ROOT / "reports" / "package" / f"{model}.json")
     if not package.get("registered"):
         print(f"{model} has no registered version (reports/package/{model}.json)", file=sys.stderr)
@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
             str(cell["settings"]["intra_op_threads"]),
             "--out",
             str(out),
+            *passed_on,
         ]
     )
 
