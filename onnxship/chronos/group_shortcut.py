@@ -13,7 +13,7 @@ distinct, a query sees at most itself:
   shortcut gives the token its own value instead. Such a token is hidden as a KEY in every time
   attention (the same attention mask), feed-forward and norms are per token, and the output head
   reads only the future patches, which are never masked: it cannot reach any output.
-  tests/test_chronos2_shortcut.py proves both against the unrewritten graph, bit for bit, on
+  tests/test_chronos2_shortcuts.py proves both against the unrewritten graph, bit for bit, on
   batches with padding and with shared groups.
 
 With shared groups (a target and its covariates) the full attention is still needed, so each

@@ -108,7 +108,7 @@ def register_native(
     except NoNativeFlavor as err:
         return {"native_refused": str(err)}
     tags = native_tags(native_meta, reason)
-    description = f"onnxship model '{native_meta.get('name', registered)}' ({family.name}), served natively"
+    description = f"onnxship model '{registered}' ({family.name}), served natively"
     source = f"{active.info.artifact_uri}/model"
     version = register(client, registered, description, source, active.info.run_id, tags)
     client.set_registered_model_alias(registered, alias, str(version))

@@ -24,6 +24,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxship.graph import opset_of
+
 MAX_DEPTH = 8  # 2^7 is the largest bit weight a uint8 MatMulInteger operand holds
 COMPARE = {
     "BRANCH_GT": "Greater",
@@ -239,7 +241,7 @@ def rewrite(model: onnx.ModelProto) -> int:
     """Replace every oblivious TreeEnsembleRegressor of `model` in place; how many were replaced."""
     graph, replaced = model.graph, 0
     default = [n for n in graph.node if n.domain in ("", "ai.onnx")]
-    if default and _default_opset(model) < 13:  # raising it could change what those nodes mean
+    if default and opset_of(model) < 13:  # raising it could change what those nodes mean
         raise NotOblivious("the graph's default opset is below 13 (ReduceSum with axes as input)")
     for position, node in reversed(list(enumerate(graph.node))):
         try:
@@ -257,10 +259,6 @@ def rewrite(model: onnx.ModelProto) -> int:
         # opset 13 needs IR 7; CatBoost writes IR 3, where every initializer must be an input too
         model.ir_version = max(model.ir_version, 7)
     return replaced
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return max((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), default=0)
 
 
 def _default_opset_at_least(model: onnx.ModelProto, version: int) -> None:
