@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.stage_params import PARAMS_STAGE, params_file
+from tools.stage_params import PARAMS_STAGE, READS, params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("onnxship", "stages", "serving", "tools")
@@ -124,6 +124,8 @@ def dep_errors(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
         own_params = params_file(name, "${key}")
         if code_file(name) not in deps:
             out[name] = f"needs {code_file(name)} in its deps"
+        elif name not in READS:
+            out[name] = "has no entry in tools/stage_params.py READS (the params it reads)"
         elif own_params not in deps:
             out[name] = f"needs {own_params} in its deps"
         elif any(d.parts[0] in PACKAGES for d in deps):
