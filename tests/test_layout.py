@@ -72,6 +72,30 @@ def test_the_committed_params_files_are_what_stage_params_writes(tmp_path):
     assert set(train_xgboost) == {"zoo.models.xgboost", "seed"}
 
 
+def test_a_params_edit_reaches_exactly_the_stages_that_read_it(tmp_path):
+    """One model's training parameter changes that model's files (and the stacks that train
+    their own copy of it), never another model's or a stage that does not read the zoo."""
+    before = write_params_files(tmp_path / "before", ROOT / "params.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["zoo"]["models"]["xgboost"]["params"]["max_depth"] += 1
+    for stack in ("stack_ridge", "stack_lightgbm"):  # conf/zoo interpolates the bases' entries
+        params["zoo"]["models"][stack]["base"]["xgboost"]["params"]["max_depth"] += 1
+    edited = tmp_path / "params.yaml"
+    edited.write_text(yaml.safe_dump(params))
+    after = write_params_files(tmp_path / "after", edited)
+    changed = {
+        str(a.relative_to(tmp_path / "after"))
+        for b, a in zip(before, after, strict=True)
+        if b.read_text() != a.read_text()
+    }
+    per_model = {
+        f"{stage}/{model}.yaml"
+        for stage in ("train", "optimize", "validate", "benchmark")
+        for model in ("xgboost", "stack_ridge", "stack_lightgbm")
+    }
+    assert changed == per_model | {"summarize.yaml"}
+
+
 def test_the_closure_follows_function_level_imports_and_plugin_packages():
     files = {str(p) for p in closure(ROOT / "stages" / "validate.py")}
     assert "onnxship/parity/rows.py" in files and "onnxship/parity/hostile.py" in files
