@@ -6,7 +6,7 @@ One process, one session (one intra-op thread, spinning off), one float32 row of
 in interleaved rounds (order rotated each round) it times `session.run` alone, after each
 finiteness check the runtime has used (a float64 sum; a float32 dot, onnxship/runtime.py), and
 the whole checked call the benchmark and serving make (OnnxModel.run). Per variant: the p50 of
-round medians with its 95 % interval; writes reports/peers/check_cost.json.
+round medians with its 95 % interval; writes reports/runtime/check_cost.json.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from onnxship.io import write_json
 from onnxship.measure.intervals import percentile_interval
 
-REPORT = Path("reports/peers/check_cost.json")
+REPORT = Path("reports/runtime/check_cost.json")
 
 
 def variants(model, row: np.ndarray) -> dict:
