@@ -3,10 +3,11 @@
     python -m tools.bench_check [models/optimized/lightgbm/base.onnx] [--rounds 40] [--calls 500]
 
 One process, one session (one intra-op thread, spinning off), one float32 row of the test split:
-in interleaved rounds (order rotated each round) it times `session.run` alone, after each
-finiteness check the runtime has used (a float64 sum; a float32 dot, onnxship/runtime.py), and
-the whole checked call the benchmark and serving make (OnnxModel.run). Per variant: the p50 of
-round medians with its 95 % interval; writes reports/runtime/check_cost.json.
+in interleaved rounds (onnxship.measure.intervals.interleaved: the order reversed each round) it
+times `session.run` alone, after each finiteness check the runtime has used (a float64 sum; a
+float32 dot, onnxship/runtime.py), and the whole checked call the benchmark and serving make
+(OnnxModel.run). Per variant: the p50 of every call with its 95 % interval; writes
+reports/runtime/check_cost.json.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from onnxship.io import write_json
-from onnxship.measure.intervals import percentile_interval
+from onnxship.measure.intervals import interleaved
 
 REPORT = Path("reports/runtime/check_cost.json")
 
@@ -73,23 +75,30 @@ def main(argv: list[str]) -> int:
     for call in calls.values():  # warm each path
         for _ in range(50):
             call()
-    medians: dict[str, list[float]] = {name: [] for name in calls}
-    order = list(calls)
-    for r in range(args.rounds):
-        for name in order[r % len(order) :] + order[: r % len(order)]:
+
+    def timed(call) -> Callable[[], list[float]]:
+        def one_turn() -> list[float]:  # µs per call, `calls` calls
             samples = []
             for _ in range(args.calls):
                 start = time.perf_counter_ns()
-                calls[name]()
-                samples.append(time.perf_counter_ns() - start)
-            medians[name].append(float(np.median(samples)) / 1e3)
-    result = {}
-    for name, values in medians.items():
-        p50 = percentile_interval(np.asarray(values), 50)
-        result[name] = {
-            "p50_us": round(p50.estimate, 2),
-            "p50_ci_us": [round(p50.low, 2), round(p50.high, 2)],
-        }
+                call()
+                samples.append((time.perf_counter_ns() - start) / 1e3)
+            return samples
+
+        return one_turn
+
+    # exactly `rounds` rounds, the order reversed each round (no interval target, no time budget)
+    measured = interleaved(
+        {name: timed(call) for name, call in calls.items()},
+        q=50,
+        target=0.0,
+        budget_s=0.0,
+        min_rounds=args.rounds,
+    )
+    result = {
+        name: {"p50_us": round(p50.estimate, 2), "p50_ci_us": [round(p50.low, 2), round(p50.high, 2)]}
+        for name, (_, p50, _) in measured.items()
+    }
     base = result["run_alone"]["p50_us"]
     for entry in result.values():
         entry["vs_run_alone"] = round(entry["p50_us"] / base, 3)
