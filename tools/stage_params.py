@@ -62,10 +62,8 @@ def value_at(params: dict, key: str) -> object:
 
 def stage_values(params: dict, stage: str, model: str | None = None) -> dict:
     """{key: value} for every key the stage reads, the model's name filled in."""
-    return {
-        key.replace(MODEL, model or ""): value_at(params, key.replace(MODEL, model or ""))
-        for key in READS[stage]
-    }
+    keys = [key.replace(MODEL, model or "") for key in READS[stage]]
+    return {key: value_at(params, key) for key in keys}
 
 
 def write_params_files(folder: Path, params_yaml: Path = Path("params.yaml")) -> list[Path]:
