@@ -1,42 +1,56 @@
-"""tools/bench_trees.py's report logic on engines of known speed (busy-waits of fixed length): the
-ratio to native, the best ONNX graph per batch, and by how much ONNX is behind where it is; and
-agreement counted in float32. The engines it times for real need `make run`'s models."""
+"""tools/bench_trees.py's report logic on engines of known speed: each engine advances a fake
+clock by a fixed amount, so the ratios are exact whatever else the machine runs: the ratio to
+native, the best ONNX graph per batch, and by how much ONNX is behind where it is; and agreement
+counted in float32. The engines it times for real need `make run`'s models."""
 
 from __future__ import annotations
 
-import time
+import types
 
 import numpy as np
+import pytest
 
 from tools import bench_trees
 
 
-def busy(seconds: float):
-    """A call that takes `seconds` of CPU, not sleep: sleeping threads wake late by variable amounts."""
+class FakeClock:
+    """bench_trees' perf_counter: time passes only inside an engine's call."""
 
-    def call(_rows: np.ndarray) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            pass
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    return call
+    def perf_counter(self) -> float:
+        return self.now
+
+    def engine(self, seconds: float):
+        def call(_rows: np.ndarray) -> None:
+            self.now += seconds
+
+        return call
 
 
-def test_the_best_graph_and_the_gap_to_native_are_reported(monkeypatch):
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(bench_trees, "time", types.SimpleNamespace(perf_counter=fake.perf_counter))
+    return fake
+
+
+def test_the_best_graph_and_the_gap_to_native_are_reported(monkeypatch, clock):
     monkeypatch.setattr(bench_trees, "ROUND_BUDGET_S", 1.0)
     monkeypatch.setattr(bench_trees, "CALL_BUDGET_S", 0.004)
     rows = np.zeros((4, 3), np.float32)
-    ahead = bench_trees.timed(
-        {"native": busy(0.002), "onnx_registered": busy(0.004), "oblivious_graph": busy(0.0005)}, rows
-    )
+    engines = {"native": 0.002, "onnx_registered": 0.004, "oblivious_graph": 0.0005}
+    ahead = bench_trees.timed({name: clock.engine(s) for name, s in engines.items()}, rows)
     assert ahead["best_onnx"]["engine"] == "oblivious_graph"
-    assert ahead["oblivious_graph"]["speedup_vs_native"] > 2.5
-    assert 0.3 < ahead["onnx_registered"]["speedup_vs_native"] < 0.7
+    assert ahead["oblivious_graph"]["speedup_vs_native"] == pytest.approx(4.0)
+    assert ahead["onnx_registered"]["speedup_vs_native"] == pytest.approx(0.5)
     assert "onnx_behind_native" not in ahead
-    behind = bench_trees.timed({"native": busy(0.001), "onnx_registered": busy(0.003)}, rows)
+    behind = bench_trees.timed({"native": clock.engine(0.001), "onnx_registered": clock.engine(0.003)}, rows)
     assert behind["best_onnx"]["engine"] == "onnx_registered"
-    assert 2.0 < behind["onnx_behind_native"] < 4.0
+    assert behind["onnx_behind_native"] == pytest.approx(3.0)
     assert behind["native"]["ci_low"] <= behind["native"]["p50"] <= behind["native"]["ci_high"]
+    assert behind["native"]["p50"] == pytest.approx(1.0)  # ms
 
 
 def test_agreement_counts_rows_equal_in_float32():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from onnxship.errors import ConfigError
-from onnxship.pipeline.config import compose_config, model_spec, params_drift
+from onnxship.pipeline.config import as_plain, compose_config, model_spec, params_drift
 from tests.conftest import ROOT
 
 
@@ -23,10 +23,19 @@ def test_drift_is_detected(tmp_path: Path):
     zoo.write_text(zoo.read_text().replace("max_depth: 6", "max_depth: 4"))
     assert params_drift(tmp_path / "params.yaml", tmp_path / "conf") == [
         # the stacks hold their bases' entries (conf/zoo interpolates them): their copy changes too
-        "zoo.models.stack_lightgbm.base.xgboost.params.max_depth",
         "zoo.models.stack_ridge.base.xgboost.params.max_depth",
         "zoo.models.xgboost.params.max_depth",
     ]
+
+
+def test_the_full_zoo_is_the_default_zoo_and_the_second_of_a_kind():
+    default = as_plain(compose_config(config_dir=ROOT / "conf"))["zoo"]["models"]
+    full = as_plain(compose_config(["zoo=full"], config_dir=ROOT / "conf"))["zoo"]["models"]
+    assert {name: full[name] for name in default} == default
+    extra = set(full) - set(default)
+    assert extra == {"stack_lightgbm", "diamonds_lightgbm", "chronos2_finetuned"}
+    # the extra stack trains copies of the default zoo's bases, as the default stack does
+    assert full["stack_lightgbm"]["base"] == full["stack_ridge"]["base"]
 
 
 def test_a_stage_warns_on_drift_and_compares_each_state_once(
@@ -76,3 +85,22 @@ def test_stage_overrides_change_only_keys_params_yaml_has():
         load_params(["zoo.models.xgbost.params.max_depth=4"], ROOT / "params.yaml")
     with pytest.raises(ConfigError, match=r"'data=file' picks a conf/ group option.*make params"):
         load_params(["data=file", "data.path=x.csv"], ROOT / "params.yaml")
+
+
+def test_params_are_read_by_omegaconfs_yaml_rules(tmp_path: Path):
+    """load_params reads with libyaml (a stage's first quarter-second was OmegaConf's loader):
+    the same values, floats such as 1e-3, dates left as strings, duplicate keys refused."""
+    from omegaconf import OmegaConf
+
+    from onnxship.pipeline.config import read_params
+
+    for path in (ROOT / "params.yaml", ROOT / "conf" / "zoo" / "default.yaml"):  # the latter unresolved
+        assert OmegaConf.to_container(read_params(path)) == OmegaConf.to_container(OmegaConf.load(path)), path
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("lr: 1e-3\nday: 2026-01-01\nnothing: ~\nlist: [1, 2.5]\n")
+    assert as_plain(read_params(odd)) == as_plain(OmegaConf.load(odd)) == {
+        "lr": 0.001, "day": "2026-01-01", "nothing": None, "list": [1, 2.5]
+    }  # fmt: skip
+    odd.write_text("a: 1\nb: {c: 2}\na: 3\n")
+    with pytest.raises(Exception, match="duplicate key a"):
+        read_params(odd)

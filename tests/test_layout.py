@@ -78,7 +78,9 @@ def test_a_params_edit_reaches_exactly_the_stages_that_read_it(tmp_path):
     before = write_params_files(tmp_path / "before", ROOT / "params.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["zoo"]["models"]["xgboost"]["params"]["max_depth"] += 1
-    for stack in ("stack_ridge", "stack_lightgbm"):  # conf/zoo interpolates the bases' entries
+    stacks = [name for name, spec in params["zoo"]["models"].items() if spec["family"] == "stacking"]
+    assert stacks, "the default zoo has a stack that trains its own copy of xgboost"
+    for stack in stacks:  # conf/zoo interpolates the bases' entries
         params["zoo"]["models"][stack]["base"]["xgboost"]["params"]["max_depth"] += 1
     edited = tmp_path / "params.yaml"
     edited.write_text(yaml.safe_dump(params))
@@ -91,7 +93,7 @@ def test_a_params_edit_reaches_exactly_the_stages_that_read_it(tmp_path):
     per_model = {
         f"{stage}/{model}.yaml"
         for stage in ("train", "optimize", "validate", "benchmark")
-        for model in ("xgboost", "stack_ridge", "stack_lightgbm")
+        for model in ("xgboost", *stacks)
     }
     assert changed == per_model | {"summarize.yaml"}
 
@@ -216,3 +218,16 @@ def test_test_modules_never_import_each_other():
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_")
     }
     assert not importing, importing
+
+
+def test_the_committed_lock_holds_only_the_pipelines_stages(tmp_path):
+    """DVC keeps a removed stage's entry and rewrites the whole lock around every stage it runs."""
+    from tools.prune_lock import stale_stages
+
+    assert stale_stages() == [], "run `python -m tools.prune_lock` and commit dvc.lock"
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    name = next(iter(lock["stages"]))
+    lock["stages"]["train@a_model_left_the_zoo"] = lock["stages"][name]
+    stale = tmp_path / "dvc.lock"
+    stale.write_text(yaml.safe_dump(lock))
+    assert stale_stages(stale) == ["train@a_model_left_the_zoo"]
