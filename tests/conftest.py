@@ -37,6 +37,37 @@ def with_model(cfg: DictConfig, name: str) -> DictConfig:
     return cfg
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_sqlite_stores(tmp_path_factory):
+    """A new SQLite MLflow store is created by running MLflow's schema migrations (about 3 s);
+    the suite creates a hundred-odd. This process migrates one store once, then fills each new
+    store of the tests' own process with a copy of it (SQLite's backup API): the same schema,
+    made by MLflow's own migrations. Stores created by the processes the tests start (stages,
+    `dvc repro`, watchers, servers) still migrate themselves, so that path stays tested."""
+    import sqlite3
+    from contextlib import closing
+
+    import mlflow.store.db.utils as db_utils
+    import mlflow.store.model_registry.sqlalchemy_store as registry_store
+    import sqlalchemy
+
+    migrate = db_utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    migrate(sqlalchemy.create_engine(f"sqlite:///{template}"))
+
+    def from_template(engine) -> None:
+        if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
+            return migrate(engine)
+        target = engine.url.database
+        with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+            source.backup(copy)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db_utils, "_initialize_tables", from_template)
+        patch.setattr(registry_store, "_initialize_tables", from_template)  # imported by name there
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_env_tracking(monkeypatch):
     """Each test's config decides the MLflow store, whatever the developer's environment says."""
