@@ -26,6 +26,13 @@ def trust_tags(folder: Path, run_id: str) -> Tags:
     }
 
 
+def scratch_dir(uri: str, prefix: str) -> Path:
+    """A new folder beside a SQLite store (a test's tmp_path, which pytest cleans up), or in the
+    system's temp folder for a store elsewhere."""
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=db.parent if db and db.is_absolute() else None))
+
+
 def register_folder(
     uri: str,
     name: str,
@@ -43,10 +50,8 @@ def register_folder(
     mlflow.set_tracking_uri(uri)
     experiment = f"onnxship/{name}"
     if client.get_experiment_by_name(experiment) is None:
-        # artifacts in a temp folder: MLflow's default (./mlruns) would land in the working tree
-        client.create_experiment(
-            experiment, artifact_location=Path(tempfile.mkdtemp(prefix="artifacts-")).as_uri()
-        )
+        # artifacts beside the store: MLflow's default (./mlruns) would land in the working tree
+        client.create_experiment(experiment, artifact_location=scratch_dir(uri, "artifacts-").as_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name="test-version") as run:
         tags = trust_tags(folder, run.info.run_id)

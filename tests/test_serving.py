@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from onnxship.version.manifest import GATES_TAG
 from serving.registry.promote import PromotionRefused, promote
 from tests import toy_forecaster
 from tests.conftest import ROOT
+from tests.registry_helpers import scratch_dir
 from tests.served import (
     FORECASTER,
     MODELS,
@@ -132,7 +132,7 @@ def new_version(uri: str, name: str, mutate=None) -> str:
     # an explicit dst_path: for a local store MLflow may otherwise hand back the stored folder itself
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=champion.source, tracking_uri=uri, dst_path=tempfile.mkdtemp(prefix="version-")
+            artifact_uri=champion.source, tracking_uri=uri, dst_path=str(scratch_dir(uri, "version-"))
         )
     )
     tags = dict(champion.tags)

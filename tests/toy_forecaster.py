@@ -9,7 +9,6 @@ the sum of the past covariates over that window, plus `beta` times each future c
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -162,9 +161,9 @@ def register(uri: str, name: str, meta: dict, graph=None, native=None) -> str:
     """Export, log and register one version under `name`; alias `candidate` as the pipeline does."""
     from mlflow.tracking import MlflowClient
 
-    from tests.registry_helpers import register_folder
+    from tests.registry_helpers import register_folder, scratch_dir
 
-    folder = Path(tempfile.mkdtemp(prefix="forecaster-")) / "model"
+    folder = scratch_dir(uri, "forecaster-") / "model"
     export_version(folder, meta, graph=graph, native=native)
     version = register_folder(uri, name, folder)
     MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name, "candidate", version)
