@@ -41,7 +41,8 @@ def stale_stages(lock: Path = ROOT / "dvc.lock", dvc_yaml: Path = ROOT / "dvc.ya
     if not lock.exists():
         return []
     # PyYAML's C loader: a tenth of the time of DVC's round-trip parse, enough to decide
-    recorded = (yaml.load(lock.read_text(), Loader=yaml.CSafeLoader) or {}).get("stages", {})
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # PyYAML built without libyaml lacks it
+    recorded = (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages", {})
     return sorted(set(recorded) - pipeline_stages(dvc_yaml, params))
 
 
