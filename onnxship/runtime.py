@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ EXECUTION_MODES = {
     "parallel": ort.ExecutionMode.ORT_PARALLEL,
 }
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# the input check converts float64 to float32 before looking: a value beyond float32 becomes inf
+# (numpy warns) and is then refused by name; a filter costs nothing per call, np.errstate ~1.4 us
+warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
 
 
 class InputError(ValueError):
@@ -130,13 +134,16 @@ class OnnxModel:
             raise InputError("input has no rows")
         if arr.dtype.kind not in "fiub":
             raise InputError(f"input dtype {arr.dtype} is not numeric")
-        if arr.dtype == np.float32 and math.isfinite(float(np.dot(flat := arr.reshape(-1), flat))):
-            # the common case in one BLAS pass: float32 and all finite needs no range check. A NaN
-            # or inf makes the sum of squares NaN or inf; so can |x| > 1.8e19 (finite, overflowing
-            # the square): that rare case takes the detailed path below, which accepts it. A dot
-            # rather than a float64 sum: the sum's reduction slowed the ORT call after it by ~8 us
-            # on a ~20 us LightGBM call (tools/bench_check.py measures both)
-            return np.ascontiguousarray(arr)
+        # the common case in one conversion and one BLAS pass: float32 (float64 and integers are
+        # converted, as the graph needs) and all finite needs no range check. A NaN or inf makes
+        # the sum of squares NaN or inf, and so does a float64 beyond the float32 range (it
+        # converts to inf); so can |x| > 1.8e19 (finite, overflowing the square): those rare
+        # cases take the detailed path below, on the values as given. A dot rather than a float64
+        # sum: the sum's reduction slowed the ORT call after it by ~8 us on a ~20 us LightGBM call
+        # (tools/bench_check.py measures the paths)
+        arr32 = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+        if math.isfinite(float(np.dot(flat := arr32.reshape(-1), flat))):
+            return np.ascontiguousarray(arr32)
         arr64 = arr.astype(np.float64, copy=False)
         finite = np.isfinite(arr64)
         if not finite.all():

@@ -20,7 +20,7 @@ from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT, timed_runtimes
 from onnxship.io import read_json
 from onnxship.measure.report import add_speedups, compact_metrics, flat_metrics, latency_rows
 from onnxship.measure.rounds import measure_model
-from onnxship.measure.timing import FLOOR, NATIVE, bench_settings, gpu_runs, measure_floor, variants_to_time
+from onnxship.measure.timing import NATIVE, bench_settings, floor_job, gpu_runs, variants_to_time
 from onnxship.packaging.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, model_spec
 from onnxship.pipeline.runner import Outcome, main, stage
@@ -57,9 +57,9 @@ def run(cfg: DictConfig, _run) -> Outcome:
             # start-up of every runtime, or (`cold_start: served`) of what package would register
             served = served_runtimes(validation, pkg.select_batch_size, pkg.min_gain_over_base)
             served = served if bench.get("cold_start") == "served" else None
-            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench, name, served)
-            # ONNX Runtime's per-call floor: the same inputs through an identity graph
-            report[FLOOR] = measure_floor(common, base, Path(tmp))
+            # ONNX Runtime's per-call floor: the same inputs through an identity graph, in the rounds
+            floor = floor_job(common, base, Path(tmp))
+            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench, name, served, floor)
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
     else:
         report["skipped"] = "export failed"

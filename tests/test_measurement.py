@@ -223,3 +223,26 @@ def test_one_native_worker_times_every_thread_count():
     assert settings_key(native[0]) == settings_key(native[1])
     assert settings_key(onnx_jobs[0]) != settings_key(onnx_jobs[1])
     assert [threads_of(j) for j in native] == [1, 2] and threads_of(onnx_jobs[0]) is None
+
+
+def test_the_identity_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_large_share():
+    """add_speedups gives the floor (report["ort_floor"]) its ratio to native; the summary states
+    it where the identity graph takes a third or more of the registered variant's time."""
+    from onnxship.report.summary import call_ceiling
+
+    def cell(p50: float) -> dict:
+        return {"p50_ms": p50, "p50_ci_ms": [p50 * 0.9, p50 * 1.1]}
+
+    report = {
+        "runtimes": {
+            "native": {"batches": {"1": cell(0.075), "1000": cell(10.0)}},
+            "base": {"batches": {"1": cell(0.030), "1000": cell(5.0)}},
+        },
+        "ort_floor": {"batches": {"1": cell(0.015), "1000": cell(0.05)}},
+    }
+    add_speedups(report)
+    assert report["ort_floor"]["batches"]["1"]["speedup_vs_native_p50"] == pytest.approx(5.0)
+    line = call_ceiling(report, "base", 1)
+    assert "0.015 ms of `base`'s 0.03 ms" in line and "more than 5.00× [4.09–6.11]" in line
+    assert call_ceiling(report, "base", 1000) == ""  # 0.05 of 5 ms: the model's work dominates
+    assert call_ceiling({"runtimes": report["runtimes"]}, "base", 1) == ""  # no floor timed

@@ -68,3 +68,36 @@ def test_float64_beyond_the_float32_range_is_refused_without_echoing_it():
     with pytest.raises(InputError, match="beyond the float32 range") as err:
         doubling_model().check(rows)
     assert "1.2345" not in str(err.value)
+
+
+def test_float64_rows_are_converted_to_float32_on_the_fast_path():
+    rows = np.linspace(-5.0, 5.0, 2 * FEATURES).reshape(2, FEATURES)
+    checked = doubling_model().check(rows)
+    assert checked.dtype == np.float32 and checked.flags.c_contiguous
+    np.testing.assert_array_equal(checked, rows.astype(np.float32))
+
+
+def test_float64_whose_squares_overflow_float32_is_accepted_and_converted():
+    """1e30 is a float32 but its square is not: the detailed path accepts it."""
+    rows = np.full((1, FEATURES), 1e30)
+    np.testing.assert_array_equal(doubling_model().check(rows), rows.astype(np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_float64_infinity_and_nan_take_the_detailed_path(bad):
+    rows = np.zeros((2, FEATURES))
+    rows[1, 0] = bad
+    if np.isnan(bad):
+        with pytest.raises(InputError, match="does not accept missing values"):
+            doubling_model(allow_nan=False).check(rows)
+        assert np.isnan(doubling_model(allow_nan=True).check(rows)[1, 0])
+    else:
+        with pytest.raises(InputError, match=r"input contains \+/-inf"):
+            doubling_model().check(rows)
+
+
+def test_integer_rows_are_converted():
+    rows = np.arange(2 * FEATURES, dtype=np.int64).reshape(2, FEATURES)
+    checked = doubling_model().check(rows)
+    assert checked.dtype == np.float32
+    np.testing.assert_array_equal(checked, rows.astype(np.float32))

@@ -118,7 +118,13 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
     # every session setting of the grid was timed, the best per batch size kept with its settings
     assert {m["settings"]["intra_op_threads"] for m in rep["tuning"]["base"]} == {1, os.cpu_count()}
     assert all("settings" in c for c in rep["runtimes"]["base"]["batches"].values())
-    assert set(rep["ort_floor"]["batches"]) == {str(b) for b in bench.batch_sizes}
+    # the identity graph, timed in the same rounds: its speedup is the ceiling on any graph's
+    floors = rep["ort_floor"]["batches"]
+    assert set(floors) == {str(b) for b in bench.batch_sizes}
+    for size, floor in floors.items():
+        assert floor["rounds"] == rep["runtimes"]["native"]["batches"][size]["rounds"]
+        low, high = floor["speedup_ci"]
+        assert low <= floor["speedup_vs_native_p50"] <= high
     assert all(g.get("skipped") or g.get("runtimes") for g in rep["gpu"].values())
     rows = read_json(Path(cfg.paths.reports) / "benchmark" / "xgboost" / "latency.json")
     assert {r["runtime"] for r in rows} == set(rep["runtimes"])

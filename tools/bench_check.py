@@ -6,7 +6,8 @@ One process, one session (one intra-op thread, spinning off), one float32 row of
 in interleaved rounds (onnxship.measure.intervals.interleaved: the order reversed each round) it
 times `session.run` alone, after each finiteness check the runtime has used (a float64 sum; a
 float32 dot, onnxship/runtime.py), and the whole checked call the benchmark and serving make
-(OnnxModel.run). Per variant: the p50 of every call with its 95 % interval; writes
+(OnnxModel.run), on the float32 row and on the float64 row the benchmark feeds (the test split as
+stored; the check converts it). Per variant: the p50 of every call with its 95 % interval; writes
 reports/runtime/check_cost.json.
 """
 
@@ -46,11 +47,17 @@ def variants(model, row: np.ndarray) -> dict:
     def checked_call() -> None:
         model.run(row)
 
+    row64 = row.astype(np.float64)
+
+    def checked_call_float64() -> None:
+        model.run(row64)
+
     return {
         "run_alone": run_alone,
         "after_sum64": after_sum64,
         "after_dot": after_dot,
         "checked_call": checked_call,
+        "checked_call_float64": checked_call_float64,
     }
 
 
@@ -118,7 +125,7 @@ def main(argv: list[str]) -> int:
     write_json(REPORT, report)
     for name, entry in result.items():
         print(
-            f"{name:14s} p50 {entry['p50_us']:7.2f} us  95% CI {entry['p50_ci_us']}  x{entry['vs_run_alone']}"
+            f"{name:20s} p50 {entry['p50_us']:7.2f} us  95% CI {entry['p50_ci_us']}  x{entry['vs_run_alone']}"
         )
     print(f"-> {REPORT}")
     return 0

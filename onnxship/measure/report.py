@@ -4,7 +4,7 @@ Cells are read through onnxship.contract (timed_runtimes, bench_cells), the repo
 
 from __future__ import annotations
 
-from onnxship.contract import NATIVE, bench_cells, timed_runtimes
+from onnxship.contract import FLOOR, NATIVE, bench_cells, timed_runtimes
 
 
 def add_speedups(report: dict) -> None:
@@ -12,12 +12,15 @@ def add_speedups(report: dict) -> None:
     at their fastest settings; every tuning combination gets its ratio to that native figure too.
     Interleaved cells also get `speedup_ci`: the ratio's bounds from the two p50 intervals
     (native low / runtime high, native high / runtime low): each holds with 95 %, so both at once
-    with at least 90 %; conservative, since the two runtimes were timed in the same rounds."""
+    with at least 90 %; conservative, since the two runtimes were timed in the same rounds.
+    The identity graph's cells (report["ort_floor"]) get theirs too: the ceiling on any graph's
+    speedup served through the same call."""
     native = timed_runtimes(report).get(NATIVE)
     if not native:
         return
     tuned = [m for measured in report.get("tuning", {}).values() for m in measured]
-    for r in [*timed_runtimes(report).values(), *tuned]:
+    floor = [report[FLOOR]] if "batches" in report.get(FLOOR, {}) else []
+    for r in [*timed_runtimes(report).values(), *tuned, *floor]:
         for size, cell in r["batches"].items():
             base = native["batches"][size]
             cell["speedup_vs_native_p50"] = base["p50_ms"] / cell["p50_ms"]

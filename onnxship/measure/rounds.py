@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.contract import NATIVE
+from onnxship.contract import FLOOR, NATIVE
 from onnxship.measure.intervals import interleaved, percentile_interval
 
 log = logging.getLogger("onnxship.stage")
@@ -359,11 +359,14 @@ def measure_model(
     bench: dict,
     name: str = "",
     cold_start_of: Callable[[dict], list[str]] | None = None,
+    floor: dict | None = None,
 ) -> dict:
     """The benchmark of one model: {"tuning": every settings combination screened, "runtimes":
     each runtime's interleaved figures at its best settings per batch size, "cold_start",
     "phases_s": seconds each phase took}. Progress goes to the log: phase, batch size, ETA.
-    `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all)."""
+    `cold_start_of(runtimes)` names the runtimes whose start-up is measured (default: all). `floor`
+    (onnxship.measure.timing.floor_job), if given, joins every size's rounds at its own settings
+    and comes back as "ort_floor": {"batches": ...}; it is not screened and not a runtime."""
     from onnxship.measure.coldstart import cold_starts
     from onnxship.measure.screen import best_per_batch, tuned_figures, tuned_knobs, tuning_jobs
 
@@ -388,6 +391,8 @@ def measure_model(
         # 2. the figures: each runtime at its best settings, in interleaved rounds
         jobs = {native["runtime"]: native} | {v["runtime"]: v for v in variants}
         by_size = final_jobs(jobs, screen, base)
+        if floor is not None:
+            by_size = {size: size_jobs | {FLOOR: floor} for size, size_jobs in by_size.items()}
         winners = {settings_key(job) for size_jobs in by_size.values() for job in size_jobs.values()}
         for key in [k for k in pool if k not in winners]:  # free the losers' memory
             pool.pop(key).close()
@@ -417,4 +422,5 @@ def measure_model(
     runs = bench["cold_start_runs"]
     cold = cold_starts(probes, runs, clock.counter("cold start", [f"round {i + 1}" for i in range(runs)]))
     clock.lap("cold_start")
-    return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps}
+    floored = {FLOOR: loads[FLOOR] | {"batches": final[FLOOR]}} if floor is not None else {}
+    return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps} | floored

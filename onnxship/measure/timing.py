@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxship.contract import NATIVE
+from onnxship.contract import FLOOR, NATIVE
 from onnxship.io import size_bytes
 from onnxship.measure.gpu_memory import GPU_PROVIDERS, process_vram_mb
 
@@ -156,9 +156,6 @@ def measure_runtime(job: dict) -> dict:
     }
 
 
-FLOOR = "ort_floor"  # an identity graph: ONNX Runtime's own cost per call, no model work
-
-
 def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
     """A graph that returns its inputs unchanged, with the model's input names and shapes: what a
     call costs in ONNX Runtime before any model work (binding, checks, copies)."""
@@ -181,12 +178,13 @@ def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def measure_floor(common: dict, settings: dict, folder: Path) -> dict:
-    """The identity graph on the benchmark's own inputs, timed like a variant."""
+def floor_job(common: dict, settings: dict, folder: Path) -> dict:
+    """The identity graph on the benchmark's own inputs, as a job for the interleaved rounds: timed
+    in the same rounds as native and the variants, so native / floor is the most any graph served
+    through this call path can gain at each batch size."""
     with np.load(common["data"]) as saved:
         path = identity_graph(folder / "identity.onnx", {k: saved[k] for k in saved.files})
-    (result,) = measure_each([{**common, "runtime": FLOOR, "path": str(path), "runtime_settings": settings}])
-    return result
+    return {**common, "runtime": FLOOR, "path": str(path), "runtime_settings": settings}
 
 
 def measure_each(jobs: list[dict]) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from onnxship.contract import EXPORT_REPORT, NATIVE, bench_cell, bench_cells, timed_runtimes
+from onnxship.contract import EXPORT_REPORT, NATIVE, bench_cell, bench_cells, floor_cell, timed_runtimes
 from onnxship.io import read_json
 
 PROVEN, FAILED_GATE, NOT_EXPORTED = "✅", "❎", "❌"
@@ -39,6 +39,25 @@ def native_faster_why(family: str) -> str:
     except UnknownEntryError:
         return ""
     return f" Why: {why}." if why else ""
+
+
+def call_ceiling(bench: dict, variant: str, size: int) -> str:
+    """A sentence where the call itself is a third or more of the registered variant's time at
+    `size`: what a graph doing no work costs through the same checked call (the identity graph,
+    timed in the same rounds), and so the most any graph served this way can gain over native."""
+    floor, ours = floor_cell(bench, size), _cell(bench, variant, size)
+    ceiling = floor.get("speedup_vs_native_p50")
+    if not ceiling or not ours.get("p50_ms") or 3 * floor["p50_ms"] < ours["p50_ms"]:
+        return ""
+    ci = floor.get("speedup_ci")
+    bound = f"{ceiling:.2f}×" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+    return (
+        f"At batch {size} the call itself is a large share of the time: a graph that does no work "
+        f"(an identity graph, through the same checked call, timed in the same rounds) takes "
+        f"{_ms(floor['p50_ms'])} ms "
+        f"of `{variant}`'s {_ms(ours['p50_ms'])} ms, so no graph served this way can beat native by "
+        f"more than {bound} here."
+    )
 
 
 def _read(path: Path) -> dict:
@@ -376,4 +395,6 @@ def candidates_markdown(cfg: DictConfig, names: list[str]) -> str:
             family = _read(reports / "validate" / f"{name}.json").get("family") or ""
             why = native_faster_why(family)
             lines += ["", "Native is faster than every proven variant at " + ", ".join(slower) + "." + why]
+        if package.get("variant") and (ceiling := call_ceiling(bench, package["variant"], small)):
+            lines += ["", ceiling]
     return "\n".join(lines) + "\n"
