@@ -18,26 +18,27 @@ from onnxship.io import read_json
 PROVEN, FAILED_GATE, NOT_EXPORTED = "✅", "❎", "❌"
 
 
-def family_group(family: str) -> str:
-    """The group the summary ranks a family in (Family.group); "other" for an unknown name."""
+def _family(name: str):
+    """The registered Family of that name, or None for a name no family registers."""
     from onnxship import families
     from onnxship.errors import UnknownEntryError
 
     try:
-        return families.get(family).group
+        return families.get(name)
     except UnknownEntryError:
-        return "other"
+        return None
+
+
+def family_group(family: str) -> str:
+    """The group the summary ranks a family in (Family.group); "other" for an unknown name."""
+    found = _family(family)
+    return found.group if found else "other"
 
 
 def native_faster_why(family: str) -> str:
     """' Why: ...' for a family that says why its native runtime can win (Family.native_faster_why)."""
-    from onnxship import families
-    from onnxship.errors import UnknownEntryError
-
-    try:
-        why = families.get(family).native_faster_why
-    except UnknownEntryError:
-        return ""
+    found = _family(family)
+    why = found.native_faster_why if found else ""
     return f" Why: {why}." if why else ""
 
 
