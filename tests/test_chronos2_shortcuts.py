@@ -148,3 +148,29 @@ def test_a_graph_that_is_not_chronos2_is_refused(tmp_path):
     pass_ = passes.get("chronos2_shortcuts")
     with pytest.raises(ValueError, match="no group_ids input"):
         pass_.run(src, tmp_path / "out.onnx", pass_.options({}), passes.PassContext("chronos_bolt"))
+
+
+def test_a_second_rewrite_is_refused(exported):
+    _, _, _, model = exported["none"]
+    once = rewritten(model, fold=True, tokens=False)
+    with pytest.raises(ValueError, match="rewritten already"):
+        group_shortcut.rewrite(once, fold=True)
+
+
+def test_an_attention_value_the_graph_outputs_stays_outside_the_branch(exported):
+    """A value inside the group attention that is also a graph output cannot move into the If's
+    else branch (it would vanish from the graph): the node stays outside and the graph still
+    answers with it, bit for bit."""
+    _, _, spec, model = exported["none"]
+    scores = next(
+        n.output[0]
+        for n in model.graph.node
+        if n.name.startswith("/model/encoder/block.0/layer.1/") and n.op_type == "Softmax"
+    )
+    watched = with_output(model, scores)
+    fast = rewritten(watched, fold=False, tokens=False)
+    assert scores in {o for n in fast.graph.node if n.op_type != "If" for o in n.output}
+    graph_feed = spec.graph_feed(feed(spec, 2, 70))
+    before = OnnxModel(watched.SerializeToString()).run_feed(graph_feed)
+    after = OnnxModel(fast.SerializeToString()).run_feed(graph_feed)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -74,12 +74,17 @@ def _cone(nodes: list[onnx.NodeProto], target: str, stop: str, scope: str) -> se
     return found
 
 
-def _keep_shared(nodes: list[onnx.NodeProto], cone: set[int], target: str) -> set[int]:
-    """Drop from the cone any node whose output something outside the cone still reads."""
+def _keep_shared(
+    nodes: list[onnx.NodeProto], cone: set[int], target: str, graph_outputs: set[str]
+) -> set[int]:
+    """Drop from the cone any node whose output something outside the cone still reads (a node
+    outside, or the graph's outputs: a branch's values are invisible outside its If)."""
     consumers: dict[str, set[int]] = defaultdict(set)
     for i, node in enumerate(nodes):
         for name in node.input:
             consumers[name].add(i)
+    for name in graph_outputs:
+        consumers[name].add(-1)  # an index no node has: always outside the cone
     changed = True
     while changed:
         changed = False
@@ -117,11 +122,14 @@ def rewrite(model: onnx.ModelProto, fold: bool = False) -> int:
     if GROUP_IDS not in {i.name for i in graph.input}:
         raise ValueError("not a Chronos-2 forecast graph: no group_ids input")
     nodes = list(graph.node)
+    if any(FLAG in n.output for n in nodes):
+        raise ValueError("the group attention is rewritten already (the graph computes its flag)")
     blocks = [(i, GROUP_SCOPE.match(n.name)) for i, n in enumerate(nodes)]
     blocks = [(i, m.group(1)) for i, m in blocks if m and nodes[i].op_type == "MatMul"]
     if not blocks:
         raise ValueError("no Chronos-2 group attention (…/layer.1/self_attention/o/MatMul) in the graph")
     outputs = {out: n for n in nodes for out in n.output}
+    graph_outputs = {o.name for o in graph.output}
     moved: set[int] = set()
     inserted: dict[int, onnx.NodeProto] = {}
     for o_index, scope in blocks:
@@ -135,7 +143,7 @@ def rewrite(model: onnx.ModelProto, fold: bool = False) -> int:
         else:  # the If stands for the attended values; v and o stay outside, shared by both
             shortcut = helper.make_node("Identity", [v.output[0]], [scope + "shortcut/value"])
             target, stop = o.input[0], v.output[0]
-        cone = _keep_shared(nodes, _cone(nodes, target, stop, scope), target)
+        cone = _keep_shared(nodes, _cone(nodes, target, stop, scope), target, graph_outputs)
         if not cone or target not in {out for i in cone for out in nodes[i].output}:
             raise ValueError(f"group attention {scope}: its attention nodes are shared elsewhere")
         then = helper.make_graph(
