@@ -35,8 +35,9 @@ def shipped_lightgbm(tmp_path_factory):
     model.fit(as_categories(frame), frame["value"])
     model.booster_.save_model(str(user / "churn.txt"))
     done = onnxship(
-        "ship", "churn.txt", "--data", csv.name, "--target", "value", "--out", "shipped", cwd=user
-    )
+        "ship", "churn.txt", "--data", csv.name, "--target", "value", "--out", "shipped",
+        "--batch-sizes", "1", "100", cwd=user,
+    )  # fmt: skip
     return user, done, model
 
 
@@ -53,6 +54,11 @@ def test_a_model_file_ships_to_a_registered_version_in_one_command(shipped_light
 
     validation = json.loads((reports / "validate" / "churn.json").read_text())
     assert {"unseen_categories", "missing_categories", "unicode"} <= set(validation["hostile_rows"])
+    # --batch-sizes: only those are timed, and the variant is chosen at the first
+    benchmark = json.loads((reports / "benchmark" / "churn.json").read_text())
+    assert set(benchmark["runtimes"]["native"]["batches"]) == {"1", "100"}
+    package = json.loads((reports / "package" / "churn.json").read_text())
+    assert set(package["regimes"]) == {"1", "100"} and package["target_batch_size"] == 1
 
 
 def test_the_shipped_version_serves_unseen_categories_like_the_users_model(
@@ -111,8 +117,9 @@ def test_catboost_with_categorical_features_is_refused_with_the_exporters_reason
         ("lightgbm", ["absent.txt"], "model file not found"),
         ("lightgbm", ["model.txt", "--name", "9 bad"], "--name: letters, digits"),
         ("lightgbm", ["model.txt", "--data", "absent.csv"], "--data: no such file"),
+        ("lightgbm", ["model.txt", "--batch-sizes", "1", "0"], "--batch-sizes: whole numbers from 1"),
     ],
-    ids=["suffix", "pickle", "target", "columns", "corrupt", "absent", "name", "table"],
+    ids=["suffix", "pickle", "target", "columns", "corrupt", "absent", "name", "table", "batches"],
 )
 def test_bad_input_is_exit_2_naming_it_with_nothing_written(tmp_path, setup, args, message):
     import lightgbm

@@ -54,6 +54,7 @@ FAMILY_OF_SUFFIX = {
 PICKLES = (".joblib", ".pkl", ".pickle", ".pt2")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 STAGES = ("prepare", "train", "export", "optimize", "validate", "benchmark", "package")
+MAX_BATCH = 100_000  # rows in one timed call; the benchmark holds every size's inputs in memory
 
 
 class ShipError(PipelineError):
@@ -91,6 +92,14 @@ def parser(prog: str = "onnxship ship") -> argparse.ArgumentParser:
     )
     p.add_argument("--tracking-uri", help="the MLflow store to register in (default: sqlite in --out)")
     p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the batch sizes to time, native vs ONNX (default: conf/benchmark's); the registered "
+        "variant is the fastest proven one at the first",
+    )
+    p.add_argument(
         "--native-fallback",
         action="store_true",
         help="if no ONNX variant can be proven, register the native model (runtime: native, with the "
@@ -120,6 +129,8 @@ def ship(args: argparse.Namespace) -> int:
             f"{args.model.name} is unpickled to load: that runs whatever code it holds. Save a "
             "scikit-learn model with skops (skops.io.dump), or pass --trust-pickle if you trust the file"
         )
+    if args.batch_sizes and not all(0 < size <= MAX_BATCH for size in args.batch_sizes):
+        raise ShipError(f"--batch-sizes: whole numbers from 1 to {MAX_BATCH}")
     name = args.name or re.sub(r"[^A-Za-z0-9_\-]", "_", model.stem)
     if not NAME.match(name):
         raise ShipError("--name: letters, digits, '_' and '-', starting with a letter (64 at most)")
@@ -206,6 +217,9 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     # in --out; the stages read the variable first, so it is set to the choice
     store = f"sqlite:///{out / 'mlflow.db'}"
     cfg.package.native_fallback = bool(getattr(args, "native_fallback", False))
+    if getattr(args, "batch_sizes", None):
+        cfg.package.select_batch_size = args.batch_sizes[0]
+        cfg.benchmark.batch_sizes = sorted(set(args.batch_sizes))
     cfg.tracking.uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
     cfg.tracking.artifact_root = str(out / "mlartifacts")
