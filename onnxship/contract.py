@@ -42,7 +42,7 @@ EXPORT_REPORT = "export.json"
 OPTIMIZE_REPORT = "optimize.json"
 BASE_VARIANT = "base"  # the exported graph, unchanged, among the optimized variants
 NATIVE = "native"  # the original model, run by its own library, in benchmark and validate reports
-FLOOR = "ort_floor"  # a benchmark report's identity graph: ONNX Runtime's own cost per call, no model work
+FLOOR = "ort_floor"  # a benchmark report's graph of no work: ONNX Runtime's own cost per call
 # files of a registered version's artifact folder
 MODEL_FILE = ONNX_FILE
 METADATA_FILE = "onnxship.json"
@@ -448,7 +448,7 @@ def bench_cells(report: dict, runtime: str) -> dict[str, dict]:
 
 
 def floor_cell(report: dict, batch: int | str) -> dict:
-    """The identity graph's figures at one batch size (timed in the same rounds); {} if absent."""
+    """The floor graph's figures at one batch size (timed in the same rounds); {} if absent."""
     floor = report.get(FLOOR) if isinstance(report, dict) else None
     cells = floor.get("batches") if isinstance(floor, dict) else None
     cell = cells.get(str(batch)) if isinstance(cells, dict) else None

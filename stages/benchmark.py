@@ -57,7 +57,7 @@ def run(cfg: DictConfig, _run) -> Outcome:
             # start-up of every runtime, or (`cold_start: served`) of what package would register
             served = served_runtimes(validation, pkg.select_batch_size, pkg.min_gain_over_base)
             served = served if bench.get("cold_start") == "served" else None
-            # ONNX Runtime's per-call floor: the same inputs through an identity graph, in the rounds
+            # ONNX Runtime's per-call floor: the same inputs through a graph of no work, in the rounds
             floor = floor_job(common, base, Path(tmp))
             report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench, name, served, floor)
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)

@@ -225,9 +225,9 @@ def test_one_native_worker_times_every_thread_count():
     assert [threads_of(j) for j in native] == [1, 2] and threads_of(onnx_jobs[0]) is None
 
 
-def test_the_identity_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_large_share():
+def test_the_floor_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_large_share():
     """add_speedups gives the floor (report["ort_floor"]) its ratio to native; the summary states
-    it where the identity graph takes a third or more of the registered variant's time."""
+    it where the floor graph takes a third or more of the registered variant's time."""
     from onnxship.report.summary import call_ceiling
 
     def cell(p50: float) -> dict:

@@ -118,7 +118,7 @@ def test_benchmark_times_native_and_every_variant_it_was_given(tiny_pipeline):
     # every session setting of the grid was timed, the best per batch size kept with its settings
     assert {m["settings"]["intra_op_threads"] for m in rep["tuning"]["base"]} == {1, os.cpu_count()}
     assert all("settings" in c for c in rep["runtimes"]["base"]["batches"].values())
-    # the identity graph, timed in the same rounds: its speedup is the ceiling on any graph's
+    # the floor graph (no model work), timed in the same rounds: its speedup is the ceiling on any graph's
     floors = rep["ort_floor"]["batches"]
     assert set(floors) == {str(b) for b in bench.batch_sizes}
     for size, floor in floors.items():

@@ -13,7 +13,7 @@ def add_speedups(report: dict) -> None:
     Interleaved cells also get `speedup_ci`: the ratio's bounds from the two p50 intervals
     (native low / runtime high, native high / runtime low): each holds with 95 %, so both at once
     with at least 90 %; conservative, since the two runtimes were timed in the same rounds.
-    The identity graph's cells (report["ort_floor"]) get theirs too: the ceiling on any graph's
+    The floor graph's cells (report["ort_floor"]) get theirs too: the ceiling on any graph's
     speedup served through the same call."""
     native = timed_runtimes(report).get(NATIVE)
     if not native:

@@ -44,8 +44,9 @@ def native_faster_why(family: str) -> str:
 
 def call_ceiling(bench: dict, variant: str, size: int) -> str:
     """A sentence where the call itself is a third or more of the registered variant's time at
-    `size`: what a graph doing no work costs through the same checked call (the identity graph,
-    timed in the same rounds), and so the most any graph served this way can gain over native."""
+    `size`: what a graph doing no work costs through the same checked call (it reads only its
+    inputs' shapes; timed in the same rounds), and so the most any graph served this way can gain
+    over native."""
     floor, ours = floor_cell(bench, size), _cell(bench, variant, size)
     ceiling = floor.get("speedup_vs_native_p50")
     if not ceiling or not ours.get("p50_ms") or 3 * floor["p50_ms"] < ours["p50_ms"]:
@@ -54,7 +55,7 @@ def call_ceiling(bench: dict, variant: str, size: int) -> str:
     bound = f"{ceiling:.2f}×" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
     return (
         f"At batch {size} the call itself is a large share of the time: a graph that does no work "
-        f"(an identity graph, through the same checked call, timed in the same rounds) takes "
+        f"(it reads only its inputs' shapes; the same checked call, timed in the same rounds) takes "
         f"{_ms(floor['p50_ms'])} ms "
         f"of `{variant}`'s {_ms(ours['p50_ms'])} ms, so no graph served this way can beat native by "
         f"more than {bound} here."
