@@ -243,6 +243,8 @@ def test_the_floor_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_l
     add_speedups(report)
     assert report["ort_floor"]["batches"]["1"]["speedup_vs_native_p50"] == pytest.approx(5.0)
     line = call_ceiling(report, "base", 1)
-    assert "0.015 ms of `base`'s 0.03 ms" in line and "more than 5.00× [4.09–6.11]" in line
+    assert "0.015 ms against `base`'s 0.03 ms" in line and "more than 5.00× [4.09–6.11]" in line
     assert call_ceiling(report, "base", 1000) == ""  # 0.05 of 5 ms: the model's work dominates
+    report["ort_floor"]["batches"]["1"] |= {"p50_ms": 0.028, "p50_ci_ms": [0.026, 0.029]}
+    assert call_ceiling(report, "base", 1) == ""  # within the variant's interval: bounds nothing
     assert call_ceiling({"runtimes": report["runtimes"]}, "base", 1) == ""  # no floor timed
