@@ -87,8 +87,9 @@ def choose_base(given: str | None, env: dict[str, str]) -> str:
     return OFFICIAL_BASE
 
 
-def build(tag: str = TAG, base: str | None = None) -> dict:
-    """Build the image; its size, base and build time."""
+def build(tag: str = TAG, base: str | None = None, cache: bool = True) -> dict:
+    """Build the image; its size, base and build time (`cache=False`: every layer built again, as
+    on a machine that never built it; the base image apart)."""
     env = engine_env()
     chosen = choose_base(base, env)
     mounts = ["-v", f"{HOST_CA}:{HOST_CA}:ro"] if HOST_CA.is_file() and "podman" in engine() else []
@@ -101,6 +102,7 @@ def build(tag: str = TAG, base: str | None = None) -> dict:
         f"BASE={chosen}",
         "--network",
         "host",
+        *([] if cache else ["--no-cache"]),
         *mounts,
         "-t",
         tag,
@@ -109,7 +111,8 @@ def build(tag: str = TAG, base: str | None = None) -> dict:
     )
     seconds = time.perf_counter() - started
     size = int(json.loads(run("image", "inspect", tag, env=env))[0]["Size"])
-    return {"tag": tag, "base": chosen, "size_mb": round(size / 2**20, 1), "build_s": round(seconds, 1)}
+    built = {"tag": tag, "base": chosen, "size_mb": round(size / 2**20, 1), "build_s": round(seconds, 1)}
+    return built | {"layer_cache": cache}
 
 
 def time_to_live(tag: str, timeout: float = 60) -> float:
@@ -147,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help=f"base image (default: {OFFICIAL_BASE}, or one made here)")
     parser.add_argument("--tag", default=TAG)
     parser.add_argument("--report", default=str(ROOT / "reports" / "image.json"))
+    parser.add_argument(
+        "--no-cache", action="store_true", help="build every layer again (a first build's time)"
+    )
     args = parser.parse_args(argv)
     try:
-        built = build(args.tag, args.base)
+        built = build(args.tag, args.base, cache=not args.no_cache)
     except NoEngine as err:
         print(f"make image: {err}")
         return 2

@@ -104,7 +104,11 @@ def render(report: dict) -> str:
     if image_report.exists():
         image = json.loads(image_report.read_text())
         lines.append(
-            f"- `make image`: **{image['size_mb']:.0f} MB**, built in {image['build_s']:.0f} s (base apart), "
+            f"- `make image`: **{image['size_mb']:.0f} MB**, built in {image['build_s']:.0f} s (base apart"
+            + {True: ", layers cached from an earlier build", False: ", no layer cache"}.get(
+                image.get("layer_cache"), ""
+            )
+            + "), "
             f"`/health/live` {image['live_s']:.1f} s after `run` ({image['cpus']} cores, commit "
             f"`{image['commit']}`, {image['date']}, base `{image['base']}`)"
         )
