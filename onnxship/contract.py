@@ -447,12 +447,11 @@ def bench_cells(report: dict, runtime: str) -> dict[str, dict]:
     return cells if isinstance(cells, dict) else {}
 
 
-def floor_cell(report: dict, batch: int | str) -> dict:
-    """The floor graph's figures at one batch size (timed in the same rounds); {} if absent."""
+def floor_cells(report: dict) -> dict[str, dict]:
+    """batch size -> the floor graph's cell (timed in the same rounds); {} when it was not timed."""
     floor = report.get(FLOOR) if isinstance(report, dict) else None
     cells = floor.get("batches") if isinstance(floor, dict) else None
-    cell = cells.get(str(batch)) if isinstance(cells, dict) else None
-    return cell if isinstance(cell, dict) else {}
+    return cells if isinstance(cells, dict) else {}
 
 
 def bench_cell(report: dict, runtime: str, batch: int | str, missing_ok: bool = False) -> dict:

@@ -161,3 +161,20 @@ def prepared_table(folder: Path, task: str, n: int = 600) -> Path:
     frames, schema = prepare_columns(table(task, n), spec, "tests.builders.table")
     write(frames, schema, folder)
     return folder
+
+
+def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
+    """A float32 graph that returns its inputs unchanged, with the feeds' names and shapes."""
+    from onnx import TensorProto, helper
+
+    def value(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *arr.shape[1:]])
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [k], [f"{k}_out"]) for k in feeds],
+        "identity",
+        [value(k, v) for k, v in feeds.items()],
+        [value(f"{k}_out", v) for k, v in feeds.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return path

@@ -174,3 +174,16 @@ def test_an_attention_value_the_graph_outputs_stays_outside_the_branch(exported)
     before = OnnxModel(watched.SerializeToString()).run_feed(graph_feed)
     after = OnnxModel(fast.SerializeToString()).run_feed(graph_feed)
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_a_group_attention_whose_output_the_graph_outputs_is_refused(exported):
+    """The If's output replaces the attention's for the nodes that read it; a graph output of
+    that name would be left without a producer, so the rewrite refuses the graph."""
+    _, _, _, model = exported["none"]
+    target = next(
+        n.input[0]
+        for n in model.graph.node
+        if n.name == "/model/encoder/block.0/layer.1/self_attention/o/MatMul"
+    )
+    with pytest.raises(ValueError, match="its output is a graph output"):
+        group_shortcut.rewrite(with_output(model, target), fold=False)

@@ -167,14 +167,21 @@ def test_tuned_settings_reach_the_session(classifier):
         InferenceSettings.from_mapping({"execution_mode": "fastest"})
 
 
-def test_the_runtime_floor_graph_returns_its_inputs(tmp_path: Path):
-    from onnxship.measure.timing import identity_graph
+def test_the_runtime_floor_graph_takes_every_input_and_returns_only_their_shapes(tmp_path: Path):
+    """The benchmark's floor (onnxship.measure.timing.floor_graph): numbers and typed columns'
+    strings bound as the model's inputs, one small int64 output whatever they are."""
+    from onnxship.measure.timing import floor_graph
     from onnxship.runtime import OnnxModel
 
-    feeds = {"context": np.arange(12, dtype=np.float32).reshape(2, 6), "past": np.ones((2, 6, 2), np.float32)}
-    model = OnnxModel(identity_graph(tmp_path / "id.onnx", feeds))
-    for (name, value), out in zip(feeds.items(), model.run_feed(feeds), strict=True):
-        np.testing.assert_array_equal(out, value, err_msg=name)
+    feeds = {
+        "context": np.arange(12, dtype=np.float32).reshape(2, 6),
+        "past": np.ones((2, 6, 2), np.float32),
+        "city": np.array([["Oslo"], ["Lyon"]], dtype=object),
+    }
+    model = OnnxModel(floor_graph(tmp_path / "floor.onnx", feeds))
+    (shapes,) = model.run_feed(feeds)
+    assert shapes.dtype == np.int64
+    assert shapes.tolist() == [2, 6, 2, 6, 2, 2, 1]
 
 
 @pytest.mark.parametrize(("window", "verdict"), [(8, "pass"), (2, "fail")])

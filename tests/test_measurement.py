@@ -23,8 +23,8 @@ from onnxship.measure.rounds import (
     screen_in_workers,
     settings_key,
 )
-from onnxship.measure.timing import identity_graph
 from onnxship.pipeline.lineage import is_dvc_run, pipeline_run_id, source_state
+from tests.builders import identity_graph
 
 SETTINGS = {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1, "inter_op_threads": 1}
 SETTINGS |= {"graph_optimization_level": "all", "allow_spinning": False}

@@ -101,3 +101,25 @@ def test_integer_rows_are_converted():
     checked = doubling_model().check(rows)
     assert checked.dtype == np.float32
     np.testing.assert_array_equal(checked, rows.astype(np.float32))
+
+
+def test_where_warnings_are_errors_an_overflow_is_still_refused_by_name():
+    """numpy warns of the cast's and the dot's overflow; an application (or pytest -W error)
+    that makes warnings errors still gets the InputError, not a RuntimeWarning."""
+    import warnings
+
+    rows = np.zeros((1, FEATURES))
+    rows[0, 0] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="beyond the float32 range"):
+            doubling_model().check(rows)
+        big = np.full((1, FEATURES), 1e30)  # a float32, whose square overflows: accepted
+        np.testing.assert_array_equal(doubling_model().check(big), big.astype(np.float32))
+
+
+def test_fortran_ordered_float64_rows_come_out_c_contiguous_float32():
+    rows = np.asfortranarray(np.arange(2 * FEATURES, dtype=np.float64).reshape(2, FEATURES))
+    checked = doubling_model().check(rows)
+    assert checked.dtype == np.float32 and checked.flags.c_contiguous
+    np.testing.assert_array_equal(checked, rows.astype(np.float32))

@@ -143,6 +143,8 @@ def rewrite(model: onnx.ModelProto, fold: bool = False) -> int:
         else:  # the If stands for the attended values; v and o stay outside, shared by both
             shortcut = helper.make_node("Identity", [v.output[0]], [scope + "shortcut/value"])
             target, stop = o.input[0], v.output[0]
+        if target in graph_outputs:  # the If's output takes its place for nodes, not for the graph
+            raise ValueError(f"group attention {scope}: its output is a graph output")
         cone = _keep_shared(nodes, _cone(nodes, target, stop, scope), target, graph_outputs)
         if not cone or target not in {out for i in cone for out in nodes[i].output}:
             raise ValueError(f"group attention {scope}: its attention nodes are shared elsewhere")

@@ -4,7 +4,7 @@ Cells are read through onnxship.contract (timed_runtimes, bench_cells), the repo
 
 from __future__ import annotations
 
-from onnxship.contract import FLOOR, NATIVE, bench_cells, timed_runtimes
+from onnxship.contract import FLOOR, NATIVE, bench_cells, floor_cells, timed_runtimes
 
 
 def add_speedups(report: dict) -> None:
@@ -19,7 +19,7 @@ def add_speedups(report: dict) -> None:
     if not native:
         return
     tuned = [m for measured in report.get("tuning", {}).values() for m in measured]
-    floor = [report[FLOOR]] if "batches" in report.get(FLOOR, {}) else []
+    floor = [report[FLOOR]] if floor_cells(report) else []
     for r in [*timed_runtimes(report).values(), *tuned, *floor]:
         for size, cell in r["batches"].items():
             base = native["batches"][size]

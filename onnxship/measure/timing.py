@@ -156,12 +156,15 @@ def measure_runtime(job: dict) -> dict:
     }
 
 
-def _inputs_like(feeds: dict[str, np.ndarray]) -> list:
-    """Graph inputs with the feeds' names and shapes: strings (typed columns) stay strings, numbers
-    are float32, as the runtime's check makes them."""
+def floor_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
+    """A graph that takes the model's inputs and reads only their shapes (one small int64 output):
+    what a call costs in ONNX Runtime with no model work - binding the inputs, the checks, one
+    output - whatever the inputs are (an identity graph would copy strings back out)."""
+    import onnx
     from onnx import TensorProto, helper
 
-    return [
+    # strings (typed columns) stay strings; numbers are float32, as the runtime's check makes them
+    inputs = [
         helper.make_tensor_value_info(
             name,
             TensorProto.STRING if arr.dtype.kind in "OU" else TensorProto.FLOAT,
@@ -169,42 +172,13 @@ def _inputs_like(feeds: dict[str, np.ndarray]) -> list:
         )
         for name, arr in feeds.items()
     ]
-
-
-def _save(graph, path: Path) -> Path:
-    import onnx
-    from onnx import helper
-
-    # IR version 9: what the exporters here write and every ONNX Runtime in use loads
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
-    return path
-
-
-def identity_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
-    """A graph that returns its inputs unchanged, with the model's input names and shapes."""
-    from onnx import helper
-
-    inputs = _inputs_like(feeds)
-    outputs = [
-        helper.make_tensor_value_info(
-            f"{i.name}_out", i.type.tensor_type.elem_type, ["batch", *feeds[i.name].shape[1:]]
-        )
-        for i in inputs
-    ]
-    nodes = [helper.make_node("Identity", [k], [f"{k}_out"]) for k in feeds]
-    return _save(helper.make_graph(nodes, "identity", inputs, outputs), path)
-
-
-def floor_graph(path: Path, feeds: dict[str, np.ndarray]) -> Path:
-    """A graph that takes the model's inputs and reads only their shapes (one small int64 output):
-    what a call costs in ONNX Runtime with no model work - binding the inputs, the checks, one
-    output - whatever the inputs are (an identity graph would copy strings back out)."""
-    from onnx import TensorProto, helper
-
     nodes = [helper.make_node("Shape", [k], [f"{k}_shape"]) for k in feeds]
     nodes.append(helper.make_node("Concat", [f"{k}_shape" for k in feeds], ["shapes"], axis=0))
     output = helper.make_tensor_value_info("shapes", TensorProto.INT64, [None])
-    return _save(helper.make_graph(nodes, "ort_floor", _inputs_like(feeds), [output]), path)
+    graph = helper.make_graph(nodes, "ort_floor", inputs, [output])
+    # IR version 9: what the exporters here write and every ONNX Runtime in use loads
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return path
 
 
 def floor_job(common: dict, settings: dict, folder: Path) -> dict:
