@@ -23,6 +23,9 @@ def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ONE_BATCH = ("--batch-sizes", "1")  # tests that prove no timing: the benchmark at batch 1 only
+
+
 @pytest.fixture(scope="module")
 def shipped_lightgbm(tmp_path_factory):
     """A LightGBM classifier with categorical columns, trained and saved by the user's script,
@@ -174,7 +177,7 @@ def test_a_scikit_learn_pipeline_ships_from_skops_without_pickle(tmp_path):
     encode = ColumnTransformer(parts)
     model = Pipeline([("encode", encode), ("estimator", LogisticRegression())]).fit(X, frame["value"])
     skops.io.dump(model, tmp_path / "churn.skops")
-    done = onnxship("ship", "churn.skops", "--data", csv.name, "--target", "value", cwd=tmp_path)
+    done = onnxship("ship", "churn.skops", "--data", csv.name, "--target", "value", *ONE_BATCH, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "registered: churn version 1" in done.stdout
 
@@ -188,7 +191,7 @@ def test_a_numeric_table_ships_an_xgboost_json_model_trained_on_a_dataframe(tmp_
     raw[["depth", "size", "value"]].to_csv(tmp_path / "t.csv", index=False)  # another column order
     model = xgboost.XGBRegressor(n_estimators=30, max_depth=3).fit(raw[["size", "depth"]], raw["value"])
     model.save_model(tmp_path / "price.json")
-    done = onnxship("ship", "price.json", "--data", "t.csv", "--target", "value", cwd=tmp_path)
+    done = onnxship("ship", "price.json", "--data", "t.csv", "--target", "value", *ONE_BATCH, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     import json
 
@@ -210,6 +213,8 @@ def test_a_pytorch_program_ships_from_pt2_only_when_trusted(tmp_path):
     torch.export.save(program, str(tmp_path / "net.pt2"))
     refused = onnxship("ship", "net.pt2", "--data", "t.csv", "--target", "value", cwd=tmp_path)
     assert refused.returncode == 2 and "--trust-pickle" in refused.stderr
-    done = onnxship("ship", "net.pt2", "--data", "t.csv", "--target", "value", "--trust-pickle", cwd=tmp_path)
+    done = onnxship(
+        "ship", "net.pt2", "--data", "t.csv", "--target", "value", "--trust-pickle", *ONE_BATCH, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "registered: net version 1" in done.stdout
