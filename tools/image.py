@@ -111,8 +111,13 @@ def build(tag: str = TAG, base: str | None = None, cache: bool = True) -> dict:
     )
     seconds = time.perf_counter() - started
     size = int(json.loads(run("image", "inspect", tag, env=env))[0]["Size"])
-    built = {"tag": tag, "base": chosen, "size_mb": round(size / 2**20, 1), "build_s": round(seconds, 1)}
-    return built | {"layer_cache": cache}
+    return {
+        "tag": tag,
+        "base": chosen,
+        "size_mb": round(size / 2**20, 1),
+        "build_s": round(seconds, 1),
+        "layer_cache": cache,
+    }
 
 
 def time_to_live(tag: str, timeout: float = 60) -> float:
