@@ -28,6 +28,7 @@ EXECUTION_MODES = {
     "parallel": ort.ExecutionMode.ORT_PARALLEL,
 }
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+SMALL_CHECK = 64  # values up to which the input check sums in Python (at 4 rows x 19 the two tied)
 # the input check's fast path converts to float32 and sums squares: a value beyond float32 becomes
 # inf, and a square beyond it too, so numpy warns of the overflow; the detailed path then refuses
 # or accepts the value by name. The filter costs nothing per call (np.errstate ~3 us in context);
@@ -114,6 +115,16 @@ class OnnxModel:
         self.n_features = width
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.allow_nan = allow_nan
+        # one input fed by its own name: InferenceSession.run's Python check of the feed (and, with
+        # a GPU provider, its fallback to the CPU) is not needed on the CPU, and calling the C++
+        # session directly saved ~2.5 us of a ~20 us LightGBM call (tools/bench_check.py). Feeds
+        # of several inputs (run_feed) keep the public call: it names a missing input
+        inner = getattr(self.session, "_sess", None)
+        one_input = len(self.session.get_inputs()) == 1
+        if inner is not None and one_input and self.session.get_providers() == [CPU]:
+            self._run_one = lambda feed: inner.run(self.output_names, feed, None)
+        else:
+            self._run_one = lambda feed: self.session.run(self.output_names, feed)
 
     def check(self, X: Any) -> np.ndarray:
         """float32 [rows, n_features], or InputError naming what is wrong."""
@@ -146,7 +157,14 @@ class OnnxModel:
         # (tools/bench_check.py measures the paths)
         try:  # C order at once: one copy for float64 or Fortran-ordered rows, none for float32 rows
             arr32 = np.ascontiguousarray(arr, dtype=np.float32)
-            fast = math.isfinite(float(np.dot(flat := arr32.reshape(-1), flat)))
+            flat = arr32.reshape(-1)
+            # a few values: their sum in Python floats (float64: finite float32 values cannot
+            # overflow it). A numpy reduction just before a small ORT call slowed that call by
+            # ~2-7 us, far beyond its own cost; the Python sum by ~1 us (tools/bench_check.py)
+            if flat.size <= SMALL_CHECK:
+                fast = math.isfinite(sum(flat.tolist()))
+            else:
+                fast = math.isfinite(float(np.dot(flat, flat)))
         except (RuntimeWarning, FloatingPointError):  # an overflow where warnings (or numpy's
             # floating-point errors) are made errors: the detailed path names the value
             arr32, fast = None, False
@@ -164,7 +182,7 @@ class OnnxModel:
         return arr32 if arr32 is not None else np.ascontiguousarray(arr, dtype=np.float32)
 
     def run(self, X: Any) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, {self.input_name: self.check(X)})
+        outputs = self._run_one({self.input_name: self.check(X)})
         return dict(zip(self.output_names, outputs, strict=False))
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -173,4 +191,4 @@ class OnnxModel:
 
     def run_unchecked(self, X32: np.ndarray) -> list[np.ndarray]:
         """The raw session call, for timing against the checked path."""
-        return self.session.run(self.output_names, {self.input_name: X32})
+        return self._run_one({self.input_name: X32})

@@ -123,3 +123,37 @@ def test_fortran_ordered_float64_rows_come_out_c_contiguous_float32():
     checked = doubling_model().check(rows)
     assert checked.dtype == np.float32 and checked.flags.c_contiguous
     np.testing.assert_array_equal(checked, rows.astype(np.float32))
+
+
+# a few values are summed in Python, more in one float32 dot (onnxship.runtime.SMALL_CHECK):
+# every case holds on both paths
+PATHS = {"python_sum": 1, "float32_dot": 40}
+
+
+@pytest.mark.parametrize("rows", PATHS.values(), ids=PATHS.keys())
+@pytest.mark.parametrize(
+    ("dtype", "value", "refusal"),
+    [
+        (np.float32, np.inf, r"input contains \+/-inf"),
+        (np.float32, -np.inf, r"input contains \+/-inf"),
+        (np.float32, np.nan, "does not accept missing values"),
+        (np.float64, 1e300, "beyond the float32 range"),
+        (np.float32, 3.0e38, None),  # finite float32 at the limit: its sum and square overflow
+        (np.float64, 1e30, None),
+        (np.float64, -3.0e38, None),
+    ],
+)
+def test_both_check_paths_refuse_and_accept_alike(rows, dtype, value, refusal):
+    from onnxship.runtime import SMALL_CHECK
+
+    assert (rows * FEATURES <= SMALL_CHECK) == (rows == PATHS["python_sum"])
+    data = np.ones((rows, FEATURES), dtype=dtype)
+    data[-1, 0] = value
+    data[0, -1] = value  # twice: a sum of two values at the float32 limit overflows float32
+    model = doubling_model(allow_nan=False)
+    if refusal:
+        with pytest.raises(InputError, match=refusal):
+            model.check(data)
+    else:
+        np.testing.assert_array_equal(model.check(data), data.astype(np.float32))
+        np.testing.assert_array_equal(model.run(data)["y"], data.astype(np.float32) * 2)

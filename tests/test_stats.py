@@ -5,11 +5,19 @@ budget ends; interleaving lets drift hit every runtime alike."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy.stats import lognorm
 
-from onnxship.measure.intervals import interleaved, measure_until, monte_carlo_interval, percentile_interval
+from onnxship.measure.intervals import (
+    interleaved,
+    measure_until,
+    monte_carlo_interval,
+    paired_ratio_interval,
+    percentile_interval,
+)
 
 LATENCY = lognorm(s=0.5, scale=1.0)  # right-skewed, like request latencies
 
@@ -101,3 +109,70 @@ def test_interleaving_lets_drift_hit_both_runtimes_alike():
     ratio = result["b"][1].estimate / result["a"][1].estimate
     assert 1.8 < ratio < 2.2, ratio
     assert result["a"][0].rounds == result["b"][0].rounds
+
+
+def round_slowed_runner(base: float, slowdowns: list[float], rng: np.random.Generator):
+    """Calls that are steady within a round, but whole rounds run slow together (a machine whose
+    speed changes for tens of milliseconds at a time): the slowdown of round i is slowdowns[i]
+    for every runtime timed in that round."""
+    done = [0]
+
+    def run() -> list[float]:
+        slowdown = slowdowns[done[0] % len(slowdowns)]
+        done[0] += 1
+        return list(base * slowdown * rng.lognormal(0, 0.01, 200))
+
+    return run
+
+
+def test_the_ratio_by_round_needs_six_rounds_to_state_an_interval():
+    assert math.isinf(paired_ratio_interval([2.0] * 5, [1.0] * 5).relative_half_width)
+    six = paired_ratio_interval([2.0, 2.2, 1.8, 2.0, 2.1, 1.9], [1.0] * 6)
+    assert six.estimate == pytest.approx(2.0, rel=0.05) and (six.low, six.high) == (1.8, 2.2)
+
+
+def test_pairing_rounds_keeps_measuring_until_the_ratio_is_certain():
+    """The samples of two rounds are enough for tight p50 intervals, so unpaired the rounds stop at
+    the minimum; paired with native, they go on until six rounds give the ratio an interval."""
+    rng = np.random.default_rng(3)
+    slow = [1.0, 1.0, 2.5, 1.0, 1.3, 1.0, 1.0, 1.0]
+    for pair_with, rounds in ((None, 2), ("native", 6)):
+        runners = {"native": round_slowed_runner(2.0, slow, rng), "onnx": round_slowed_runner(1.0, slow, rng)}
+        result = interleaved(
+            runners, q=50, target=0.05, budget_s=100, min_rounds=2, clock=fake_clock(), pair_with=pair_with
+        )
+        assert result["onnx"][0].rounds == rounds and result["onnx"][2] == "converged"
+        assert len(result["onnx"][0].round_p50s) == rounds
+
+
+def test_the_speedup_interval_sees_rounds_that_ran_slow_together():
+    """Rounds in which one runtime met a slow spell and the other did not (timed a moment apart):
+    every call's p50 interval is narrow, the ratio moves from round to round, and the speedup's
+    interval must show that spread, not hide it."""
+    from onnxship.measure.report import add_speedups
+
+    native_rounds = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    onnx_rounds = [1.0, 1.0, 1.6, 1.0, 0.8, 1.0, 1.25, 1.0]  # ratios 2, 2, 1.25, 2, 2.5, 2, 1.6, 2
+
+    def cell(p50: float, rounds: list[float]) -> dict:
+        return {"p50_ms": p50, "p50_ci_ms": [p50 * 0.99, p50 * 1.01], "round_p50s_ms": rounds}
+
+    report = {
+        "runtimes": {
+            "native": {"batches": {"1": cell(2.0, native_rounds)}},
+            "onnx": {"batches": {"1": cell(1.0, onnx_rounds)}},
+        }
+    }
+    add_speedups(report)
+    low, high = report["runtimes"]["onnx"]["batches"]["1"]["speedup_ci"]
+    assert low <= 1.25 and high >= 2.5  # the rounds' spread: [1.25, 2.5] at 8 rounds (99.2 %)
+    short = {
+        "runtimes": {
+            "native": {"batches": {"1": cell(2.0, native_rounds[:5])}},
+            "onnx": {"batches": {"1": cell(1.0, onnx_rounds[:5])}},
+        }
+    }
+    add_speedups(short)  # five rounds state no interval by round: the p50s' alone
+    assert short["runtimes"]["onnx"]["batches"]["1"]["speedup_ci"] == pytest.approx(
+        [1.98 / 1.01, 2.02 / 0.99]
+    )

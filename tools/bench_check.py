@@ -4,11 +4,12 @@
 
 One process, one session (one intra-op thread, spinning off), one float32 row of the test split:
 in interleaved rounds (onnxship.measure.intervals.interleaved: the order reversed each round) it
-times `session.run` alone, after each finiteness check the runtime has used (a float64 sum; a
-float32 dot, onnxship/runtime.py), and the whole checked call the benchmark and serving make
-(OnnxModel.run), on the float32 row and on the float64 row the benchmark feeds (the test split as
-stored; the check converts it). Per variant: the p50 of every call with its 95 % interval; writes
-reports/runtime/check_cost.json.
+times `session.run` alone, the C++ session it wraps alone (what OnnxModel calls for one input on
+the CPU), `session.run` after each finiteness check the runtime has used (a float64 sum; a float32
+dot; a Python sum, onnxship/runtime.py's path for a few values), and the whole checked call the
+benchmark makes (OnnxModel.run), on the float32 row and on the float64 row the benchmark feeds
+(the test split as stored; the check converts it). Per variant: the p50 of every call with its
+95 % interval; writes reports/runtime/check_cost.json.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ REPORT = Path("reports/runtime/check_cost.json")
 
 def variants(model, row: np.ndarray) -> dict:
     session, names, feed_name = model.session, model.output_names, model.input_name
+    inner = session._sess  # the C++ session InferenceSession.run calls after checking the feed
 
     def run_alone() -> None:
         session.run(names, {feed_name: row})
+
+    def inner_alone() -> None:
+        inner.run(names, {feed_name: row}, None)
 
     def after_sum64() -> None:
         if np.isfinite(row.sum(dtype=np.float64)):
@@ -42,6 +47,10 @@ def variants(model, row: np.ndarray) -> dict:
     def after_dot() -> None:
         flat = row.reshape(-1)
         if math.isfinite(float(np.dot(flat, flat))):
+            session.run(names, {feed_name: row})
+
+    def after_python_sum() -> None:
+        if math.isfinite(sum(row.reshape(-1).tolist())):
             session.run(names, {feed_name: row})
 
     def checked_call() -> None:
@@ -54,8 +63,10 @@ def variants(model, row: np.ndarray) -> dict:
 
     return {
         "run_alone": run_alone,
+        "inner_alone": inner_alone,
         "after_sum64": after_sum64,
         "after_dot": after_dot,
+        "after_python_sum": after_python_sum,
         "checked_call": checked_call,
         "checked_call_float64": checked_call_float64,
     }

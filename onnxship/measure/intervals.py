@@ -46,8 +46,9 @@ class Interval:
 
     @property
     def relative_half_width(self) -> float:
-        """Half the interval's width over the estimate (inf when there is no estimate yet)."""
-        if self.estimate <= 0 or not math.isfinite(self.estimate):
+        """Half the interval's width over the estimate (inf when there is no estimate or no
+        interval yet)."""
+        if self.estimate <= 0 or not all(map(math.isfinite, (self.estimate, self.low, self.high))):
             return math.inf
         return max(self.estimate - self.low, self.high - self.estimate) / self.estimate
 
@@ -98,9 +99,34 @@ class Series:
 
     samples: list[float] = field(default_factory=list)
     rounds: int = 0
+    round_p50s: list[float] = field(default_factory=list)  # each round's median
 
     def interval(self, q: float) -> Interval:
         return percentile_interval(np.asarray(self.samples), q)
+
+    def add_round(self, samples: list[float]) -> None:
+        self.samples.extend(samples)
+        self.rounds += 1
+        self.round_p50s.append(float(np.median(samples)))
+
+
+# the fewest rounds whose median a [smallest, largest] interval brackets with >= 95 %
+# (1 - 2 * 0.5**6 = 96.9 %); fewer rounds cannot make the statement at all
+MIN_PAIRED_ROUNDS = 6
+
+
+def paired_ratio_interval(numerator: list[float], denominator: list[float]) -> Interval:
+    """The median of per-round ratios (numerator's round p50 / denominator's, the two timed in the
+    same round) and its order-statistic interval. The samples within a round are not independent:
+    on a machine whose speed changes for tens of milliseconds at a time, a whole round runs slow
+    together, so an interval over all samples is narrower than the spread between runs; a ratio
+    per round cancels what both runtimes of the round shared. Fewer than MIN_PAIRED_ROUNDS: an
+    interval of NaNs (no statement)."""
+    ratios = np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)
+    if len(ratios) < MIN_PAIRED_ROUNDS:
+        middle = float(np.median(ratios)) if len(ratios) else math.nan
+        return Interval(50, middle, math.nan, math.nan, len(ratios))
+    return percentile_interval(ratios, 50)
 
 
 def measure_until(
@@ -124,25 +150,35 @@ def interleaved(
     min_samples: int = 100,
     clock: Callable[[], float] = time.perf_counter,
     min_rounds: int = 1,
+    pair_with: str | None = None,
 ) -> dict[str, tuple[Series, Interval, str]]:
     """Rounds of every runner in turn, the order reversed each round (A B, B A, …), until every
     runner's interval is within ±target or the budget ends, either only after `min_rounds`. Runners
     that converged keep running while others have not: dropping them would let later noise hit
-    the others only."""
+    the others only. With `pair_with` (a runner's name), every other runner's ratio to it, round
+    by round (paired_ratio_interval), must be within ±target too."""
     series = {name: Series() for name in runners}
     names = list(runners)
+    # the intervals import scipy on first use (~0.5 s): not inside the first measurement's budget,
+    # which it used to spend, leaving the first batch size 2-3 rounds
+    from scipy.stats import binom  # noqa: F401
+
     started = clock()
     while True:
         for name in names:
-            series[name].samples.extend(runners[name]())
-            series[name].rounds += 1
+            series[name].add_round(runners[name]())
         names.reverse()
         intervals = {name: s.interval(q) for name, s in series.items()}
+        if pair_with is not None:
+            base = series[pair_with].round_p50s
+            ratios = [paired_ratio_interval(base, s.round_p50s) for n, s in series.items() if n != pair_with]
+        else:
+            ratios = []
         enough = series[names[0]].rounds >= min_rounds  # interleaving needs rounds to mean anything
         done = (
             enough
             and all(len(s.samples) >= min_samples for s in series.values())
-            and all(i.relative_half_width <= target for i in intervals.values())
+            and all(i.relative_half_width <= target for i in [*intervals.values(), *ratios])
         )
         spent = clock() - started >= budget_s and enough
         if done or spent:

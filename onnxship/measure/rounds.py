@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from onnxship.contract import FLOOR, NATIVE
-from onnxship.measure.intervals import interleaved, percentile_interval
+from onnxship.measure.intervals import Series, interleaved, percentile_interval
 
 log = logging.getLogger("onnxship.stage")
 
@@ -219,13 +219,14 @@ def calls_per_round(screen_p50_ms: float, round_s: float) -> int:
     return int(min(200, max(1, round(round_s * 1e3 / screen_p50_ms))))
 
 
-def cell(samples: list[float], size: int, why: str, rounds: int, stop_on: float = 99) -> dict:
+def cell(series: Series, size: int, why: str, stop_on: float = 99) -> dict:
     """One runtime at one batch size: percentiles with their intervals and how many samples."""
-    ms = np.asarray(samples)
+    ms = np.asarray(series.samples)
     p50, p99 = percentile_interval(ms, 50), percentile_interval(ms, 99)
     return {
         "iterations": len(ms),
-        "rounds": rounds,
+        "rounds": series.rounds,
+        "round_p50s_ms": series.round_p50s,  # paired with native's, round by round: the speedup's interval
         "stopped": why,  # "converged": every stop_on percentile within ±target; "budget": time ran out
         "stop_on": stop_on,
         "stop_rel_half_width": (
@@ -296,11 +297,10 @@ def measure_interleaved(
                 budget_s=rounds["budget_s"],
                 min_samples=rounds.get("min_samples", 20),
                 min_rounds=rounds.get("min_rounds", 3),
+                pair_with=NATIVE if NATIVE in runners else None,
             )
             for runtime, (series, _, why) in measured.items():
-                out.setdefault(runtime, {})[str(size)] = cell(
-                    series.samples, size, why, series.rounds, rounds.get("stop_on", 99)
-                )
+                out.setdefault(runtime, {})[str(size)] = cell(series, size, why, rounds.get("stop_on", 99))
             if progress:
                 progress()
     finally:
