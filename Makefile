@@ -25,9 +25,9 @@ system-packages: ## Debian's postgresql and wrk, when missing (tests and bench-s
 
 run: install ## install, then rebuild everything with `dvc repro` and say where the results are
 	python -m tools.params
-	python -m tools.prune_lock   # entries of stages no longer in dvc.yaml: DVC would rewrite them around every stage
+	python -m tools.prune_lock   # entries of stages no longer in the pipeline: DVC would rewrite them around every stage
 	python -m tools.registry_state; if [ $$? -eq 3 ]; then dvc repro --force; else dvc repro; fi
-	@python -m tools.check_lock || echo "(outputs differ from the committed dvc.lock: see above)"
+	@python -m tools.check_lock || echo "(outputs differ from the committed locks: see above)"
 	@echo
 	@python -m tools.timings run --since $(STARTED)
 	@echo

@@ -19,7 +19,19 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 TEXTS = [README, *PAGES]
 
 # a token naming something in the repository: a path under one of these folders, or a root file
-FOLDERS = ("onnxship", "stages", "serving", "tests", "tools", "conf", "reports", "docs", ".dvc", ".ci")
+FOLDERS = (
+    "onnxship",
+    "stages",
+    "serving",
+    "tests",
+    "tools",
+    "conf",
+    "reports",
+    "docs",
+    ".dvc",
+    ".ci",
+    "pipeline",
+)
 ROOT_FILES = {
     "dvc.yaml",
     "dvc.lock",

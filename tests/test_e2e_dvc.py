@@ -15,6 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from onnxship.pipeline.dvc_files import lock_files
 from tests.conftest import ROOT, sh
 from tools.check_lock import out_hashes
 
@@ -67,7 +68,8 @@ def test_repro_registers_every_model_then_reruns_nothing(project: Path):
 
 def stale_stages(project: Path) -> set[str]:
     status = json.loads(sh(["dvc", "status", "--json"], project).stdout)
-    return {name.split("@")[0] for name in status}
+    # pipeline/<stage>/dvc.yaml's stages are named with their file: "pipeline/.../dvc.yaml:train@x"
+    return {name.split(":")[-1].split("@")[0] for name in status}
 
 
 @pytest.mark.parametrize(
@@ -118,7 +120,9 @@ def test_the_smoke_run_reproduces_the_committed_hashes(project: Path):
     machine would: OpenBLAS on another CPU's kernels, another Python hash seed) gives every data/
     and models/ output the hash committed in tests/smoke_hashes.json."""
     committed = json.loads(SMOKE_HASHES.read_text())
-    produced = out_hashes(sh(["git", "show", "HEAD:dvc.lock"], project).stdout)
+    produced = {}
+    for lock in lock_files(project):  # dvc.lock and pipeline/<stage>/dvc.lock
+        produced |= out_hashes(sh(["git", "show", f"HEAD:{lock.as_posix()}"], project).stdout)
     if produced != committed:
         observed = project / "smoke_hashes.observed.json"
         observed.write_text(json.dumps(dict(sorted(produced.items())), indent=1) + "\n")

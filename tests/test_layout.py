@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 import yaml
 
+from onnxship.pipeline.dvc_files import all_stages, dvc_files
 from tests.conftest import ROOT, modules_loaded_by
 from tools.stage_deps import (
     CODE_DIR,
@@ -18,7 +20,7 @@ from tools.stage_deps import (
     digest_text,
     stage_closures,
 )
-from tools.stage_params import PARAMS_DIR, write_params_files
+from tools.stage_params import PARAMS_DIR, PER_MODEL, write_params_files
 
 MAX_STAGE_LINES = 100
 
@@ -32,27 +34,56 @@ def test_each_stage_depends_on_the_code_it_can_import():
         )
 
 
+def pipeline_copy(tmp_path) -> dict[str, dict]:
+    """The pipeline's DVC files (dvc.yaml, pipeline/<stage>/dvc.yaml) parsed, by path under the
+    project, to break one and write them all under tmp_path (write_pipeline)."""
+    return {str(f.relative_to(ROOT)): yaml.safe_load(f.read_text()) for f in dvc_files(ROOT)}
+
+
+def write_pipeline(files: dict[str, dict], root) -> None:
+    for relative, body in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(yaml.safe_dump(body))
+
+
 def test_a_missing_code_file_or_a_stray_code_path_is_named(tmp_path):
-    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    dvc_yaml["stages"]["prepare"]["deps"] = ["onnxship/data/tables.py"]
-    dvc_yaml["stages"][CODE_STAGE]["deps"] = ["stages"]
-    broken = tmp_path / "dvc.yaml"
-    broken.write_text(yaml.safe_dump(dvc_yaml))
-    errors = dep_errors(broken)
+    files = pipeline_copy(tmp_path)
+    files["dvc.yaml"]["stages"]["prepare"]["deps"] = ["onnxship/data/tables.py"]
+    files["dvc.yaml"]["stages"][CODE_STAGE]["deps"] = ["stages"]
+    write_pipeline(files, tmp_path)
+    errors = dep_errors(tmp_path)
     assert errors["prepare"] == "needs reports/code/prepare.txt in its deps"
     assert "onnxship/runtime.py" in errors[CODE_STAGE]
 
 
 def test_a_missing_params_file_or_a_stray_params_list_is_named(tmp_path):
-    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    benchmark = dvc_yaml["stages"]["benchmark"]["do"]
+    files = pipeline_copy(tmp_path)
+    benchmark = files["pipeline/benchmark/dvc.yaml"]["stages"]["benchmark"]["do"]
     benchmark["deps"] = [d for d in benchmark["deps"] if not d.startswith(str(PARAMS_DIR))]
-    dvc_yaml["stages"]["train"]["do"]["params"] = ["seed"]
-    broken = tmp_path / "dvc.yaml"
-    broken.write_text(yaml.safe_dump(dvc_yaml))
-    errors = dep_errors(broken)
+    files["pipeline/train/dvc.yaml"]["stages"]["train"]["do"]["params"] = ["seed"]
+    write_pipeline(files, tmp_path)
+    errors = dep_errors(tmp_path)
     assert errors["benchmark"] == "needs reports/params/benchmark/${key}.yaml in its deps"
     assert errors["train"].startswith("lists params: reports/params/train/${key}.yaml covers them")
+
+
+def test_a_stage_defined_in_two_pipeline_files_is_refused(tmp_path):
+    files = pipeline_copy(tmp_path)
+    files["dvc.yaml"]["stages"]["train"] = files["pipeline/train/dvc.yaml"]["stages"]["train"]
+    write_pipeline(files, tmp_path)
+    with pytest.raises(ValueError, match="stage 'train' is defined twice"):
+        all_stages(tmp_path)
+
+
+def test_each_per_model_stage_has_its_own_file_and_lock():
+    """One pipeline/<stage>/dvc.yaml per per-model stage, its commands and paths from the project's
+    root, and a committed lock beside each: DVC rewrites only the lock of the stage it ran."""
+    for stage in PER_MODEL:
+        path = ROOT / "pipeline" / stage / "dvc.yaml"
+        assert list(yaml.safe_load(path.read_text())["stages"]) == [stage], path
+        assert yaml.safe_load(path.read_text())["stages"][stage]["do"]["wdir"] == "../.."
+        assert (path.parent / "dvc.lock").exists(), f"{path.parent}/dvc.lock is not committed"
+    assert not set(PER_MODEL) & set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 
 def test_the_committed_params_files_are_what_stage_params_writes(tmp_path):
@@ -106,7 +137,7 @@ def test_the_closure_follows_function_level_imports_and_plugin_packages():
 
 
 def test_stages_holds_only_thin_dvc_stage_scripts():
-    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]) - set(TOOL_STAGES)
+    stages = set(all_stages(ROOT)) - set(TOOL_STAGES)
     scripts = {p.stem for p in (ROOT / "stages").glob("*.py") if p.stem not in ("__init__", "__main__")}
     assert scripts == stages
     for name in scripts:
@@ -222,12 +253,13 @@ def test_test_modules_never_import_each_other():
 
 def test_the_committed_lock_holds_only_the_pipelines_stages(tmp_path):
     """DVC keeps a removed stage's entry and rewrites the whole lock around every stage it runs."""
-    from tools.prune_lock import stale_stages
+    from tools.prune_lock import stale_entries, stale_stages
 
-    assert stale_stages() == [], "run `python -m tools.prune_lock` and commit dvc.lock"
-    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    assert stale_entries() == {}, "run `python -m tools.prune_lock` and commit the locks"
+    train = ROOT / "pipeline" / "train"
+    lock = yaml.safe_load((train / "dvc.lock").read_text())
     name = next(iter(lock["stages"]))
     lock["stages"]["train@a_model_left_the_zoo"] = lock["stages"][name]
     stale = tmp_path / "dvc.lock"
     stale.write_text(yaml.safe_dump(lock))
-    assert stale_stages(stale) == ["train@a_model_left_the_zoo"]
+    assert stale_stages(stale, train / "dvc.yaml") == ["train@a_model_left_the_zoo"]

@@ -1,6 +1,7 @@
-"""Did this run rebuild the committed outputs? Compares the hashes dvc.lock records for data/ and
-models/ with those of the committed dvc.lock (git HEAD). Timings live in reports, never in these
-outputs, so on any machine the same commit must give the same hashes.
+"""Did this run rebuild the committed outputs? Compares the hashes the pipeline's locks (dvc.lock
+and pipeline/<stage>/dvc.lock: onnxship/pipeline/dvc_files.py) record for data/ and models/ with those
+of the committed locks (git HEAD). Timings live in reports, never in these outputs, so on any
+machine the same commit must give the same hashes.
 
     python -m tools.check_lock            # exit 1 naming every output whose hash differs
 """
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from onnxship.pipeline.dvc_files import load_lock, lock_files
 
 CACHED = ("data/", "models/")
 
@@ -19,36 +20,48 @@ CACHED = ("data/", "models/")
 def out_hashes(lock_text: str) -> dict[str, str]:
     """path -> md5 of every cached output under data/ and models/ in a dvc.lock."""
     hashes = {}
-    for stage in (yaml.safe_load(lock_text) or {}).get("stages", {}).values():
+    for stage in load_lock(lock_text).values():
         for out in stage.get("outs", []):
             if out["path"].startswith(CACHED):
                 hashes[out["path"]] = out["md5"]
     return hashes
 
 
-def differences(committed: str, current: str) -> list[str]:
-    before, after = out_hashes(committed), out_hashes(current)
+def differences(committed: dict[str, str], current: dict[str, str]) -> list[str]:
     return [
-        f"{path}: committed {before.get(path, 'absent')}, now {after.get(path, 'absent')}"
-        for path in sorted(set(before) | set(after))
-        if before.get(path) != after.get(path)
+        f"{path}: committed {committed.get(path, 'absent')}, now {current.get(path, 'absent')}"
+        for path in sorted(set(committed) | set(current))
+        if committed.get(path) != current.get(path)
     ]
 
 
-def main() -> int:
+def committed_lock(path: Path) -> str | None:
     try:
-        committed = subprocess.run(
-            ["git", "show", "HEAD:dvc.lock"], capture_output=True, text=True, check=True
+        return subprocess.run(
+            ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main() -> int:
+    committed: dict[str, str] = {}
+    current: dict[str, str] = {}
+    found = False
+    for lock in lock_files():
+        text = committed_lock(lock)
+        found |= text is not None
+        committed |= out_hashes(text or "")
+        current |= out_hashes(lock.read_text()) if lock.exists() else {}
+    if not found:
         print("no committed dvc.lock to compare with", file=sys.stderr)
         return 1
-    diff = differences(committed, Path("dvc.lock").read_text())
+    diff = differences(committed, current)
     for line in diff:
         print(f"differs: {line}", file=sys.stderr)
     if not diff:
-        count = len(out_hashes(committed))
-        print(f"reproduced: every data/ and models/ hash equals the committed dvc.lock ({count} outputs)")
+        count = len(committed)
+        print(f"reproduced: every data/ and models/ hash equals the committed locks' ({count} outputs)")
     return 1 if diff else 0
 
 

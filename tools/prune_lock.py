@@ -1,4 +1,5 @@
-"""Drop dvc.lock's entries for stages dvc.yaml no longer defines.
+"""Drop a lock's entries for stages its dvc.yaml no longer defines (dvc.yaml and each
+pipeline/<stage>/dvc.yaml: onnxship/pipeline/dvc_files.py).
 
 DVC keeps the entry of a stage that left the pipeline (a zoo model removed, a stage renamed:
 treeverse/dvc#5293), and it re-reads and re-writes the whole lock around every stage it runs, so
@@ -17,13 +18,15 @@ from pathlib import Path
 
 import yaml
 
+from onnxship.pipeline.dvc_files import dvc_files, load_lock, lock_of, stages_of
+
 ROOT = Path(__file__).resolve().parents[1]
-FOREACH = "${zoo.models}"  # the only foreach of dvc.yaml: one stage per zoo model
+FOREACH = "${zoo.models}"  # the pipeline's only foreach: one stage per zoo model
 
 
 def pipeline_stages(dvc_yaml: Path = ROOT / "dvc.yaml", params: Path = ROOT / "params.yaml") -> set[str]:
-    """Every stage name dvc.yaml defines, per-model stages expanded over params.yaml's zoo."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    """Every stage name a dvc.yaml defines, per-model stages expanded over params.yaml's zoo."""
+    stages = stages_of(dvc_yaml)
     models = yaml.safe_load(params.read_text())["zoo"]["models"]
     names: set[str] = set()
     for name, body in stages.items():
@@ -32,7 +35,7 @@ def pipeline_stages(dvc_yaml: Path = ROOT / "dvc.yaml", params: Path = ROOT / "p
         elif body["foreach"] == FOREACH:
             names |= {f"{name}@{model}" for model in models}
         else:
-            raise ValueError(f"dvc.yaml: stage '{name}' loops over {body['foreach']!r}, not {FOREACH}")
+            raise ValueError(f"{dvc_yaml.name}: stage '{name}' loops over {body['foreach']!r}, not {FOREACH}")
     return names
 
 
@@ -41,9 +44,17 @@ def stale_stages(lock: Path = ROOT / "dvc.lock", dvc_yaml: Path = ROOT / "dvc.ya
     if not lock.exists():
         return []
     # PyYAML's C loader: a tenth of the time of DVC's round-trip parse, enough to decide
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # PyYAML built without libyaml lacks it
-    recorded = (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages", {})
-    return sorted(set(recorded) - pipeline_stages(dvc_yaml, params))
+    return sorted(set(load_lock(lock.read_text())) - pipeline_stages(dvc_yaml, params))
+
+
+def stale_entries(root: Path = ROOT) -> dict[Path, list[str]]:
+    """{lock: its stale stage names} over every pipeline file, the ones with any."""
+    found = {}
+    for dvc_yaml in dvc_files(root):
+        stale = stale_stages(lock_of(dvc_yaml), dvc_yaml, root / "params.yaml")
+        if stale:
+            found[lock_of(dvc_yaml).relative_to(root)] = stale
+    return found
 
 
 def prune(lock: Path, names: list[str]) -> None:
@@ -55,16 +66,15 @@ def prune(lock: Path, names: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    lock = Path("dvc.lock")
-    stale = stale_stages(lock, Path("dvc.yaml"), Path("params.yaml"))
-    if not stale:
-        return 0
-    if "--check" in argv:
-        print(f"dvc.lock holds stages dvc.yaml no longer defines: {', '.join(stale)} "
-              "(python -m tools.prune_lock removes them)", file=sys.stderr)  # fmt: skip
+    stale = stale_entries(Path.cwd())
+    if stale and "--check" in argv:
+        for lock, names in stale.items():
+            print(f"{lock} holds stages its dvc.yaml no longer defines: {', '.join(names)} "
+                  "(python -m tools.prune_lock removes them)", file=sys.stderr)  # fmt: skip
         return 1
-    prune(lock, stale)
-    print(f"dvc.lock: removed {len(stale)} entries of stages no longer in the pipeline: {', '.join(stale)}")
+    for lock, names in stale.items():
+        prune(lock, names)
+        print(f"{lock}: removed {len(names)} entries of stages no longer in the pipeline: {', '.join(names)}")
     return 0
 
 

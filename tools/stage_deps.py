@@ -6,8 +6,8 @@ Every import counts, at any depth (function-level imports included); importing a
 DVC learns of code edits through one small file per stage, `reports/code/<stage>.txt`: the sha256
 and path of every file in the stage's closure, written by dvc.yaml's first stage (`code`, which
 depends on the code folders and runs this tool). A stage depends on its own file, so it re-runs
-exactly when a file it can import changes, and dvc.lock holds one entry per stage instead of the
-whole list (DVC re-reads and re-writes dvc.lock around every stage: its size is paid 82 times).
+exactly when a file it can import changes, and the lock holds one entry per stage instead of the
+whole list (DVC re-reads and re-writes a stage's lock around every stage: its size is paid each time).
 
     python -m tools.stage_deps                      # print each stage's closure
     python -m tools.stage_deps --write reports/code # write the per-stage code files (stage `code`)
@@ -21,8 +21,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-import yaml
-
+from onnxship.pipeline.dvc_files import all_stages
 from tools.stage_params import PARAMS_STAGE, READS, params_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +82,9 @@ def closure(script: Path) -> set[Path]:
     return {p.relative_to(ROOT) for p in seen}
 
 
-def stage_closures(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, set[Path]]:
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+def stage_closures(root: Path = ROOT) -> dict[str, set[Path]]:
+    """Each stage of the pipeline at `root` (onnxship/pipeline/dvc_files.py) -> its script's closure."""
+    stages = all_stages(root)
     return {name: closure(ROOT / "stages" / f"{name}.py") for name in stages if name not in TOOL_STAGES}
 
 
@@ -100,11 +100,11 @@ def digest_text(files: set[Path], root: Path = ROOT) -> str:
     )
 
 
-def write_code_files(folder: Path, dvc_yaml: Path = ROOT / "dvc.yaml") -> list[Path]:
+def write_code_files(folder: Path, root: Path = ROOT) -> list[Path]:
     """One code file per stage in `folder`; a file is rewritten only when its text changes."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, files in stage_closures(dvc_yaml).items():
+    for name, files in stage_closures(root).items():
         path, text = folder / f"{name}.txt", digest_text(files)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
@@ -112,13 +112,13 @@ def write_code_files(folder: Path, dvc_yaml: Path = ROOT / "dvc.yaml") -> list[P
     return written
 
 
-def dep_errors(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
+def dep_errors(root: Path = ROOT) -> dict[str, str]:
     """stage -> what is wrong with its code or params deps: each stage names its own code file
     and params file, and no code path or params key of its own (the files cover them); `code`
     depends on every folder a closure reaches."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    stages = all_stages(root)
     out = {}
-    for name in stage_closures(dvc_yaml):
+    for name in stage_closures(root):
         body = stages[name].get("do", stages[name])
         deps = [Path(d) for d in body.get("deps", [])]
         own_params = params_file(name, "${key}")
@@ -133,7 +133,7 @@ def dep_errors(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
         elif body.get("params"):
             out[name] = f"lists params: {own_params} covers them (tools/stage_params.py READS)"
     watched = [Path(d) for d in stages.get(CODE_STAGE, {}).get("deps", [])]
-    reached = set().union(*stage_closures(dvc_yaml).values())
+    reached = set().union(*stage_closures(root).values())
     unwatched = sorted(str(f) for f in reached if not any(_covered(f, d) for d in watched))
     if unwatched:
         out[CODE_STAGE] = f"does not depend on: {', '.join(unwatched)}"
@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         errors = dep_errors()
         for stage, what in errors.items():
-            print(f"dvc.yaml: stage '{stage}' {what}", file=sys.stderr)
+            print(f"pipeline: stage '{stage}' {what}", file=sys.stderr)
         return 1 if errors else 0
     if "--write" in argv:
         folder = Path(argv[argv.index("--write") + 1]) if len(argv) > argv.index("--write") + 1 else CODE_DIR

@@ -20,11 +20,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from onnxship.pipeline.dvc_files import lock_files
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "timings.json"
 TABLE = ROOT / "reports" / "timings.md"
 README = ROOT / "README.md"
-LOCK = ROOT / "dvc.lock"
 BEGIN, END = "<!-- BEGIN generated: timings (python -m tools.timings) -->", "<!-- END generated: timings -->"
 STAGE_ORDER = ("code", "prepare", "checkpoint", "train", "export", "optimize", "validate", "benchmark")
 STAGE_ORDER += ("package", "summarize")
@@ -151,9 +152,10 @@ def main(argv: list[str]) -> int:
         }
         if argv[0] == "run":
             entry["stages"] = {}
-            # DVC rewrites dvc.lock after every stage it runs: untouched since the start, nothing
+            # DVC rewrites a stage's lock after it runs: all untouched since the start, nothing
             # ran, and MLflow (seconds to load) need not be asked
-            if LOCK.exists() and LOCK.stat().st_mtime >= since:
+            locks = [ROOT / lock for lock in lock_files(ROOT)]
+            if any(lock.exists() and lock.stat().st_mtime >= since for lock in locks):
                 from onnxship.pipeline.config import load_params
                 from onnxship.pipeline.tracking import tracking_uri
 

@@ -174,7 +174,8 @@ def version_tags(
             if k in active.data.tags
         },
         "pipeline_run": active.data.tags.get("pipeline_run", ""),
-        "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "none",
+        # the pipeline's locks (dvc.lock, pipeline/<stage>/dvc.lock) as the package stage started
+        "dvc_lock_sha256": active.data.tags.get("dvc_lock_sha256", "none"),
         "params_sha256": active.data.tags.get("params_sha256", ""),
         "source_model_sha256": native_meta["native_sha256"],
         "onnx_sha256": metadata["sha256"],

@@ -20,9 +20,10 @@ import os
 import subprocess
 from pathlib import Path
 
-# what `dvc repro` itself writes into the git tree while it runs: the lock, the reports, and the
-# .gitignore files beside its outputs (removed with an output and written back after its stage)
-PIPELINE_WRITES = ("dvc.lock", "reports", "**/.gitignore")
+# what `dvc repro` itself writes into the git tree while it runs: the locks (dvc.lock and
+# pipeline/<stage>/dvc.lock), the reports, and the .gitignore files beside its outputs (removed
+# with an output and written back after its stage)
+PIPELINE_WRITES = ("**/dvc.lock", "reports", "**/.gitignore")
 PIPELINE_RUN_ENV = "ONNXSHIP_PIPELINE_RUN"
 STANDALONE = "standalone"
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from onnxship import store
 from onnxship.io import sha256_file, write_json
+from onnxship.pipeline.dvc_files import locks_sha256
 from onnxship.pipeline.lineage import pipeline_run_id, source_state
 
 # The user's MLFLOW_* variables, read once at import: mlflow.set_tracking_uri() writes that variable
@@ -60,6 +61,8 @@ def lineage_tags(stage: str, model: str | None) -> dict[str, str]:
         tags["model"] = model
     if Path("params.yaml").exists():
         tags["params_sha256"] = sha256_file("params.yaml")
+    if Path("dvc.lock").exists():  # the pipeline's locks as this stage starts: what ran upstream
+        tags["dvc_lock_sha256"] = locks_sha256(Path.cwd())
     return tags
 
 
