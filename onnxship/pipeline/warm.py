@@ -42,7 +42,12 @@ from collections.abc import Mapping, Sequence
 ENABLED_ENV = "ONNXSHIP_WARM"  # "0": always cold
 PRELOAD_ENV = "ONNXSHIP_WARM_PRELOAD"  # comma-separated modules, instead of PRELOAD
 SERVED_ENV = "ONNXSHIP_WARM_SERVED"  # set in a child the server forked (tests read it)
-IDLE_S = 30.0  # a server with no stage to run for this long exits
+# a server with no stage to run for this long exits. `dvc repro` runs each model's chain (train …
+# package) before the next model's, so train's server (its own environment) waits a whole chain
+# between calls: 25-95 s here, ~3 min for a release-size Chronos. A server that left restarts
+# cold, and its preload beside a running stage took a core from it: LightGBM's 2-thread fit ran
+# 7.4 s instead of 0.8 (OpenMP waits at every barrier for the descheduled thread)
+IDLE_S = 200.0
 CONNECT_S = 5.0  # how long a call waits for a server that is up to take it
 # what the stages import that takes seconds; a module missing here is skipped
 PRELOAD = (
