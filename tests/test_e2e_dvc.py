@@ -42,7 +42,8 @@ def stage_runs(project: Path) -> list:
 
 def test_repro_registers_every_model_then_reruns_nothing(project: Path):
     zoo = yaml.safe_load((project / "params.yaml").read_text())["zoo"]["models"]
-    assert f"Running stage 'package@{list(zoo)[-1]}'" in (project / "first_repro.log").read_text()
+    last = f"Running stage 'pipeline/package/dvc.yaml:package@{list(zoo)[-1]}'"
+    assert last in (project / "first_repro.log").read_text()
     client = client_of(project)
     assert sorted(m.name for m in client.search_registered_models()) == sorted(zoo)
     for name in zoo:
