@@ -192,6 +192,9 @@ class MlflowServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # stop() ends the server and its workers together
+                # MLflow 3 starts job consumers (Huey processes, ~5 s of CPU each) for its GenAI
+                # jobs; a model registry needs none
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -23,7 +23,8 @@ def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-ONE_BATCH = ("--batch-sizes", "1")  # tests that prove no timing: the benchmark at batch 1 only
+# tests that prove no timing: a short benchmark (--quick), at batch 1 only
+ONE_BATCH = ("--batch-sizes", "1", "--quick")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,11 @@ def test_a_numeric_table_ships_an_xgboost_json_model_trained_on_a_dataframe(tmp_
 
     schema = json.loads((tmp_path / "ship" / "price" / "data" / "prepared" / "schema.json").read_text())
     assert schema["features"] == ["size", "depth"]
+    # --quick: the smoke experiment's benchmark settings, the batch sizes still --batch-sizes'
+    reports = tmp_path / "ship" / "price" / "reports"
+    bench = json.loads((reports / "benchmark" / "price.json").read_text())["bench"]
+    assert bench["tuning"]["intra_op_threads"] == [1] and bench["cold_start_runs"] == 1
+    assert bench["interleaved"]["budget_s"] == 0.2 and bench["batch_sizes"] == [1]
 
 
 def test_a_pytorch_program_ships_from_pt2_only_when_trusted(tmp_path):

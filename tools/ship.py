@@ -3,6 +3,7 @@
     onnxship ship model.txt --data table.csv --target churn
     onnxship ship pipeline.skops --data table.parquet --target price --name diamonds
     onnxship ship model.joblib --data table.csv --target y --trust-pickle
+    onnxship ship model.json --data table.csv --target y --quick   # a short benchmark (CI)
 
 The model goes through the pipeline's own stages, in this process, on a project folder of its
 own (--out): prepare (the table, typed: numbers and categories), train (the file is loaded, which
@@ -98,6 +99,12 @@ def parser(prog: str = "onnxship ship") -> argparse.ArgumentParser:
         metavar="N",
         help="the batch sizes to time, native vs ONNX (default: conf/benchmark's); the registered "
         "variant is the fastest proven one at the first",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short benchmark (the smoke experiment's: one thread count, brief rounds, one cold "
+        "start): every gate still runs, the timings are indicative",
     )
     p.add_argument(
         "--native-fallback",
@@ -217,6 +224,9 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     # in --out; the stages read the variable first, so it is set to the choice
     store = f"sqlite:///{out / 'mlflow.db'}"
     cfg.package.native_fallback = bool(getattr(args, "native_fallback", False))
+    if getattr(args, "quick", False):  # conf/experiment/smoke.yaml's benchmark block, nothing else of it
+        cfg.benchmark = compose_config(["experiment=smoke"]).benchmark
+        cfg.package.select_batch_size = cfg.benchmark.batch_sizes[0]
     if getattr(args, "batch_sizes", None):
         cfg.package.select_batch_size = args.batch_sizes[0]
         cfg.benchmark.batch_sizes = sorted(set(args.batch_sizes))

@@ -83,6 +83,11 @@ def size_cap(name: str, max_model_bytes: int) -> int:
 _in_flight = 0  # downloads running now, in any thread of this process
 _in_flight_lock = threading.Lock()
 _starting_up = True  # until the watcher's first round ends, the forkserver is kept for the others
+# alias moves are rare but come in bursts (a promotion, its rollback, the next model's move): the
+# forkserver waits this long idle before it stops, so one start (~2 s of CPU importing MLflow)
+# serves the burst; the memory limits already count it (serving/deploy/k8s, tests/test_deploy.py)
+DOWNLOADER_IDLE_S = 60.0
+_idle_since = 0  # bumped whenever the forkserver falls idle: a stop timer acts only on its own idle spell
 
 
 @functools.cache
@@ -122,13 +127,25 @@ def end_startup() -> None:
 
 
 def release_downloader() -> None:
-    """Stop the forkserver unless a download is running: it holds MLflow's imports (~170 MB),
-    and alias moves are rare; the next download starts it again (about a second)."""
+    """Stop the forkserver once it has stayed idle DOWNLOADER_IDLE_S: it holds MLflow's imports
+    (~170 MB), and the next download after that starts it again (about a second)."""
+    global _idle_since
+    with _in_flight_lock:
+        _idle_since += 1
+        spell = _idle_since
+    timer = threading.Timer(DOWNLOADER_IDLE_S, _stop_if_still_idle, args=(spell,))
+    timer.daemon = True  # a watcher that ends does not wait for it (the forkserver ends with it)
+    timer.start()
+
+
+def _stop_if_still_idle(spell: int) -> None:
     from multiprocessing import forkserver
 
     with _in_flight_lock:
+        if spell != _idle_since or _in_flight:  # a download since (or now): its own end re-arms
+            return
         stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's own (3.8+); else it stays
-        if _in_flight == 0 and stop is not None:
+        if stop is not None:
             try:
                 stop()
             except OSError as err:  # its socket already gone: nothing left to stop
