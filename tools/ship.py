@@ -103,8 +103,8 @@ def parser(prog: str = "onnxship ship") -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a short benchmark (the smoke experiment's: one thread count, brief rounds, one cold "
-        "start): every gate still runs, the timings are indicative",
+        help="a short benchmark (conf/experiment/smoke.yaml's: batches 1 and 100 unless --batch-sizes, "
+        "one thread count, brief rounds): every gate still runs, the timings are indicative",
     )
     p.add_argument(
         "--native-fallback",
@@ -224,9 +224,11 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     # in --out; the stages read the variable first, so it is set to the choice
     store = f"sqlite:///{out / 'mlflow.db'}"
     cfg.package.native_fallback = bool(getattr(args, "native_fallback", False))
-    if getattr(args, "quick", False):  # conf/experiment/smoke.yaml's benchmark block, nothing else of it
-        cfg.benchmark = compose_config(["experiment=smoke"]).benchmark
-        cfg.package.select_batch_size = cfg.benchmark.batch_sizes[0]
+    if getattr(args, "quick", False):
+        cfg.benchmark = quick_benchmark()
+        # the size the version is chosen at stays the configured one, and is timed
+        sizes = {*cfg.benchmark.batch_sizes, cfg.package.select_batch_size}
+        cfg.benchmark.batch_sizes = sorted(sizes)
     if getattr(args, "batch_sizes", None):
         cfg.package.select_batch_size = args.batch_sizes[0]
         cfg.benchmark.batch_sizes = sorted(set(args.batch_sizes))
@@ -234,6 +236,21 @@ def ship_config(name: str, model: Path, table: Path, frame: Any, task: str, args
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
     cfg.tracking.artifact_root = str(out / "mlartifacts")
     return cfg
+
+
+def quick_benchmark() -> Any:
+    """--quick: the smoke experiment's benchmark block (conf/experiment/smoke.yaml), nothing else
+    of that experiment."""
+    from hydra.errors import HydraException
+
+    from onnxship.pipeline.config import compose_config
+
+    try:
+        return compose_config(["experiment=smoke"]).benchmark
+    except HydraException as err:  # a project's own conf/ without the smoke experiment
+        raise ShipError(
+            f"--quick reads conf/experiment/smoke.yaml, which did not load ({type(err).__name__})"
+        ) from None
 
 
 def fit_columns(cfg: Any, name: str, frame: Any) -> None:
@@ -366,8 +383,20 @@ def onnx_alone(model: Path, args: Any) -> int:
             files[variant] = out / f"{variant}.onnx"
         except Exception as err:  # a pass that cannot take this graph: said, the others go on
             print(f"{variant}: not made ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
+    timing = []  # onnxship bench's defaults, unless --quick or --batch-sizes say otherwise
+    if getattr(args, "quick", False):
+        quick = quick_benchmark()
+        timing += [
+            "--budget-s",
+            str(quick.interleaved.budget_s),
+            "--cold-start-runs",
+            str(quick.cold_start_runs),
+        ]
+        timing += ["--batch-sizes", ",".join(str(b) for b in quick.batch_sizes)]
+    if getattr(args, "batch_sizes", None):
+        timing += ["--batch-sizes", ",".join(str(b) for b in sorted(set(args.batch_sizes)))]
     worst = 0
     for variant, path in files.items():
         print(f"\n== {variant} ({path.name})")
-        worst = max(worst, bench.main([str(path), "--json", str(out / f"{variant}.bench.json")]))
+        worst = max(worst, bench.main([str(path), "--json", str(out / f"{variant}.bench.json"), *timing]))
     return worst

@@ -158,7 +158,7 @@ class Watcher:
             self._polled_once.add(name)
             last = self._polled_once == set(self.states)
         if last:
-            end_startup()  # outside any lock: stopping the forkserver may wait for it
+            end_startup()  # outside any lock: it takes the downloads' own (serving/registry/fetch.py)
 
     def retry_later(
         self, name: str, state: ModelState, reason: str, public: str | None = None, misconfigured=False
