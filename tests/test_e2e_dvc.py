@@ -101,10 +101,10 @@ def test_editing_core_code_marks_the_stages_that_use_it(project: Path):
             found = stale_stages(project)
             assert stale <= found, (edited, found)
             assert not fresh & found, (edited, found)
-    finally:
+    finally:  # the shared project as committed again, for the tests after this one, pass or fail
         for edited, text in originals.items():
             (project / edited).write_text(text)
-    sh(["dvc", "repro", "-s", "code"], project)
+        sh(["dvc", "repro", "-s", "code"], project)
     assert stale_stages(project) == set()
 
 
