@@ -383,7 +383,7 @@ def onnx_alone(model: Path, args: Any) -> int:
             files[variant] = out / f"{variant}.onnx"
         except Exception as err:  # a pass that cannot take this graph: said, the others go on
             print(f"{variant}: not made ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
-    timing = []  # onnxship bench's defaults, unless --quick or --batch-sizes say otherwise
+    timing, sizes = [], getattr(args, "batch_sizes", None)  # onnxship bench's defaults, unless said
     if getattr(args, "quick", False):
         quick = quick_benchmark()
         timing += [
@@ -392,9 +392,9 @@ def onnx_alone(model: Path, args: Any) -> int:
             "--cold-start-runs",
             str(quick.cold_start_runs),
         ]
-        timing += ["--batch-sizes", ",".join(str(b) for b in quick.batch_sizes)]
-    if getattr(args, "batch_sizes", None):
-        timing += ["--batch-sizes", ",".join(str(b) for b in sorted(set(args.batch_sizes)))]
+        sizes = sizes or quick.batch_sizes
+    if sizes:
+        timing += ["--batch-sizes", ",".join(str(b) for b in sorted(set(sizes)))]
     worst = 0
     for variant, path in files.items():
         print(f"\n== {variant} ({path.name})")
