@@ -26,7 +26,7 @@ def doubling_model(allow_nan: bool = True) -> OnnxModel:
 def test_finite_float32_rows_pass_as_they_are():
     rows = np.arange(8, dtype=np.float32).reshape(2, FEATURES)
     checked = doubling_model().check(rows)
-    assert checked.dtype == np.float32 and checked.flags.c_contiguous
+    assert checked is rows  # no copy: the form serving builds and the benchmark feeds
     np.testing.assert_array_equal(checked, rows)
     np.testing.assert_array_equal(doubling_model().run(rows)["y"], rows * 2)
 

@@ -82,6 +82,14 @@ class CatBoostFamily(Family):
         proba = np.asarray(est.predict_proba(X, **threads), dtype=np.float64)
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
+    def library_call(self, est: Any, task: str) -> Any:
+        predict = est.predict if task == "regression" else est.predict_proba
+
+        def call(X: Any) -> Any:  # CatBoost takes its thread count per call
+            return predict(X, thread_count=self.threads) if self.threads else predict(X)
+
+        return call
+
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import catboost
 

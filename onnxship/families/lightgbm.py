@@ -56,6 +56,15 @@ class LightGBMFamily(Family):
         proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
 
+    def library_call(self, est: Any, task: str) -> Any:
+        if hasattr(est, "booster_"):
+            return super().library_call(est, task)
+
+        def call(X: Any) -> Any:  # Booster.predict, with LightGBM's thread count given per call
+            return est.predict(X, num_threads=self.threads) if self.threads else est.predict(X)
+
+        return call
+
     def build_columns(self, spec, zoo, task: str, seed: int, columns: list[dict]) -> Any:
         # category-typed columns of the DataFrame are LightGBM's native categorical features
         return self.build(spec, zoo, task, seed)

@@ -229,6 +229,16 @@ class TorchFamily(Family):
         proba = np.exp(out - out.max(axis=1, keepdims=True))
         return Prediction(out.argmax(axis=1).astype(np.int64), proba / proba.sum(axis=1, keepdims=True))
 
+    def library_call(self, est: Any, task: str) -> Any:
+        import torch
+
+        def call(X: np.ndarray) -> Any:  # the net, and for a classifier its softmax, as in the graph
+            with torch.inference_mode():
+                out = est(torch.from_numpy(X))
+                return out if task == Task.REGRESSION else torch.softmax(out, dim=1)
+
+        return call
+
     def to_onnx(self, est: Any, io: ModelIO, opset: int) -> onnx.ModelProto:
         import torch
 

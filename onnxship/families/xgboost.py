@@ -51,6 +51,16 @@ class XGBoostFamily(Family):
             est.set_params(n_jobs=self.threads)  # XGBoost's own count, applied at each call
         return super().predict(est, X, task)
 
+    def library_call(self, est: Any, task: str) -> Any:
+        predict = super().library_call(est, task)
+
+        def call(X: Any) -> Any:
+            if self.threads and est.n_jobs != self.threads:  # the count set_threads chose
+                est.set_params(n_jobs=self.threads)
+            return predict(X)
+
+        return call
+
     def load(self, path: Path, task: str) -> Any:
         import xgboost
 

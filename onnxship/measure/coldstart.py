@@ -27,7 +27,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the probe imports nothing of ours before its clocks start
+    from onnxship.measure.calls import TimedCall
 
 START = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it to its own
 
@@ -48,7 +51,7 @@ def _peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def fed_like_the_graph(native_call: Any, feeds: dict, job: dict) -> Any:
+def fed_like_the_graph(native_call: TimedCall, feeds: dict, job: dict) -> TimedCall:
     """The native call, taking the feed the ONNX graph takes. Models from the pipeline share the
     contract's input names; a graph converted elsewhere (onnxship-bench) may name its one input
     otherwise, and its job says so (`rename_native_input`): native then gets it as `input`."""
@@ -57,7 +60,7 @@ def fed_like_the_graph(native_call: Any, feeds: dict, job: dict) -> Any:
     if not job.get("rename_native_input") or len(feeds) != 1:
         return native_call
     (name,) = feeds
-    return lambda feed: native_call({INPUT: feed[name]})
+    return native_call.fed_as(lambda feed: {INPUT: feed[name]})
 
 
 def windows_spec(job: dict) -> Any:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from onnxship.contract import FLOOR, NATIVE
 from onnxship.io import size_bytes
+from onnxship.measure.calls import TimedCall
 from onnxship.measure.gpu_memory import GPU_PROVIDERS, process_vram_mb
 
 
@@ -62,21 +62,22 @@ def summarize_samples(samples_ms: list[float], rows: int) -> dict:
     }
 
 
-def time_calls(call, batch: dict[str, np.ndarray], bench: dict) -> dict:
+def time_calls(call: TimedCall, feed: dict[str, np.ndarray], bench: dict) -> dict:
+    batch = call.prepare(feed)
     for _ in range(bench["warmup_iterations"]):
-        call(batch)
+        call.run(batch)
     samples: list[int] = []
     deadline = time.perf_counter() + bench["time_budget_s"]
     while len(samples) < bench["max_iterations"] and (
         len(samples) < bench["min_iterations"] or time.perf_counter() < deadline
     ):
         start = time.perf_counter_ns()
-        call(batch)
+        call.run(batch)
         samples.append(time.perf_counter_ns() - start)
-    return summarize_samples(list(np.asarray(samples) / 1e6), len(next(iter(batch.values()))))
+    return summarize_samples(list(np.asarray(samples) / 1e6), len(next(iter(feed.values()))))
 
 
-def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
+def load_runtime(job: dict) -> tuple[TimedCall, dict[str, np.ndarray], int]:
     """In a fresh process: (call, the benchmark's inputs by name, the model file's bytes) for one
     runtime: the native library, or an ONNX Runtime session built as serving builds it."""
     with np.load(job["data"]) as saved:  # the inputs by name: one "input", or a forecaster's feed
@@ -101,14 +102,14 @@ def load_runtime(job: dict) -> tuple[Any, dict[str, np.ndarray], int]:
 
     spec = windows_spec(job) if job["runtime"] != FLOOR else None  # the floor takes the windows as they are
     if spec is not None:  # forecast windows -> the graph's rows, as native's call lays them out
-        return (lambda feed: model.run_feed(spec.graph_feed(feed))[0]), feeds, file_bytes
+        return TimedCall(lambda feed: model.run_feed(spec.graph_feed(feed))[0]), feeds, file_bytes
     if len(feeds) == 1:  # feature rows / tensors: through the checked path serving uses
         (name,) = feeds
-        return (lambda feed: model.run(feed[name])), feeds, file_bytes
-    return model.run_feed, feeds, file_bytes
+        return TimedCall(model.run, lambda feed: feed[name]), feeds, file_bytes
+    return TimedCall(model.run_feed), feeds, file_bytes
 
 
-def load_and_call_once(job: dict) -> tuple[Any, dict[str, np.ndarray], dict]:
+def load_and_call_once(job: dict) -> tuple[TimedCall, dict[str, np.ndarray], dict]:
     """In a fresh process: load one runtime and make its first call (one row / one window);
     (call, feeds, {load_seconds, file_bytes, first_call_ms, rss_after_load_mb})."""
     import psutil
