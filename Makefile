@@ -3,9 +3,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 export PATH := $(abspath $(BIN)):$(PATH)
-# Python writes each module's bytecode the first time it imports it: the install compiles none
-# (tools/install.py says why), so a process must be free to write it for the next one
-unexport PYTHONDONTWRITEBYTECODE
 # when this make started (before any install): `make run` and `make test` report their wall time
 STARTED := $(shell date +%s)
 .DEFAULT_GOAL := help
