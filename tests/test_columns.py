@@ -204,3 +204,25 @@ def test_pipelines_end_in_any_of_the_estimators_the_issue_names(tmp_path, estima
     data, family, est, meta, entry = trained(tmp_path, "pipeline", "regression", spec)
     result = verdict(tmp_path, data, family, est, meta, entry)
     assert result["verdict"] == "pass", result["reasons"]
+
+
+@pytest.mark.parametrize("family_name", COLUMN_FAMILIES)
+def test_the_benchmarks_native_call_answers_like_predict_with_the_category_coding_on_its_clock(
+    tmp_path, family_name
+):
+    """What the benchmark times natively on a table (Family.native_call): the feed as the stage
+    stores it, brought into a DataFrame before the clock; where the library's DataFrame codes the
+    categories by the model's values, that coding is left to the timed call, as the graph's
+    coding of the strings is on ONNX Runtime's clock."""
+    from onnxship.data.columns import frame_of
+
+    data, family, est, meta, entry = trained(tmp_path, family_name, "regression")
+    feed = data.bench_feeds(entry, meta, 50)
+    timed = family.native_call(est, meta)
+    batch = timed.prepare(feed)
+    if family.codes_categories_per_call:
+        strings = [c["name"] for c in data.columns if c["type"] == "string"]
+        assert strings and all(str(batch[name].dtype) != "category" for name in strings)
+    answer = np.asarray(timed.run(batch), dtype=np.float64).reshape(-1)
+    frame = family.native_frame(est, frame_of(feed, data.columns), data.columns)
+    np.testing.assert_allclose(answer, family.predict(est, frame, "regression").values, rtol=1e-6)

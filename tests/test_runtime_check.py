@@ -31,6 +31,11 @@ def test_finite_float32_rows_pass_as_they_are():
     np.testing.assert_array_equal(doubling_model().run(rows)["y"], rows * 2)
 
 
+def test_float32_rows_of_another_width_are_refused_by_name():
+    with pytest.raises(InputError, match=f"input has 3 features, the model expects {FEATURES}"):
+        doubling_model().check(np.zeros((1, 3), dtype=np.float32))
+
+
 def test_rows_that_are_not_contiguous_are_checked_and_made_contiguous():
     wide = np.arange(16, dtype=np.float32).reshape(2, 2 * FEATURES)
     strided = wide[:, ::2]

@@ -22,6 +22,7 @@ class LightGBMFamily(Family):
     converter = "onnxmltools"
     estimator_types = ("LGBMRegressor", "LGBMClassifier", "Booster")
     layouts = ("rows", "columns")
+    codes_categories_per_call = True  # categorical_frame, as the graph's LabelEncoders do
 
     tiny_spec: ClassVar[dict[str, Any]] = {
         "params": {"n_estimators": 15, "num_leaves": 7, "verbose": -1, "min_child_samples": 5}

@@ -232,7 +232,7 @@ class TorchFamily(Family):
     def library_call(self, est: Any, task: str) -> Any:
         import torch
 
-        def call(X: np.ndarray) -> Any:  # the net, and for a classifier its softmax, as in the graph
+        def call(X: np.ndarray) -> Any:  # the net, and a classifier's softmax (its argmax: ours)
             with torch.inference_mode():
                 out = est(torch.from_numpy(X))
                 return out if task == Task.REGRESSION else torch.softmax(out, dim=1)

@@ -25,6 +25,7 @@ class XGBoostFamily(Family):
         "compiled trees (TL2cgen) do not beat it (reports/peers/trees.json)"
     )
     layouts = ("rows", "columns")
+    codes_categories_per_call = True  # categorical_frame, as the graph's LabelEncoders do
 
     tiny_spec: ClassVar[dict[str, Any]] = {"params": {"n_estimators": 15, "max_depth": 3}}
 
