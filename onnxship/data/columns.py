@@ -199,6 +199,12 @@ def storable(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.astype(str) if v.dtype == object else v for k, v in feed.items()}
 
 
+def as_served(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A stored feed (storable) with its strings as serving builds them (object arrays,
+    graph_feed): ONNX Runtime would otherwise convert fixed-width unicode inside every call."""
+    return {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in feed.items()}
+
+
 def missing_as_empty(frame: pd.DataFrame, columns: list[dict]) -> pd.DataFrame:
     """The table with each missing category written as "" - the graph's missing value - for
     libraries that learn a missing category as a value of its own (scikit-learn's OneHotEncoder

@@ -144,9 +144,13 @@ class Family:
         raise NotImplementedError
 
     def predict(self, est: Any, X: np.ndarray, task: str) -> Prediction:
-        if task == "regression":
-            return Prediction(np.asarray(est.predict(X), dtype=np.float64).reshape(-1))
-        proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+        """The library's own call (library_call, what the benchmark times), its answer as validate
+        compares it: float64 values, or a classifier's probabilities and label."""
+        answer = np.asarray(self.library_call(est, task)(X), dtype=np.float64)
+        if task == Task.REGRESSION:
+            return Prediction(answer.reshape(-1))
+        # a binary booster answers P(class 1) alone
+        proba = answer if answer.ndim == 2 else np.column_stack([1 - answer, answer])
         # the label as the class's index (what predict() answers, whatever the classes are: a
         # brought model may have string classes)
         return Prediction(proba.argmax(axis=1).astype(np.int64), proba)

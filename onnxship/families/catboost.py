@@ -71,17 +71,6 @@ class CatBoostFamily(Family):
         est.load_model(str(path))
         return est
 
-    def predict(self, est: Any, X, task: str):
-        import numpy as np
-
-        from onnxship.contract import Prediction
-
-        threads = {"thread_count": self.threads} if self.threads else {}  # CatBoost's per-call count
-        if task == "regression":
-            return Prediction(np.asarray(est.predict(X, **threads), dtype=np.float64).reshape(-1))
-        proba = np.asarray(est.predict_proba(X, **threads), dtype=np.float64)
-        return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
-
     def library_call(self, est: Any, task: str) -> Any:
         predict = est.predict if task == "regression" else est.predict_proba
 

@@ -44,19 +44,6 @@ class LightGBMFamily(Family):
         booster = lightgbm.Booster(model_file=str(path))
         return booster
 
-    def predict(self, est: Any, X, task: str):
-        from onnxship.contract import Prediction
-
-        if hasattr(est, "booster_"):  # fitted sklearn wrapper (e.g. inside a stacking ensemble)
-            return super().predict(est, X, task)
-        # LightGBM sets its own thread count per call (the model file's num_threads otherwise)
-        threads = {"num_threads": self.threads} if self.threads else {}
-        raw = np.asarray(est.predict(X, **threads), dtype=np.float64)
-        if task == "regression":
-            return Prediction(raw.reshape(-1))
-        proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])
-        return Prediction(proba.argmax(axis=1).astype(np.int64), proba)
-
     def library_call(self, est: Any, task: str) -> Any:
         if hasattr(est, "booster_"):
             return super().library_call(est, task)

@@ -47,17 +47,12 @@ class XGBoostFamily(Family):
 
         return categorical_frame(frame, columns)
 
-    def predict(self, est: Any, X: Any, task: str) -> Any:
-        if self.threads and est.n_jobs != self.threads:  # an attribute read: get_params() costs µs a call
-            est.set_params(n_jobs=self.threads)  # XGBoost's own count, applied at each call
-        return super().predict(est, X, task)
-
     def library_call(self, est: Any, task: str) -> Any:
         predict = super().library_call(est, task)
 
         def call(X: Any) -> Any:
-            if self.threads and est.n_jobs != self.threads:  # the count set_threads chose
-                est.set_params(n_jobs=self.threads)
+            if self.threads and est.n_jobs != self.threads:  # an attribute read: get_params() costs µs
+                est.set_params(n_jobs=self.threads)  # XGBoost's own count, applied at each call
             return predict(X)
 
         return call

@@ -106,14 +106,9 @@ def load_runtime(job: dict) -> tuple[TimedCall, dict[str, np.ndarray], int]:
     if len(feeds) == 1:  # feature rows / tensors: through the checked path serving uses
         (name,) = feeds
         return TimedCall(model.run, lambda feed: feed[name]), feeds, file_bytes
-    return TimedCall(model.run_feed, strings_as_served), feeds, file_bytes
+    from onnxship.data.columns import as_served  # a table's columns: pandas only here
 
-
-def strings_as_served(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A table's string columns as serving builds them (object arrays: onnxship.data.columns
-    .graph_feed); the benchmark's feed stores them as fixed-width unicode, which np.savez keeps
-    without pickling and ONNX Runtime would convert inside every timed call."""
-    return {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in feed.items()}
+    return TimedCall(model.run_feed, as_served), feeds, file_bytes
 
 
 def load_and_call_once(job: dict) -> tuple[TimedCall, dict[str, np.ndarray], dict]:
