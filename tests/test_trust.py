@@ -206,6 +206,24 @@ def test_one_bad_model_never_stops_the_others(uri, tmp_path):
         watcher.stop()
 
 
+def test_downloads_fork_from_the_watcher_itself_not_from_an_interpreter_importing_mlflow_again(uri, tmp_path):
+    """The download forkserver is a fork of the watcher taken once MLflow is imported: a watcher
+    start costs one MLflow import, not two (serving/registry/fetch.py fork_downloader)."""
+    import psutil
+
+    good = register_folder(uri, "forked", fresh(tmp_path))
+    alias(uri, "forked", good)
+    watcher = Watcher(uri, ["forked"], tmp_path / "cache")
+    try:
+        watcher.wait(is_event("ready", "forked", good))  # downloaded through the forkserver
+        children = psutil.Process(watcher.proc.pid).children()
+        commands = [child.cmdline() for child in children]
+        assert not [c for c in commands if any("forkserver" in part for part in c)], commands
+        assert watcher.proc.args in commands  # the forkserver: the watcher's own command, forked
+    finally:
+        watcher.stop()
+
+
 def test_an_unreachable_registry_is_retried_with_backoff_per_model(tmp_path):
     watcher = Watcher(
         f"http://127.0.0.1:{free_port()}", ["a", "b"], tmp_path / "cache", "--max-backoff", "0.8"

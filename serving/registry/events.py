@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 
 _print_lock = threading.Lock()
 
@@ -11,3 +13,10 @@ _print_lock = threading.Lock()
 def emit(event: str, **fields) -> None:
     with _print_lock:
         print(json.dumps({"event": event, **fields}), flush=True)
+
+
+@contextlib.contextmanager
+def holding_output() -> Iterator[None]:
+    """No event is being printed while this is held (a fork copies whatever lock a thread holds)."""
+    with _print_lock:
+        yield

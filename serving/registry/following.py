@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow.artifacts  # noqa: F401  (the download forkserver preloads it too)
+import mlflow.artifacts  # noqa: F401  (what the download forkserver, forked after this import, needs)
 from mlflow.tracking import MlflowClient
 
 from onnxship.packaging.native import IO_TAG, REASON_TAG, RUNTIME_TAG

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 
 from serving.registry.events import emit
-from serving.registry.fetch import warm_downloader
+from serving.registry.fetch import fork_downloader, warm_downloader
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -100,9 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     stop, watching = threading.Event(), []
     stalled = lambda: watching[0].stalled() if watching else {}  # noqa: E731
     threading.Thread(target=heartbeat, args=(stalled, stop, args.heartbeat), daemon=True).start()
-    threading.Thread(target=warm_downloader, daemon=True).start()  # its MLflow import overlaps ours
     from serving.registry.following import Watcher  # MLflow: in this thread, before the model threads
 
+    # the download forkserver: a fork of this process now, MLflow imported and no registry
+    # client made yet (else a new interpreter importing MLflow again)
+    if not fork_downloader():
+        threading.Thread(target=warm_downloader, daemon=True).start()
     watcher = Watcher(args, stop)
     watching.append(watcher)
     if args.serve_local_copy:  # a warm cache serves at once; the first poll confirms or withdraws
