@@ -17,6 +17,9 @@ STAGES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*.py") if not 
 # variables a stage sets before its imports, because libraries read them when they load: its warm
 # server is one started with them (onnxship/pipeline/kernels.py: byte-reproducible weights)
 STAGE_ENV = {"train": REPRODUCIBLE_KERNELS, "checkpoint": TORCH_KERNELS}
+# stages that run once per pipeline in an environment of their own: a server started for them would
+# serve nobody, and its import of every library would take a core from the stage's own work
+NO_SERVER = frozenset({"checkpoint"})
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +28,8 @@ def main(argv: list[str]) -> int:
         return 2
     from onnxship.pipeline.warm import run
 
-    return run(f"stages.{argv[0]}", argv[1:], env=STAGE_ENV.get(argv[0], {}))
+    stage = argv[0]
+    return run(f"stages.{stage}", argv[1:], env=STAGE_ENV.get(stage, {}), start_server=stage not in NO_SERVER)
 
 
 if __name__ == "__main__":

@@ -51,17 +51,17 @@ def call(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProc
     )
 
 
-def wait_for_server(env: dict[str, str]) -> None:
+def wait_for_server(env: dict[str, str], seconds: float = 60) -> None:
     """The first call runs cold and starts the server; wait until it answers."""
     key = warm.server_key(env | {"ONNXSHIP_PIPELINE_RUN": "x"})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         sock = warm._connect(warm.address(key))
         if sock is not None:
             sock.close()
             return
         time.sleep(0.2)
-    raise AssertionError("the warm server did not come up in 60 s")
+    raise AssertionError(f"the warm server did not come up in {seconds:g} s")
 
 
 def seen(cwd: Path) -> dict:
@@ -118,6 +118,21 @@ def test_warm_off_runs_cold(probe_dir: Path):
     for _ in range(2):
         done = call(probe_dir, env, "5")
         assert done.returncode == 5 and seen(probe_dir)["served"] is None
+
+
+def test_a_stage_run_once_per_pipeline_starts_no_server_of_its_own(probe_dir: Path):
+    """checkpoint (its own environment, once per pipeline) runs cold and leaves no server behind:
+    one would import every library beside the stage's builds and then serve nobody."""
+    from stages.__main__ import NO_SERVER, STAGE_ENV
+
+    assert "checkpoint" in NO_SERVER and "checkpoint" in STAGE_ENV
+    env = probe_env()
+    once = CALL.replace("sys.argv[1:])", "sys.argv[1:], start_server=False)")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", once, "3"], cwd=probe_dir, env=env, capture_output=True)
+        assert done.returncode == 3 and seen(probe_dir)["served"] is None
+    with pytest.raises(AssertionError, match="did not come up"):
+        wait_for_server(env, seconds=3)
 
 
 def test_the_server_key_follows_the_environment_but_not_per_stage_variables():

@@ -117,10 +117,12 @@ def _run_cold(module: str, args: Sequence[str]) -> int:
     return 1  # not reached
 
 
-def run(module: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+def run(
+    module: str, args: Sequence[str], env: Mapping[str, str] | None = None, start_server: bool = True
+) -> int:
     """Run `python -m <module> <args>` warm when a server is up, else cold (starting a server for
-    the calls after this one), with `env` on top of this environment (variables the module sets
-    before its imports). Returns the stage's exit status."""
+    the calls after this one, unless `start_server` is false), with `env` on top of this
+    environment (variables the module sets before its imports). Returns the stage's exit status."""
     os.environ.update(env or {})
     if os.environ.get(ENABLED_ENV) == "0" or not sys.platform.startswith("linux"):
         return _run_cold(module, args)
@@ -134,10 +136,10 @@ def run(module: str, args: Sequence[str], env: Mapping[str, str] | None = None) 
     sock = _connect(address(key))
     if sock is None:
         starting = _connect(address(key, starting=True))
-        if starting is None:
-            _start_server(key)
-        else:
+        if starting is not None:
             starting.close()
+        elif start_server:
+            _start_server(key)
         return _run_cold(module, args)
     with sock:
         return _call(sock, {"module": module, "args": list(args), "cwd": os.getcwd(), "env": env})
