@@ -26,7 +26,13 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in STAGES:
         print(f"usage: python -m stages {{{','.join(STAGES)}}} key=value ...", file=sys.stderr)
         return 2
+    import os
+
     from onnxship.pipeline.warm import run
+
+    # MLflow 3 reports usage to its makers from every process unless told not to: a pipeline that
+    # runs offline sends nothing (and each stage spent a tenth of a second on it)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     stage = argv[0]
     return run(f"stages.{stage}", argv[1:], env=STAGE_ENV.get(stage, {}), start_server=stage not in NO_SERVER)

@@ -183,3 +183,26 @@ def test_every_stage_command_goes_through_the_warm_entry():
     for name, stage in stages.items():
         if name not in TOOL_STAGES:  # `code`, `params`: a second of standard library, nothing to warm
             assert stage.get("do", stage)["cmd"].startswith(f"python -m stages {name}"), name
+
+
+def test_pipeline_and_serving_processes_send_mlflow_no_usage_reports(monkeypatch):
+    """MLflow 3 reports usage over the network from every process that is not told otherwise:
+    each stage (and its warm server), `onnxship`, and the registry watcher are told, unless the
+    user says otherwise."""
+    import stages.__main__ as entry
+
+    seen: dict[str, str | None] = {}
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setattr(
+        warm, "run", lambda *a, **k: seen.update(env=os.environ.get("MLFLOW_DISABLE_TELEMETRY")) or 0
+    )
+    assert entry.main(["export", "model=xgboost"]) == 0 and seen["env"] == "true"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    report = "print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"
+    watcher = f"import os, serving.registry.watcher; {report}"
+    cli = f"import os, tools.cli as c; c.COMMANDS['x'] = (lambda a: 0, ''); c.main(['x']); {report}"
+    for code in (watcher, cli):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["true"], code

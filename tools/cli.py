@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         print(f"onnxship: unknown command (known: {', '.join(COMMANDS)})\n\n{usage()}", file=sys.stderr)
         return 2
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline: MLflow reports no usage
     run, _ = COMMANDS[argv[0]]
     return run(argv[1:])
 

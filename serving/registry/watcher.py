@@ -39,6 +39,7 @@ from serving.registry.events import emit
 from serving.registry.fetch import fork_downloader, warm_downloader
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # a sidecar reports no usage to MLflow's makers
 
 
 def heartbeat(stalled: Callable[[], dict[str, str]], stop: threading.Event, interval: float) -> None:
