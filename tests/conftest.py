@@ -228,4 +228,4 @@ def modules_loaded_by(code: str) -> dict[str, str | None]:
 
 
 # the serving tests' shared registry and server (tests/served.py), as fixtures for every module
-from tests.served import registry, server  # noqa: E402, F401
+from tests.served import _registry_template, registry, server  # noqa: E402, F401

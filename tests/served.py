@@ -5,6 +5,7 @@ real uvicorn server over it. test_serving, test_fuzz, test_postgres and test_s3 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,11 +34,12 @@ FORECASTER = toy_forecaster.metadata(
 )
 
 
-@pytest.fixture(scope="module")
-def registry(tiny_pipeline, tmp_path_factory) -> str:
-    """A copy of the pipeline's MLflow store with every model promoted to `champion`."""
+@pytest.fixture(scope="session")
+def _registry_template(tiny_pipeline, tmp_path_factory) -> Path:
+    """The store `registry` copies, built once per test worker (about 20 s: a tiny Chronos-2
+    exported, three versions registered, every model promoted through its checks)."""
     cfg, _ = tiny_pipeline
-    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    db = tmp_path_factory.mktemp("registry-template") / "mlflow.db"
     shutil.copy(cfg.tracking.uri.removeprefix("sqlite:///"), db)
     uri = f"sqlite:///{db}"
     toy_forecaster.register(uri, "toy_forecaster", FORECASTER)
@@ -52,7 +54,17 @@ def registry(tiny_pipeline, tmp_path_factory) -> str:
     )
     for name in MODELS:
         promote(name, None, "champion", uri)
-    return uri
+    return db
+
+
+@pytest.fixture(scope="module")
+def registry(_registry_template: Path, tmp_path_factory) -> str:
+    """A copy of the pipeline's MLflow store with every model promoted to `champion`, one per test
+    module: what a module's tests register, promote or break stays in it. Versions' files are
+    shared (they live beside the template, and no test changes a registered file)."""
+    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    shutil.copy(_registry_template, db)
+    return f"sqlite:///{db}"
 
 
 def tiny_chronos2():
