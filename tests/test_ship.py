@@ -160,6 +160,19 @@ def test_every_command_has_help_and_an_unknown_one_is_exit_2(tmp_path):
     assert onnxship("frobnicate", cwd=tmp_path).returncode == 2
 
 
+@pytest.mark.parametrize("loaded", ["", "import mlflow; "], ids=["light", "after MLflow"])
+def test_the_installed_command_ends_with_its_exit_code_and_every_line_written(tmp_path, loaded):
+    """`onnxship` (tools.cli:entry) skips the interpreter's teardown once heavy libraries are
+    loaded: its exit code and its output must come through all the same."""
+    import subprocess
+    import sys
+
+    code = f"import sys; {loaded}from tools.cli import entry; sys.argv[1:] = ['frobnicate']; entry()"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown command" in done.stderr
+    assert done.stderr.rstrip().endswith("bad input")  # the usage's last line: all of it was written
+
+
 def test_a_scikit_learn_pipeline_ships_from_skops_without_pickle(tmp_path):
     """skops' format: the file's types are checked before anything is built (no pickle)."""
     import skops.io

@@ -72,5 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     return run(argv[1:])
 
 
+def entry() -> None:
+    """The installed `onnxship` command: main(), then, where ship or bench loaded PyTorch, MLflow
+    and the model frameworks, the process ends without the interpreter's teardown of them (two to
+    three seconds that write nothing; onnxship.pipeline.runner.exit_now, as every stage ends)."""
+    code = main()
+    if "torch" in sys.modules or "mlflow" in sys.modules:
+        from onnxship.pipeline.runner import exit_now
+
+        exit_now(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
