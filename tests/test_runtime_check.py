@@ -162,3 +162,21 @@ def test_both_check_paths_refuse_and_accept_alike(rows, dtype, value, refusal):
     else:
         np.testing.assert_array_equal(model.check(data), data.astype(np.float32))
         np.testing.assert_array_equal(model.run(data)["y"], data.astype(np.float32) * 2)
+
+
+def test_a_feed_of_the_one_input_is_served_by_the_call_the_benchmark_times():
+    """Serving calls run_feed; for a graph of one input on the CPU it is `run`'s C++ session call
+    (what the benchmark times), answers alike, and a feed ONNX Runtime cannot take still fails."""
+    model = doubling_model()
+    rows = np.arange(8, dtype=np.float32).reshape(2, 4)
+    served = model.run_feed({model.input_name: rows})
+    np.testing.assert_array_equal(served[0], model.run(rows)[model.output_names[0]])
+    np.testing.assert_array_equal(served[0], rows * 2)
+
+    def public_call(*_args, **_kwargs):
+        raise AssertionError("the public InferenceSession.run was called")
+
+    model.session.run = public_call  # the C++ session answers alone
+    np.testing.assert_array_equal(model.run_feed({model.input_name: rows})[0], rows * 2)
+    with pytest.raises(Exception, match=r"(?i)type"):
+        model.run_feed({model.input_name: rows.astype(np.float64)})
