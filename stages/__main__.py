@@ -30,8 +30,8 @@ def main(argv: list[str]) -> int:
 
     from onnxship.pipeline.warm import run
 
-    # MLflow 3 reports usage to its makers from every process unless told not to: a pipeline that
-    # runs offline sends nothing (and each stage spent a tenth of a second on it)
+    # MLflow 3 reports usage to its makers from every process unless told not to (each stage
+    # tried to fetch its reporting config over the network): a pipeline that runs offline sends nothing
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     stage = argv[0]

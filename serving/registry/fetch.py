@@ -126,8 +126,14 @@ def fork_downloader() -> bool:
         os.chmod(address, 0o600)
     listener.listen()
     alive_r, alive_w = os.pipe()  # the forkserver ends when this process closes alive_w (exits)
-    with holding_output():  # no other thread is inside a print that the child would inherit locked
-        pid = os.fork()
+    try:
+        with holding_output():  # no other thread is inside a print that the child would inherit locked
+            pid = os.fork()
+    except OSError:  # no fork now (memory, process limit): the usual start, with the same result
+        for fd in (alive_r, alive_w):
+            os.close(fd)
+        listener.close()
+        return False
     if pid == 0:
         try:
             os.close(alive_w)
