@@ -220,6 +220,10 @@ def test_downloads_fork_from_the_watcher_itself_not_from_an_interpreter_importin
         commands = [child.cmdline() for child in children]
         assert not [c for c in commands if any("forkserver" in part for part in c)], commands
         assert watcher.proc.args in commands  # the forkserver: the watcher's own command, forked
+        (forked,) = [child for child in children if child.cmdline() == watcher.proc.args]
+        watcher.proc.kill()  # a watcher killed outright takes its forkserver (and any download) along
+        psutil.wait_procs([forked], timeout=10)
+        assert not forked.is_running() or forked.status() == psutil.STATUS_ZOMBIE
     finally:
         watcher.stop()
 

@@ -23,7 +23,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from onnxship.contract import MODEL_FILE
 from onnxship.version.verify import MAX_JSON_BYTES, RejectedModel, Vouched
@@ -133,17 +133,40 @@ def fork_downloader() -> bool:
         for fd in (alive_r, alive_w):
             os.close(fd)
         listener.close()
+        if not util.is_abstract_socket_namespace(address):
+            os.unlink(address)
         return False
     if pid == 0:
-        try:
-            os.close(alive_w)
-            forkserver.main(listener.fileno(), alive_r, [])
-        finally:
-            os._exit(0)
+        watcher = os.getppid()
+        _serve_downloads(listener.detach(), alive_r, alive_w, watcher)
     os.close(alive_r)
     listener.close()
     server._forkserver_address, server._forkserver_alive_fd, server._forkserver_pid = address, alive_w, pid
     return True
+
+
+def _serve_downloads(listener_fd: int, alive_r: int, alive_w: int, watcher: int) -> NoReturn:
+    """The forked child: CPython's forkserver loop. It dies with the watcher even mid-download
+    (each download holds the "alive" pipe that would otherwise end it, and its own deadline lived
+    in the watcher), and holds no end of the watcher's event stream, so a server reading it sees
+    the watcher's end at once."""
+    import traceback
+    from multiprocessing import forkserver
+
+    code = 0
+    try:
+        os.close(alive_w)
+        die_with_parent()
+        if os.getppid() != watcher:  # the watcher ended before the line above took effect
+            os._exit(0)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # downloads answer over their own pipes
+        forkserver.main(listener_fd, alive_r, [])
+    except SystemExit:  # the loop's own end: every client closed the "alive" pipe
+        pass
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
 
 
 def warm_downloader() -> None:
