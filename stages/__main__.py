@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from onnxship.pipeline.kernels import REPRODUCIBLE_KERNELS, TORCH_KERNELS
+from onnxship.pipeline.kernels import QUIET_OPENMP, REPRODUCIBLE_KERNELS, TORCH_KERNELS
 
 # every script in this folder is a stage (tests/test_layout.py: stages/ holds nothing else)
 STAGES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*.py") if not p.stem.startswith("_")))
 # variables a stage sets before its imports, because libraries read them when they load: its warm
-# server is one started with them (onnxship/pipeline/kernels.py: byte-reproducible weights)
+# server is one started with them (onnxship/pipeline/kernels.py: byte-reproducible weights for
+# training; every other stage has OpenMP threads sleep between calls, as the benchmark times native)
 STAGE_ENV = {"train": REPRODUCIBLE_KERNELS, "checkpoint": TORCH_KERNELS}
 # stages that run once per pipeline in an environment of their own: a server started for them would
 # serve nobody, and its import of every library would take a core from the stage's own work
@@ -35,7 +36,12 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     stage = argv[0]
-    return run(f"stages.{stage}", argv[1:], env=STAGE_ENV.get(stage, {}), start_server=stage not in NO_SERVER)
+    return run(
+        f"stages.{stage}",
+        argv[1:],
+        env=STAGE_ENV.get(stage, QUIET_OPENMP),
+        start_server=stage not in NO_SERVER,
+    )
 
 
 if __name__ == "__main__":

@@ -187,3 +187,32 @@ def test_a_group_attention_whose_output_the_graph_outputs_is_refused(exported):
     )
     with pytest.raises(ValueError, match="its output is a graph output"):
         group_shortcut.rewrite(with_output(model, target), fold=False)
+
+
+def test_the_folded_weight_is_the_exact_product_rounded_the_same_bytes_on_any_cpu(exported):
+    """Wv·Wo is folded with every element the exact sum rounded to float32 (onnxship.rounded_matmul):
+    a float64 BLAS product rounded to float32 came out with other last bits on an AVX-512 host than
+    on an AVX2 one. Planted: a sum that float64 rounds onto a float32 midpoint, the wrong way."""
+    from onnx import numpy_helper
+
+    from onnxship.rounded_matmul import rounded_matmul
+
+    _, _, _, model = exported["none"]
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    nodes = {out: n for n in copy.graph.node for out in n.output}
+    weights = {t.name: t for t in copy.graph.initializer}
+    (o_node,) = [n for n in copy.graph.node if n.name.endswith("layer.1/self_attention/o/MatMul")][:1]
+    scope = o_node.name[: -len("o/MatMul")]
+    v_name, o_name = nodes[f"{scope}v/MatMul_output_0"].input[1], o_node.input[1]
+    wv, wo = (numpy_helper.to_array(weights[n]).copy() for n in (v_name, o_name))
+    wv[0, :], wo[:, 0] = 0, 0
+    wv[0, :3], wo[:3, 0] = [1.0, 2.0**-24, 2.0**-60], 1.0  # exactly: 1 + 2^-24 + 2^-60 -> 1 + 2^-23
+    for name, value in ((v_name, wv), (o_name, wo)):
+        weights[name].CopyFrom(numpy_helper.from_array(value, name))
+    group_shortcut.rewrite(copy, fold=True)
+    folded = numpy_helper.to_array(
+        next(t for t in copy.graph.initializer if t.name == f"{scope}shortcut/vo_weight")
+    )
+    assert folded[0, 0] == np.float32(1 + 2.0**-23)
+    assert np.array_equal(folded.view(np.uint32), rounded_matmul(wv, wo).view(np.uint32))

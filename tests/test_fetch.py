@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,39 @@ def test_an_if_graph_without_external_data_is_served(tmp_path: Path):
     folder = version_folder(tmp_path, weights_in_an_if_branch())
     verify(folder, vouch(folder))
     assert probe(folder)["shapes"] == {"prediction": [2, 1]}
+
+
+def test_an_idle_stop_waits_for_the_forkserver_outside_the_download_lock(monkeypatch):
+    """A forkserver that does not end when told blocks no download: the idle stop forgets it under
+    the download lock, then waits for it outside that lock, bounded, and kills it."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from multiprocessing import forkserver
+
+    from serving.registry import fetch
+
+    server = forkserver._forkserver
+    alive_r, alive_w = os.pipe()
+    stubborn = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=(alive_r,))
+    os.close(alive_r)  # the child holds it and never reads it: it would not end on its own
+    monkeypatch.setattr(fetch, "FORKSERVER_EXIT_S", 2.0)
+    monkeypatch.setattr(server, "_forkserver_pid", stubborn.pid)
+    monkeypatch.setattr(server, "_forkserver_alive_fd", alive_w)
+    monkeypatch.setattr(server, "_forkserver_address", None)
+    stop = threading.Thread(target=fetch._stop_if_still_idle, args=(fetch._idle_since,))
+    stop.start()
+    try:
+        time.sleep(0.5)
+        assert stop.is_alive()  # still waiting for the stubborn process
+        assert fetch._in_flight_lock.acquire(timeout=0.5)  # ... and a download may count itself meanwhile
+        fetch._in_flight_lock.release()
+        assert server._forkserver_pid is None  # forgotten: the next download starts a new one
+        stop.join(timeout=10)
+        assert not stop.is_alive()
+        with pytest.raises(ProcessLookupError):  # killed and reaped
+            os.kill(stubborn.pid, 0)
+    finally:
+        stubborn.kill()
+        stop.join(timeout=10)

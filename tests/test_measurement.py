@@ -225,6 +225,20 @@ def test_one_native_worker_times_every_thread_count():
     assert [threads_of(j) for j in native] == [1, 2] and threads_of(onnx_jobs[0]) is None
 
 
+def test_native_is_timed_in_a_fork_only_where_openmp_waits_as_the_job_says(monkeypatch):
+    """OpenMP reads its wait policy once, when it loads: a fork of this process times native as
+    a fresh process would only where the policy here is the job's (PASSIVE with spinning off)."""
+    from onnxship.measure.rounds import start_method
+
+    quiet = {"runtime": "native", "runtime_settings": SETTINGS}
+    spinning = {"runtime": "native", "runtime_settings": SETTINGS | {"allow_spinning": True}}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert [start_method(quiet), start_method(spinning)] == ["fork", "spawn"]
+    assert start_method(quiet | {"runtime": "base"}) == "spawn"  # ONNX Runtime: always its own process
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert [start_method(quiet), start_method(spinning)] == ["spawn", "fork"]
+
+
 def test_the_floor_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_large_share():
     """add_speedups gives the floor (report["ort_floor"]) its ratio to native; the summary states
     it where the floor graph takes a third or more of the registered variant's time."""

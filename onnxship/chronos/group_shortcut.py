@@ -30,9 +30,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from onnxship.rounded_matmul import rounded_matmul
 
 GROUP_SCOPE = re.compile(r"^(/model/encoder/block\.\d+/layer\.1/self_attention/)o/MatMul$")
 GROUP_IDS = "group_ids"
@@ -97,16 +98,17 @@ def _keep_shared(
 
 
 def _folded(model: onnx.ModelProto, v: onnx.NodeProto, o: onnx.NodeProto, scope: str) -> onnx.NodeProto:
-    """One MatMul by Wv·Wo (their product in float64, stored float32): the shortcut's two
-    projections in one, at the price of bit-exactness (rounding of the product)."""
+    """One MatMul by Wv·Wo (each element the float32 rounding of the exact product, the same
+    bytes on every CPU: onnxship.rounded_matmul): the shortcut's two projections in one, at the
+    price of bit-exactness (rounding of the product)."""
     weights = {t.name: t for t in model.graph.initializer}
     if v.input[1] not in weights or o.input[1] not in weights:
         raise ValueError(f"group attention {scope}: v/o weights are not initializers")
-    product = numpy_helper.to_array(weights[v.input[1]]).astype(np.float64) @ numpy_helper.to_array(
-        weights[o.input[1]]
-    ).astype(np.float64)
+    product = rounded_matmul(
+        numpy_helper.to_array(weights[v.input[1]]), numpy_helper.to_array(weights[o.input[1]])
+    )
     name = scope + "shortcut/vo_weight"
-    model.graph.initializer.append(numpy_helper.from_array(product.astype(np.float32), name))
+    model.graph.initializer.append(numpy_helper.from_array(product, name))
     return helper.make_node(
         "MatMul", [v.input[0], name], [scope + "shortcut/vo"], name=scope + "shortcut/vo/MatMul"
     )

@@ -31,6 +31,10 @@ class Family:
     # to (the summary says it beside the batch sizes where it does)
     native_faster_why: ClassVar[str] = ""
     native_file: ClassVar[str]  # file name inside models/native/<model>/
+    # the top-level libraries load() needs: a cold start times importing them apart from the
+    # load, and the benchmark's timing worker imports them before its load clock starts (what
+    # load() imports beyond them counts as load)
+    loader_imports: ClassVar[tuple[str, ...]] = ()
     converter: ClassVar[str]  # library that writes the ONNX graph
     estimator_types: ClassVar[tuple[str, ...]] = ()  # class names this family recognises
     accepts_nan: ClassVar[bool] = True  # native model takes NaN features (missing values)

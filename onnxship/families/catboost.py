@@ -20,6 +20,7 @@ SOURCE_PREFIX = re.compile(r"^\S+\.cpp:\d+:\s*")  # "catboost/libs/.../model_exp
 class CatBoostFamily(Family):
     name = "catboost"
     group = "boosting"
+    loader_imports = ("catboost",)
     native_file = "model.cbm"
     converter = "catboost"
     estimator_types = ("CatBoostRegressor", "CatBoostClassifier")

@@ -41,6 +41,7 @@ from onnxship.families import Family, register
 
 class ChronosFamily(Family):
     native_file = "checkpoint"  # a folder: config.json + model.safetensors
+    loader_imports = ("torch", "chronos")
     converter = "torch.onnx (legacy, patched)"
     tasks = (Task.FORECAST,)
     pipeline_class: ClassVar[str]

@@ -18,6 +18,7 @@ from onnxship.graph import columns_front, snap_thresholds
 class LightGBMFamily(Family):
     name = "lightgbm"
     group = "boosting"
+    loader_imports = ("lightgbm",)
     native_file = "model.txt"
     converter = "onnxmltools"
     estimator_types = ("LGBMRegressor", "LGBMClassifier", "Booster")

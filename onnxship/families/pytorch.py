@@ -101,6 +101,7 @@ class TorchFamily(Family):
     name = "torch"
     group = "neural"
     native_file = "model.safetensors"
+    loader_imports = ("torch", "safetensors")
     converter = "torch.onnx (dynamo)"
     accepts_nan = False
 

@@ -22,6 +22,7 @@ from onnxship.families import Family, float_input, register
 
 class _SklearnBase(Family):
     native_file = "model.joblib"
+    loader_imports = ("sklearn", "joblib")
     converter = "skl2onnx"
 
     def save(self, est: Any, path: Path) -> None:

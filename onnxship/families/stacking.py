@@ -22,6 +22,9 @@ class StackingFamily(_SklearnBase):
     group = "ensembles"
     converter = "onnxship-stacking (per-base converters + onnx.compose)"
     estimator_types = ("StackingRegressor", "StackingClassifier")
+    # its bases may be of any family: the tree libraries are imported with it, as a stack of them
+    # needs (a stack of scikit-learn models alone overstates its import time by theirs)
+    loader_imports = ("sklearn", "joblib", "xgboost", "lightgbm", "catboost")
 
     tiny_spec: ClassVar[dict[str, Any]] = {
         # the tests fill each base in with its own family's tiny spec

@@ -17,6 +17,7 @@ from onnxship.graph import columns_front
 class XGBoostFamily(Family):
     name = "xgboost"
     group = "boosting"
+    loader_imports = ("xgboost",)
     native_file = "model.json"
     converter = "onnxmltools"
     estimator_types = ("XGBRegressor", "XGBClassifier")

@@ -3,14 +3,14 @@ imports only what its runtime needs.
 
 `python -m onnxship.measure.coldstart '<job json>'` is that process. It reports, on one JSON line:
   import_s        importing the runtime (ONNX: numpy + onnxruntime; native: the libraries its
-                  loader imports, found by a discovery run, e.g. xgboost or torch + chronos)
+                  family's loader names, e.g. xgboost or torch + chronos: Family.loader_imports)
   load_s          reading the model file into a ready session / estimator
   first_call_ms   the first prediction (one row / one window)
   rss_rest_mb     resident memory after that first prediction, idle
   rss_peak_mb     the process's peak resident memory after one call at the largest batch size
 and the parent (cold_starts) adds process start (interpreter up to our first line) and the whole
 span from spawning the process to the first answer. Processes start from a warm file cache (the
-discovery run and earlier runs read the same files): a first boot of a node reads slower disks.
+timing workers read the same files): a first boot of a node reads slower disks.
 Runtimes are started in interleaved order (A B …, then … B A) `runs` times; each figure is the
 median with its order-statistic interval and the run count.
 
@@ -137,45 +137,38 @@ def loaded_packages() -> list[str]:
     return sorted(n for n in names - set(sys.stdlib_module_names) if not n.startswith("_"))
 
 
-def top_level_modules() -> set[str]:
-    return {m.split(".")[0] for m in sys.modules}
+def wait_policy(job: dict) -> str | None:
+    """The OpenMP wait policy native runs under: PASSIVE with spinning off (OpenMP - PyTorch,
+    LightGBM - busy-waits between calls unless told not to), else the library's default."""
+    # the pipeline's stages run with it already (onnxship/pipeline/kernels.py: QUIET_OPENMP)
+    return None if job["runtime_settings"].get("allow_spinning", True) else "PASSIVE"
 
 
-def imported_since(before: set[str]) -> list[str]:
-    """Top-level modules imported since `before` (beyond the standard library, numpy and
-    onnxship): what loading a native model imports. The probe imports them first, so import and
-    load are timed apart. The benchmark's native timing worker reports them as it loads; a
-    discovery run finds them where there is no such worker."""
-    skip = set(sys.stdlib_module_names) | {"onnxship", "numpy", "onnx"}
-    return sorted(m for m in top_level_modules() - before if m not in skip and not m.startswith("_"))
+def native_imports(job: dict) -> list[str]:
+    """The libraries a native job's model needs to load: its family's loader_imports (read from
+    the model's meta.json; families.Family says what counts)."""
+    from pathlib import Path
+
+    from onnxship import families
+    from onnxship.contract import NATIVE_META
+
+    meta = json.loads((Path(job["native_dir"]) / NATIVE_META).read_text())
+    return list(families.get(meta["family"]).loader_imports)
 
 
-def _discover(job: dict) -> dict:
-    before = top_level_modules()
-    _probe(job)
-    return {"imports": imported_since(before)}
-
-
-def run_probe(job: dict, discover: bool = False) -> dict:
+def run_probe(job: dict) -> dict:
     """One fresh process (this module as a script); its figures plus process start and total."""
     env = dict(os.environ)
-    if not job["runtime_settings"].get("allow_spinning", True):
-        env["OMP_WAIT_POLICY"] = "PASSIVE"  # as the benchmark's native workers run
+    env.pop("OMP_WAIT_POLICY", None)
+    if job["runtime"] == "native" and wait_policy(job):
+        env["OMP_WAIT_POLICY"] = wait_policy(job)  # as the benchmark's native workers run
     spawned = time.monotonic()
-    args = [
-        sys.executable,
-        "-m",
-        "onnxship.measure.coldstart",
-        json.dumps(job),
-        *(["--discover"] if discover else []),
-    ]
+    args = [sys.executable, "-m", "onnxship.measure.coldstart", json.dumps(job)]
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"cold-start probe of {job['runtime']} failed: {last[:300]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    if discover:
-        return out
     return out | {
         "process_start_s": out.pop("started_at") - spawned,
         "cold_start_s": out.pop("first_answer_at") - spawned,
@@ -193,7 +186,8 @@ def cold_starts(jobs: list[dict], runs: int, progress: Callable[[], object] | No
     from onnxship.measure.intervals import percentile_interval
 
     jobs = [
-        j | run_probe(j, discover=True) if j["runtime"] == NATIVE and "imports" not in j else j for j in jobs
+        j | {"imports": native_imports(j)} if j["runtime"] == NATIVE and "imports" not in j else j
+        for j in jobs
     ]
     samples: dict[str, list[dict]] = {j["runtime"]: [] for j in jobs}
     for round_ in range(runs):
@@ -214,7 +208,7 @@ def cold_starts(jobs: list[dict], runs: int, progress: Callable[[], object] | No
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
-    print(json.dumps(_discover(request) if "--discover" in sys.argv[2:] else _probe(request)), flush=True)
+    print(json.dumps(_probe(request)), flush=True)
     # every figure is taken: skip the interpreter's teardown of what was loaded (about 1.5 s with
     # PyTorch, paid by the benchmark waiting for this process, measuring nothing)
     os._exit(0)

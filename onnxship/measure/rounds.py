@@ -1,7 +1,9 @@
 """The benchmark's final measurement: native and every variant timed in interleaved rounds.
 
 Each runtime (at the settings the tuning screen found fastest for a batch size) is loaded once in
-its own spawned process, a RuntimeWorker, and waits on a pipe. Per batch size, onnxship.measure.intervals
+its own process, a RuntimeWorker, and waits on a pipe: ONNX Runtime in a spawned one, native in a
+fork of the stage where its libraries are loaded already under the same OpenMP wait policy
+(start_method). Per batch size, onnxship.measure.intervals
 .interleaved asks each worker in turn for one round of calls (~`round_s` of work), the order
 reversed every round, until every runtime's `stop_on` percentile has its interval within ±target
 (the p50 in the default benchmark: speedups and their intervals are built from p50s; the p99 in
@@ -20,6 +22,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,17 +36,16 @@ log = logging.getLogger("onnxship.stage")
 
 
 def worker_main(conn: Any, job: dict) -> None:
-    """In the spawned process: load the runtime, then time rounds of calls on command."""
-    from onnxship.measure.coldstart import imported_since, top_level_modules
-    from onnxship.measure.timing import load_and_call_once
+    """In the worker process: load the runtime, then time rounds of calls on command."""
+    from onnxship.measure.timing import load_and_call_once, ready_to_load
 
-    before = top_level_modules()
     try:
+        ready_to_load(job)  # native's libraries, imported off the load clock
         call, feeds, loaded = load_and_call_once(job)
     except Exception as err:  # the parent reports it; a traceback in a child helps nobody
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready", loaded, imported_since(before)))
+    conn.send(("ready", loaded))
     set_threads = native_thread_setter(job)
     rows, batches, warm = len(next(iter(feeds.values()))), {}, set()
     threads = job["runtime_settings"].get("intra_op_threads")
@@ -98,19 +100,32 @@ def threads_of(job: dict) -> int | None:
     return job["runtime_settings"].get("intra_op_threads") if job["runtime"] == NATIVE else None
 
 
+def start_method(job: dict) -> str:
+    """How a job's worker process starts. Native: a fork of this process where that is the same
+    as a fresh one for its calls (Linux; OpenMP's wait policy, which it reads once when it loads,
+    already the job's: the pipeline's stages run with it), so a stage forked from a warm server
+    does not import PyTorch and Chronos again (~6 s a model). Its resident memory then includes
+    this process's pages: the benchmark takes native's from the cold start. ONNX Runtime: spawned,
+    a fresh process whose memory is its own."""
+    from onnxship.measure.coldstart import wait_policy
+
+    forkable = job["runtime"] == NATIVE and sys.platform.startswith("linux")
+    return "fork" if forkable and os.environ.get("OMP_WAIT_POLICY") == wait_policy(job) else "spawn"
+
+
 class RuntimeWorker:
     """One runtime under one set of settings, loaded in its own process, timing on command."""
 
     def __init__(self, job: dict) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        self.conn, child = spawn.Pipe()
-        self.process = spawn.Process(target=worker_main, args=(child, job), daemon=True)
+        self.start_method = start_method(job)
+        context = multiprocessing.get_context(self.start_method)
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=worker_main, args=(child, job), daemon=True)
         self.process.start()
         child.close()  # the child's end lives in the child: a worker that dies is then an EOFError here
-        kind, detail, *imports = self.conn.recv()
+        kind, detail = self.conn.recv()
         self.runtime = job["runtime"]
         self.loaded = detail if kind == "ready" else {}  # load time, file size, first call, RSS
-        self.imports = imports[0] if imports else []  # what loading it imported (onnxship.measure.coldstart)
         if kind != "ready":
             self.close()
             raise RuntimeError(f"{job['runtime']} could not be loaded for timing: {detail}")
@@ -384,8 +399,7 @@ def measure_model(
         figures = screen_in_workers(screen_jobs, sizes, bench, pool, clock.counter("screen", labels))
         measured = tuned_figures(screen_jobs, figures, native["runtime"])
         clock.lap("screen")
-        # what loading native imports, as its timing worker saw it: cold start needs no discovery run
-        loader_imports = next((w.imports for w in pool.values() if w.runtime == native["runtime"]), None)
+        forked = {w.runtime for w in pool.values() if w.start_method == "fork"}
         screen = {rt: settings_for_all(best_per_batch(m), bench["batch_sizes"]) for rt, m in measured.items()}
         screen |= inherited_screens(screen, variants, mode)
         # 2. the figures: each runtime at its best settings, in interleaved rounds
@@ -417,10 +431,13 @@ def measure_model(
     peak = max(bench["batch_sizes"])
     started = cold_start_of(runtimes) if cold_start_of else list(jobs)
     probes = [jobs[r] | {"runtime_settings": base, "peak_batch": peak} for r in jobs if r in started]
-    if loader_imports is not None:
-        probes = [p | {"imports": loader_imports} if p["runtime"] == native["runtime"] else p for p in probes]
     runs = bench["cold_start_runs"]
     cold = cold_starts(probes, runs, clock.counter("cold start", [f"round {i + 1}" for i in range(runs)]))
     clock.lap("cold_start")
+    for runtime in forked & set(cold):  # a fork's resident memory includes the stage's: a fresh process's
+        runtimes[runtime] |= {
+            "rss_after_load_mb": cold[runtime]["rss_rest_mb"]["median"],
+            "rss_from": "cold_start",
+        }
     floored = {FLOOR: loads[FLOOR] | {"batches": final[FLOOR]}} if floor is not None else {}
     return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps} | floored

@@ -77,16 +77,31 @@ def time_calls(call: TimedCall, feed: dict[str, np.ndarray], bench: dict) -> dic
     return summarize_samples(list(np.asarray(samples) / 1e6), len(next(iter(feed.values()))))
 
 
+def ready_to_load(job: dict) -> None:
+    """Before a runtime's load clock starts: native's OpenMP wait policy (read once, when the
+    library loads, so before any is imported in a fresh process) and the libraries its family's
+    loader needs (families.Family.loader_imports). Load figures are then the model's load alone,
+    as ONNX Runtime's are, whether this process is fresh or a fork that has them already."""
+    if job["runtime"] != NATIVE:
+        return
+    import importlib
+
+    from onnxship.measure.coldstart import native_imports, wait_policy
+
+    policy = wait_policy(job)
+    if policy:
+        os.environ["OMP_WAIT_POLICY"] = policy
+    for module in native_imports(job):
+        importlib.import_module(module)
+
+
 def load_runtime(job: dict) -> tuple[TimedCall, dict[str, np.ndarray], int]:
     """In a fresh process: (call, the benchmark's inputs by name, the model file's bytes) for one
     runtime: the native library, or an ONNX Runtime session built as serving builds it."""
     with np.load(job["data"]) as saved:  # the inputs by name: one "input", or a forecaster's feed
         feeds = {k: saved[k] for k in saved.files}
     if job["runtime"] == NATIVE:
-        if not job["runtime_settings"].get("allow_spinning", True):
-            # OpenMP (PyTorch, LightGBM) busy-waits between calls unless told not to; it reads
-            # this once, at load, so before any library is imported in this fresh process
-            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        ready_to_load(job)  # a no-op where the caller readied it, off the clock
         from onnxship import families
         from onnxship.measure.coldstart import fed_like_the_graph
 

@@ -12,14 +12,17 @@ the store failed: retried with backoff).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,18 +209,46 @@ def release_downloader() -> None:
     timer.start()
 
 
-def _stop_if_still_idle(spell: int) -> None:
-    from multiprocessing import forkserver
+FORKSERVER_EXIT_S = 5.0  # an idle forkserver ends at once when told; one that does not is killed
 
+
+def _stop_if_still_idle(spell: int) -> None:
+    """Tell the idle forkserver to end and forget it, under the lock downloads count themselves
+    under (the next download starts a new one); wait for its end outside that lock, bounded, so
+    a forkserver that does not end blocks no download (CPython's own _stop waits under it,
+    without a timeout)."""
+    from multiprocessing import forkserver, util
+
+    server = forkserver._forkserver
     with _in_flight_lock:
         if spell != _idle_since or _in_flight:  # a download since (or now): its own end re-arms
             return
-        stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's own (3.8+); else it stays
-        if stop is not None:
-            try:
-                stop()
-            except OSError as err:  # its socket already gone: nothing left to stop
-                print(f"stopping the download forkserver: {err}", file=sys.stderr)
+        with server._lock:  # what ensure_running holds while it reads these
+            pid, alive_w = server._forkserver_pid, server._forkserver_alive_fd
+            address = server._forkserver_address
+            if pid is None:
+                return
+            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+        os.close(alive_w)  # its end of the "alive" pipe: the forkserver's loop ends
+    _reap(pid, FORKSERVER_EXIT_S)
+    if address and not util.is_abstract_socket_namespace(address):
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+
+
+def _reap(pid: int, within_s: float) -> None:
+    """Wait up to `within_s` for child `pid` to end, then kill it and wait for that."""
+    deadline = time.monotonic() + within_s
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                print(f"the download forkserver did not end within {within_s:.0f} s: killed", file=sys.stderr)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.05)
+    except ChildProcessError:  # reaped already
+        pass
 
 
 def packaging_run_alive(client: Any, mv: Any) -> None:
