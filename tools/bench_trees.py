@@ -13,10 +13,11 @@ For XGBoost, LightGBM and CatBoost (models/native/<model>, trained by make run):
                     one thread; its time includes wrapping the rows in its DMatrix, as a call does
 A peer that is not installed or cannot take the model is recorded with the reason, not fatal.
 
-Writes reports/peers/trees.json: per model, agreement with native on the test split (rows equal
-in float32, largest |difference|) for every engine, and per batch size the p50 of each with its
-95 % interval from interleaved rounds (order reversed each round), ORT spinning off; then the
-ratio native / engine (> 1: faster than native), and where no ONNX graph reaches native, by how
+Writes reports/peers/trees.json (with the commit, date and CPU it ran on): per model, agreement
+with native on the test split (rows equal in float32, largest |difference|) for every engine, and
+per batch size the p50 of each with its 95 % interval from interleaved rounds (order reversed each
+round), ORT spinning off; then the ratio native / engine (> 1: faster than native), and where no
+ONNX graph reaches native, by how
 much (`onnx_behind_native`).
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import tempfile
 import time
@@ -183,7 +185,15 @@ def main() -> int:
         print(f"no registered {', '.join(missing)}: run `make run` first", file=sys.stderr)
         return 2
     test = pd.read_parquet(ROOT / "data" / "prepared" / "test.parquet")
-    report: dict = {"threads": 1, "batch_sizes": list(BATCH_SIZES), "models": {}}
+    from tools.timings import commit, cpu
+
+    # figures belong to a machine and a commit: both are recorded beside them
+    report: dict = {
+        "threads": 1,
+        "batch_sizes": list(BATCH_SIZES),
+        "machine": {"cpu": cpu(), "cpus": os.cpu_count()},
+    }
+    report |= {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "models": {}}
     for name in MODELS:
         features = read_json(ROOT / "models" / "native" / name / NATIVE_META)["features"]
         X = test[features].to_numpy(np.float32)
