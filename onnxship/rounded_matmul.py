@@ -39,15 +39,28 @@ def rounded_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def exactly_rounded(row: np.ndarray, column: np.ndarray) -> np.float32:
     """The float32 nearest to the exact dot product of two float64 vectors (ties to even)."""
     products = (row * column).tolist()  # exact: each a product of two float32 values
+    if not all(map(math.isfinite, products)):  # inf or NaN: as the float64 sum has it
+        return np.float32(sum(products))
     total = math.fsum(products)  # the exact sum rounded to float64: on the same side of every
     # float32 midpoint as the exact sum, unless it is one
     guess = np.float32(total)
-    if float(guess) == total or not np.isfinite(guess):
+    if not np.isfinite(guess):  # beyond the largest float32, or its overflow midpoint
+        return _overflow_rounded(products)
+    if float(guess) == total:
         return guess
     neighbour = np.nextafter(guess, np.float32(np.inf if total > float(guess) else -np.inf))
-    if (float(guess) + float(neighbour)) / 2 != total:
+    if not np.isfinite(neighbour) or (float(guess) + float(neighbour)) / 2 != total:
         return guess
     exact = sum((Fraction(p) for p in products), Fraction(0))  # on a midpoint: which side, exactly
     if exact == total:  # a true tie: to even
         return min(guess, neighbour, key=lambda c: int(c.view(np.uint32)) & 1)
     return max(guess, neighbour) if exact > total else min(guess, neighbour)
+
+
+def _overflow_rounded(products: list[float]) -> np.float32:
+    """A sum at or past float32's overflow midpoint (the largest float32 plus half its ulp, 2^103):
+    below it, the largest float32; from it on, inf (ties go to inf, whose significand is even)."""
+    largest = np.finfo(np.float32).max
+    exact = sum((Fraction(p) for p in products), Fraction(0))
+    below = abs(exact) < Fraction(float(largest)) + 2**103
+    return np.float32(np.copysign(largest if below else np.inf, float(exact)))

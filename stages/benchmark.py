@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from onnxship.contract import NATIVE_META, OPTIMIZE_REPORT, timed_runtimes
 from onnxship.io import read_json
 from onnxship.measure.report import add_speedups, compact_metrics, flat_metrics, latency_rows
-from onnxship.measure.rounds import measure_model
+from onnxship.measure.rounds import FORK_NATIVE, measure_model
 from onnxship.measure.timing import NATIVE, bench_settings, floor_job, gpu_runs, variants_to_time
 from onnxship.packaging.choice import served_runtimes
 from onnxship.pipeline.config import as_plain, model_spec
@@ -59,7 +59,9 @@ def run(cfg: DictConfig, _run) -> Outcome:
             served = served if bench.get("cold_start") == "served" else None
             # ONNX Runtime's per-call floor: the same inputs through a graph of no work, in the rounds
             floor = floor_job(common, base, Path(tmp))
-            report |= measure_model({**common, "runtime": NATIVE}, variants, base, bench, name, served, floor)
+            # native times in a fork of this process: it has run no native work (rounds.start_method)
+            native = {**common, "runtime": NATIVE, FORK_NATIVE: True}
+            report |= measure_model(native, variants, base, bench, name, served, floor)
             report["gpu"] = gpu_runs(base, bench.get("gpu_providers") or [], variants)
     else:
         report["skipped"] = "export failed"

@@ -4,6 +4,7 @@ and the lineage that groups one `dvc repro`'s stage runs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -225,18 +226,87 @@ def test_one_native_worker_times_every_thread_count():
     assert [threads_of(j) for j in native] == [1, 2] and threads_of(onnx_jobs[0]) is None
 
 
-def test_native_is_timed_in_a_fork_only_where_openmp_waits_as_the_job_says(monkeypatch):
-    """OpenMP reads its wait policy once, when it loads: a fork of this process times native as
-    a fresh process would only where the policy here is the job's (PASSIVE with spinning off)."""
-    from onnxship.measure.rounds import start_method
+def test_native_is_timed_in_a_fork_only_where_its_caller_asks_and_openmp_waits_as_the_job_says(monkeypatch):
+    """OpenMP reads its wait policy once, when it loads, and libgomp hangs in a fork of a process
+    that ran OpenMP work: a fork times native as a fresh process would only where the caller says
+    it ran none (the benchmark stage) and the policy here is the job's (PASSIVE, spinning off)."""
+    from onnxship.measure.rounds import FORK_NATIVE, start_method
 
-    quiet = {"runtime": "native", "runtime_settings": SETTINGS}
-    spinning = {"runtime": "native", "runtime_settings": SETTINGS | {"allow_spinning": True}}
+    quiet = {"runtime": "native", "runtime_settings": SETTINGS, FORK_NATIVE: True}
+    spinning = quiet | {"runtime_settings": SETTINGS | {"allow_spinning": True}}
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     assert [start_method(quiet), start_method(spinning)] == ["fork", "spawn"]
+    assert start_method(quiet | {FORK_NATIVE: False}) == "spawn"  # onnxship-bench: parity ran natively first
     assert start_method(quiet | {"runtime": "base"}) == "spawn"  # ONNX Runtime: always its own process
     monkeypatch.delenv("OMP_WAIT_POLICY")
     assert [start_method(quiet), start_method(spinning)] == ["spawn", "fork"]
+
+
+@pytest.fixture(scope="module")
+def native_job(tmp_path_factory) -> dict:
+    """A tiny XGBoost model as the pipeline keeps one (the file and meta.json), and its inputs."""
+    import json
+
+    from tests.builders import data, fitted
+
+    folder = tmp_path_factory.mktemp("native")
+    X, y = data("regression")
+    family, est = fitted("xgboost", "regression", X, y)
+    family.save(est, folder / family.native_file)
+    meta = {"family": "xgboost", "task": "regression", "native_file": family.native_file}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    np.savez(folder / "inputs.npz", input=X.astype(np.float32))
+    settings = SETTINGS | {"intra_op_threads": 1}
+    return {"runtime": "native", "native_dir": str(folder), "data": str(folder / "inputs.npz")} | {
+        "bench": {"warmup_iterations": 1},
+        "runtime_settings": settings,
+    }
+
+
+def test_a_spinning_native_job_loads_without_the_stages_passive_policy(native_job, monkeypatch):
+    from onnxship.measure.timing import ready_to_load
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # as every stage but train runs
+    spinning = native_job | {"runtime_settings": native_job["runtime_settings"] | {"allow_spinning": True}}
+    ready_to_load(spinning)
+    assert "OMP_WAIT_POLICY" not in os.environ
+    ready_to_load(native_job)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_a_forked_native_worker_ends_when_its_stage_is_killed(native_job):
+    """A fork holds a copy of the stage's end of its pipe: it closes it, so a stage killed without
+    clean-up leaves the worker an EOF, not a wait for ever holding the model's memory."""
+    import json
+    import signal
+
+    import psutil
+
+    from tests.conftest import ROOT
+
+    stage = textwrap.dedent(
+        """
+        import json, os, sys, time
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        from onnxship.measure.rounds import FORK_NATIVE, RuntimeWorker
+        worker = RuntimeWorker(json.loads(sys.argv[1]) | {FORK_NATIVE: True})
+        print(worker.start_method, worker.process.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", stage, json.dumps(native_job)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        how, pid = proc.stdout.readline().split()
+        assert how == "fork"
+        worker = psutil.Process(int(pid))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        psutil.wait_procs([worker], timeout=15)
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    finally:
+        proc.kill()
 
 
 def test_the_floor_graphs_speedup_is_stated_as_the_ceiling_where_the_call_is_a_large_share():

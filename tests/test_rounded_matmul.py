@@ -48,3 +48,16 @@ def test_a_sum_just_past_a_midpoint_rounds_as_the_exact_sum_not_as_float64_would
     expected = sign * np.array([1 + 2.0**-23, 1.0, 1 + 2.0**-22], dtype=np.float32)
     assert got.tolist() == expected.tolist()
     assert naive[0] != expected[0]  # what the float64 route gives
+
+
+def test_overflow_and_infinities_round_as_ieee_says():
+    from onnxship.rounded_matmul import exactly_rounded
+
+    largest = float(np.finfo(np.float32).max)
+    # just below float32's overflow midpoint (largest + 2^103): the largest float32; at it: inf
+    assert exactly_rounded(np.array([largest, 2.0**103, -(2.0**60)]), np.ones(3)) == np.float32(largest)
+    assert np.isinf(exactly_rounded(np.array([largest, 2.0**103]), np.ones(2)))
+    assert exactly_rounded(np.array([-largest, -(2.0**103), 2.0**60]), np.ones(3)) == -np.float32(largest)
+    with np.errstate(invalid="ignore"):
+        both = rounded_matmul(np.array([[np.inf, -np.inf]], np.float32), np.ones((2, 1), np.float32))
+    assert np.isnan(both[0, 0])  # as numpy's own product has it, not an error

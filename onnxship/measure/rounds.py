@@ -35,10 +35,13 @@ from onnxship.measure.intervals import Series, interleaved, percentile_interval
 log = logging.getLogger("onnxship.stage")
 
 
-def worker_main(conn: Any, job: dict) -> None:
-    """In the worker process: load the runtime, then time rounds of calls on command."""
+def worker_main(conn: Any, job: dict, parents_end: Any = None) -> None:
+    """In the worker process: load the runtime, then time rounds of calls on command (a fork
+    closes its copy of the parent's end of the pipe first)."""
     from onnxship.measure.timing import load_and_call_once, ready_to_load
 
+    if parents_end is not None:
+        parents_end.close()
     try:
         ready_to_load(job)  # native's libraries, imported off the load clock
         call, feeds, loaded = load_and_call_once(job)
@@ -100,16 +103,20 @@ def threads_of(job: dict) -> int | None:
     return job["runtime_settings"].get("intra_op_threads") if job["runtime"] == NATIVE else None
 
 
+FORK_NATIVE = "fork_native"  # a native job's key: its caller has run no OpenMP work (see start_method)
+
+
 def start_method(job: dict) -> str:
-    """How a job's worker process starts. Native: a fork of this process where that is the same
-    as a fresh one for its calls (Linux; OpenMP's wait policy, which it reads once when it loads,
-    already the job's: the pipeline's stages run with it), so a stage forked from a warm server
-    does not import PyTorch and Chronos again (~6 s a model). Its resident memory then includes
-    this process's pages: the benchmark takes native's from the cold start. ONNX Runtime: spawned,
-    a fresh process whose memory is its own."""
+    """How a job's worker process starts. Native: a fork of this process where the caller says
+    that is the same as a fresh one for its calls (`FORK_NATIVE`: the benchmark stage, which has
+    run no native work; libgomp hangs in a fork of a process that has), on Linux, with OpenMP's
+    wait policy (read once, when it loads) already the job's: the pipeline's stages run with it.
+    A stage forked from a warm server then does not import PyTorch and Chronos again (~6 s a
+    model). Its resident memory includes this process's pages: the benchmark takes native's from
+    the cold start. ONNX Runtime, and anything else: spawned, a fresh process."""
     from onnxship.measure.coldstart import wait_policy
 
-    forkable = job["runtime"] == NATIVE and sys.platform.startswith("linux")
+    forkable = job["runtime"] == NATIVE and job.get(FORK_NATIVE) and sys.platform.startswith("linux")
     return "fork" if forkable and os.environ.get("OMP_WAIT_POLICY") == wait_policy(job) else "spawn"
 
 
@@ -120,7 +127,10 @@ class RuntimeWorker:
         self.start_method = start_method(job)
         context = multiprocessing.get_context(self.start_method)
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(child, job), daemon=True)
+        # a fork holds a copy of this end too: it closes it, so a stage that dies (SIGKILL, no
+        # clean-up) leaves it an EOF, not a worker waiting for ever
+        ours = self.conn if self.start_method == "fork" else None
+        self.process = context.Process(target=worker_main, args=(child, job, ours), daemon=True)
         self.process.start()
         child.close()  # the child's end lives in the child: a worker that dies is then an EOFError here
         kind, detail = self.conn.recv()
@@ -435,9 +445,8 @@ def measure_model(
     cold = cold_starts(probes, runs, clock.counter("cold start", [f"round {i + 1}" for i in range(runs)]))
     clock.lap("cold_start")
     for runtime in forked & set(cold):  # a fork's resident memory includes the stage's: a fresh process's
-        runtimes[runtime] |= {
-            "rss_after_load_mb": cold[runtime]["rss_rest_mb"]["median"],
-            "rss_from": "cold_start",
-        }
+        fresh = {"rss_after_load_mb": cold[runtime]["rss_rest_mb"]["median"], "rss_from": "cold_start"}
+        runtimes[runtime] |= fresh
+        measured[runtime] = [entry | fresh for entry in measured[runtime]]
     floored = {FLOOR: loads[FLOOR] | {"batches": final[FLOOR]}} if floor is not None else {}
     return {"tuning": measured, "runtimes": runtimes, "cold_start": cold, "phases_s": clock.laps} | floored

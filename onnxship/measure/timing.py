@@ -91,6 +91,8 @@ def ready_to_load(job: dict) -> None:
     policy = wait_policy(job)
     if policy:
         os.environ["OMP_WAIT_POLICY"] = policy
+    else:  # spinning: the library's default, whatever the stage runs with
+        os.environ.pop("OMP_WAIT_POLICY", None)
     for module in native_imports(job):
         importlib.import_module(module)
 
