@@ -6,7 +6,8 @@ AVX2 one, so other model bytes. Here every element is the float32 rounding of th
 any CPU finds it: each product of two float32 values is exact in float64, so BLAS's float64 sum
 is within a known bound of the exact one (k·u·Σ|a·b|, any order, FMA or not). An element whose
 float64 value lies farther than that from every float32 rounding midpoint rounds as the exact sum
-does; the few that lie closer are summed exactly, in fractions, and rounded from there.
+does; the few that lie closer are summed again without error (math.fsum, rounded once to
+float64, and in fractions where that lands on a midpoint) and rounded from there.
 """
 
 from __future__ import annotations

@@ -160,8 +160,8 @@ def run_probe(job: dict) -> dict:
     """One fresh process (this module as a script); its figures plus process start and total."""
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
-    if job["runtime"] == "native" and wait_policy(job):
-        env["OMP_WAIT_POLICY"] = wait_policy(job)  # as the benchmark's native workers run
+    if job["runtime"] == "native" and (policy := wait_policy(job)):
+        env["OMP_WAIT_POLICY"] = policy  # as the benchmark's native workers run
     spawned = time.monotonic()
     args = [sys.executable, "-m", "onnxship.measure.coldstart", json.dumps(job)]
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
